@@ -1,0 +1,1 @@
+"""The defstate quickstart project."""

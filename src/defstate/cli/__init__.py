@@ -1,0 +1,1 @@
+"""The ``defstate`` command line: thin wrappers over the library, rendered with rich."""

@@ -1,0 +1,90 @@
+"""The root ``defstate`` command group and the error handling every command shares."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import attrs
+import click
+
+from defstate.errors import DefstateError, UnknownStateKeyError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@attrs.frozen
+class CliState:
+    """Options of the root command, passed to every sub-command."""
+
+    project: Path | None
+    debug: bool
+
+
+def is_deploy() -> bool:
+    """``DEFSTATE_DEPLOY=1``: a deployed artifact, where nothing may refresh."""
+    return os.environ.get("DEFSTATE_DEPLOY", "").strip().lower() in ("1", "true", "yes")
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print one ``error:`` line to stderr and exit with ``code``."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn exceptions into one-line errors and non-zero exits (tracebacks only with --debug)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        ctx = click.get_current_context()
+        debug = bool(ctx.find_object(CliState) and ctx.find_object(CliState).debug)  # type: ignore[union-attr]
+        try:
+            return func(*args, **kwargs)
+        except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
+            raise
+        except UnknownStateKeyError as exc:
+            if debug:
+                raise
+            fail(str(exc), code=2)
+        except DefstateError as exc:
+            if debug:
+                raise
+            fail(str(exc))
+        except Exception as exc:
+            if debug:
+                raise
+            fail(f"{type(exc).__name__}: {exc} (run with --debug for a traceback)")
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+pass_state = click.make_pass_decorator(CliState)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--project",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="DEFSTATE_PROJECT",
+    help="Project folder (default: walk up from the current folder to a pyproject.toml "
+    "with [tool.defstate]).",
+)
+@click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
+@click.version_option(package_name="defstate")
+@click.pass_context
+def cli(ctx: click.Context, project: Path | None, debug: bool) -> None:
+    """defstate: state-backed components."""
+    ctx.obj = CliState(project=project, debug=debug)
+
+
+def json_dumps(data: Any) -> str:
+    import json
+
+    return json.dumps(data, indent=2, sort_keys=False)

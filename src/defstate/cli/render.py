@@ -1,0 +1,94 @@
+"""Rich rendering of load and refresh results (rich is imported only when rendering)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import click
+
+from defstate.loader.discovery import LoadError
+from defstate.loader.refresh import RefreshResult
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from defstate.loader.load import LoadResult, Project
+
+
+def console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, markup=False)
+
+
+def print_errors(errors: Sequence[LoadError]) -> None:
+    """One ``error:`` line per problem, on stderr."""
+    for error in errors:
+        click.echo(f"error: {error}", err=True)
+
+
+def format_bytes(size: int | None) -> str:
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def render_defs(result: LoadResult) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{len(result.definitions.assets)} assets", title_justify="left")
+    for column in ("key", "deps", "group", "kinds", "component"):
+        table.add_column(column, overflow="fold")
+    for spec in sorted(result.definitions.assets, key=lambda s: s.key):
+        table.add_row(
+            spec.key.to_string(),
+            ", ".join(d.to_string() for d in spec.deps),
+            spec.group_name or "",
+            ", ".join(spec.kinds),
+            result.asset_sources.get(spec.key, ""),
+        )
+    out = console()
+    out.print(table)
+    if result.state_info:
+        state = Table(title="state", title_justify="left")
+        for column in ("key", "version", "created_at", "management type"):
+            state.add_column(column, overflow="fold")
+        for key, version in sorted(result.state_info.versions.items()):
+            state.add_row(key, version.version, version.created_at, version.management_type.value)
+        out.print(state)
+
+
+def render_components(project: Project) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{len(project.instances)} components", title_justify="left")
+    for column in ("source", "type", "state key", "management type"):
+        table.add_column(column, overflow="fold")
+    for instance in project.instances:
+        management = ""
+        if instance.state_key is not None:
+            management = project.groups[instance.state_key].management_type.value
+        table.add_row(instance.source, instance.type_name, instance.state_key or "", management)
+    console().print(table)
+
+
+def render_refresh_results(results: Sequence[RefreshResult]) -> None:
+    """One line per key: key, version, seconds, bytes (or the error)."""
+    for result in results:
+        if result.ok and result.version is not None:
+            click.echo(
+                f"refreshed {result.key}  version={result.version.version}  "
+                f"{result.seconds:.2f}s  {format_bytes(result.size)}"
+            )
+        else:
+            click.echo(
+                f"error: {result.component}: [{result.key}] refresh failed after "
+                f"{result.seconds:.2f}s: {result.error}",
+                err=True,
+            )

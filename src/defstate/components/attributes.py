@@ -1,0 +1,166 @@
+"""Turning the ``attributes:`` of a ``defs.yaml`` entry into constructor arguments.
+
+Values are checked against the attrs fields' type hints; the supported hints are those a YAML
+document can express: ``str``, ``int``, ``float``, ``bool``, ``Path``, ``Any``, ``None``,
+``Literal``, enums, ``list``/``tuple``/``set``/``dict`` of those, unions (``X | None``), and
+nested attrs classes (given as mappings).
+"""
+
+from __future__ import annotations
+
+import enum
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+
+class AttributeValueError(ValueError):
+    """An attribute value does not fit its field; ``path`` is the dotted field path."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+def describe_type(hint: Any) -> str:
+    """A short, human name for a type hint (``list[str]``, ``int | None``, ...)."""
+    if hint is Any:
+        return "any value"
+    if hint is type(None):
+        return "null"
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(describe_type(a) for a in typing.get_args(hint))
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in typing.get_args(hint))
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return " | ".join(repr(m.value) for m in hint)
+    if isinstance(hint, type) and attrs.has(hint):
+        return f"a mapping ({hint.__name__})"
+    if origin is not None:
+        args = ", ".join(describe_type(a) for a in typing.get_args(hint))
+        return f"{getattr(origin, '__name__', str(origin))}[{args}]"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def convert_value(value: Any, hint: Any, path: tuple[str | int, ...]) -> Any:
+    """Check ``value`` against ``hint`` and convert it (e.g. ``str`` to ``Path``)."""
+    fail = AttributeValueError(
+        path, f"expected {describe_type(hint)}, got {_type_name(value)} {value!r}"
+    )
+    if hint is Any or hint is object:
+        return value
+    if hint is type(None):
+        if value is None:
+            return None
+        raise fail
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        for arg in args:
+            try:
+                return convert_value(value, arg, path)
+            except AttributeValueError:
+                continue
+        raise fail
+    if origin is typing.Literal:
+        if value in args:
+            return value
+        raise fail
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        try:
+            return hint(value)
+        except ValueError:
+            raise fail from None
+    if isinstance(hint, type) and attrs.has(hint):
+        if isinstance(value, hint):
+            return value
+        if not isinstance(value, Mapping):
+            raise fail
+        return construct(hint, value, path)
+    if origin in (list, tuple, set, frozenset) or hint in (list, tuple, set, frozenset):
+        container = origin or hint
+        if not isinstance(value, list):
+            raise fail
+        if container is tuple and len(args) == 2 and args[1] is Ellipsis:
+            args = (args[0],)
+        if container is tuple and len(args) > 1:
+            if len(value) != len(args):
+                raise fail
+            return tuple(
+                convert_value(v, a, (*path, i))
+                for i, (v, a) in enumerate(zip(value, args, strict=True))
+            )
+        item = args[0] if args else Any
+        return container(convert_value(v, item, (*path, i)) for i, v in enumerate(value))
+    if origin in (dict, Mapping) or hint in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise fail
+        key_hint, value_hint = args if args else (Any, Any)
+        return {
+            convert_value(k, key_hint, (*path, str(k))): convert_value(
+                v, value_hint, (*path, str(k))
+            )
+            for k, v in value.items()
+        }
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise fail
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise fail
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise fail
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise fail
+    if hint is Path:
+        if isinstance(value, str):
+            return Path(value)
+        raise fail
+    if isinstance(hint, type):
+        if isinstance(value, hint):
+            return value
+        raise fail
+    raise AttributeValueError(path, f"unsupported field type {hint!r}")
+
+
+def construct(cls: type[Any], values: Mapping[str, Any], path: tuple[str | int, ...] = ()) -> Any:
+    """Build an attrs class from a mapping, checking unknown, missing and ill-typed fields."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in attrs.fields(cls) if f.init}
+    by_alias = {f.alias or f.name: f for f in fields.values()}
+    for name in values:
+        if name not in by_alias:
+            known = ", ".join(sorted(by_alias)) or "none"
+            raise AttributeValueError(
+                (*path, str(name)), f"unknown attribute {name!r} (known attributes: {known})"
+            )
+    kwargs: dict[str, Any] = {}
+    for alias, field in by_alias.items():
+        if alias not in values:
+            if field.default is attrs.NOTHING:
+                raise AttributeValueError(
+                    (*path, alias),
+                    f"missing required attribute {alias!r} ({describe_type(hints[field.name])})",
+                )
+            continue
+        kwargs[alias] = convert_value(values[alias], hints.get(field.name, Any), (*path, alias))
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise AttributeValueError(path, f"invalid attributes for {cls.__name__}: {exc}") from None

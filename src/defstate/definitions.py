@@ -1,0 +1,157 @@
+"""Asset keys, asset specs and the definitions a load produces."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from defstate.errors import DuplicateAssetError
+
+_SEPARATOR = "/"
+
+
+def _key_parts(path: Iterable[str]) -> tuple[str, ...]:
+    parts = tuple(path)
+    if not parts:
+        raise ValueError("an asset key needs at least one part")
+    for part in parts:
+        if not isinstance(part, str) or not part:
+            raise ValueError(f"asset key parts must be non-empty strings, got {part!r}")
+        if _SEPARATOR in part:
+            raise ValueError(f"asset key part {part!r} must not contain {_SEPARATOR!r}")
+    return parts
+
+
+@attrs.frozen(order=True)
+class AssetKey:
+    """The identity of an asset: a non-empty tuple of path parts, written ``a/b`` in text."""
+
+    path: tuple[str, ...] = attrs.field(converter=_key_parts)
+
+    @classmethod
+    def from_string(cls, text: str) -> AssetKey:
+        """Parse ``"a/b"`` into ``AssetKey(("a", "b"))``."""
+        return cls(tuple(text.split(_SEPARATOR)))
+
+    @classmethod
+    def from_user(cls, value: AssetKey | str | Sequence[str]) -> AssetKey:
+        """Accept what users write: an ``AssetKey``, ``"a/b"`` or ``["a", "b"]``."""
+        if isinstance(value, AssetKey):
+            return value
+        if isinstance(value, str):
+            return cls.from_string(value)
+        return cls(tuple(value))
+
+    def to_string(self) -> str:
+        return _SEPARATOR.join(self.path)
+
+    def __str__(self) -> str:
+        return self.to_string()
+
+
+def _to_key(value: AssetKey | str | Sequence[str]) -> AssetKey:
+    return AssetKey.from_user(value)
+
+
+def _to_keys(values: Iterable[AssetKey | str | Sequence[str]]) -> tuple[AssetKey, ...]:
+    return tuple(dict.fromkeys(AssetKey.from_user(v) for v in values))
+
+
+def _to_sorted_strings(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(values)))
+
+
+def _to_tags(values: Mapping[str, str]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in values.items()}
+
+
+def _check_json(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{attribute.name} must be JSON-serialisable: {exc}") from None
+
+
+@attrs.frozen
+class AssetSpec:
+    """What defstate knows about one asset: its key, upstream deps and descriptive fields."""
+
+    key: AssetKey = attrs.field(converter=_to_key)
+    deps: tuple[AssetKey, ...] = attrs.field(default=(), converter=_to_keys)
+    description: str | None = None
+    group_name: str | None = None
+    kinds: tuple[str, ...] = attrs.field(default=(), converter=_to_sorted_strings)
+    tags: dict[str, str] = attrs.field(factory=dict, converter=_to_tags)
+    owners: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    metadata: dict[str, Any] = attrs.field(factory=dict, validator=_check_json)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The JSON shape used by ``defstate list defs --json`` (without ``component``)."""
+        return {
+            "key": self.key.to_string(),
+            "deps": [d.to_string() for d in self.deps],
+            "group": self.group_name,
+            "kinds": list(self.kinds),
+            "tags": dict(self.tags),
+            "owners": list(self.owners),
+            "metadata": self.metadata,
+            "description": self.description,
+        }
+
+
+def _to_specs(values: Iterable[AssetSpec]) -> tuple[AssetSpec, ...]:
+    return tuple(values)
+
+
+@attrs.frozen
+class Definitions:
+    """The definitions of one component, or of a whole project after merging."""
+
+    assets: tuple[AssetSpec, ...] = attrs.field(default=(), converter=_to_specs)
+
+    @property
+    def asset_keys(self) -> list[AssetKey]:
+        return [spec.key for spec in self.assets]
+
+    def get_asset(self, key: AssetKey | str | Sequence[str]) -> AssetSpec:
+        wanted = AssetKey.from_user(key)
+        for spec in self.assets:
+            if spec.key == wanted:
+                return spec
+        raise KeyError(wanted.to_string())
+
+
+@attrs.frozen
+class MergedDefinitions:
+    """Definitions merged from several sources, remembering which source defined each asset."""
+
+    definitions: Definitions
+    sources: dict[AssetKey, str]
+    errors: tuple[DuplicateAssetError, ...]
+
+
+def merge_definitions(parts: Iterable[tuple[str, Definitions]]) -> MergedDefinitions:
+    """Merge ``(source, definitions)`` pairs in order.
+
+    A key defined twice keeps its first definition and yields a ``DuplicateAssetError`` naming
+    both sources (``source`` is typically ``defs/x/defs.yaml:3``).
+    """
+    specs: dict[AssetKey, AssetSpec] = {}
+    sources: dict[AssetKey, str] = {}
+    errors: list[DuplicateAssetError] = []
+    for source, defs in parts:
+        for spec in defs.assets:
+            first = sources.get(spec.key)
+            if first is not None:
+                errors.append(
+                    DuplicateAssetError(
+                        f"asset {spec.key} is defined twice: by {first} and by {source}"
+                    )
+                )
+                continue
+            specs[spec.key] = spec
+            sources[spec.key] = source
+    return MergedDefinitions(Definitions(tuple(specs.values())), sources, tuple(errors))

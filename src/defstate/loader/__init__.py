@@ -1,0 +1,28 @@
+"""Loading a project: configuration, discovery, refresh decisions, the load itself."""
+
+from defstate.loader.discovery import ComponentInstance, LoadError
+from defstate.loader.load import (
+    LoadResult,
+    Project,
+    RefreshReport,
+    load_defs,
+    open_project,
+    refresh_state,
+)
+from defstate.loader.project import ProjectConfig, find_project_root, load_project_config
+from defstate.loader.refresh import RefreshResult
+
+__all__ = [
+    "ComponentInstance",
+    "LoadError",
+    "LoadResult",
+    "Project",
+    "ProjectConfig",
+    "RefreshReport",
+    "RefreshResult",
+    "find_project_root",
+    "load_defs",
+    "load_project_config",
+    "open_project",
+    "refresh_state",
+]

@@ -1,0 +1,192 @@
+"""Finding the ``defs.yaml`` files of a project and turning their entries into components."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from defstate.components.attributes import AttributeValueError
+from defstate.components.component import Component
+from defstate.components.context import ComponentLoadContext
+from defstate.components.registry import ComponentTypeError, resolve_component_type
+from defstate.components.state_backed import StateBackedComponent
+from defstate.errors import DefstateError, DefsYamlError, SourceLocation
+from defstate.loader.project import ProjectConfig
+from defstate.loader.yaml_source import YamlDocument, load_yaml_documents, render_templates
+
+DEFS_YAML = "defs.yaml"
+_ENTRY_KEYS = frozenset({"type", "attributes"})
+_SKIPPED_DIRS = frozenset({"__pycache__", "node_modules", "target", "logs"})
+
+
+@attrs.frozen
+class LoadError:
+    """One problem of a load: where (file and line), which component and key, and what."""
+
+    message: str
+    location: SourceLocation | None = None
+    component: str | None = None
+    key: str | None = None
+
+    @classmethod
+    def from_exception(
+        cls, exc: BaseException, component: str | None = None, key: str | None = None
+    ) -> LoadError:
+        if isinstance(exc, DefstateError):
+            return cls(exc.message, exc.location, component, key)
+        return cls(f"{type(exc).__name__}: {exc}", None, component, key)
+
+    def __str__(self) -> str:
+        where = str(self.location) if self.location else self.component
+        prefix = f"{where}: " if where else ""
+        key = f"[{self.key}] " if self.key else ""
+        return f"{prefix}{key}{self.message}"
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "message": self.message,
+            "file": str(self.location.path) if self.location else None,
+            "line": self.location.line if self.location else None,
+            "component": self.component,
+            "key": self.key,
+        }
+
+
+@attrs.frozen
+class ComponentInstance:
+    """A component built from one ``defs.yaml`` entry, with where it came from."""
+
+    component: Component
+    type_name: str
+    context: ComponentLoadContext
+    location: SourceLocation
+
+    @property
+    def source(self) -> str:
+        return self.context.source
+
+    @property
+    def state_key(self) -> str | None:
+        if isinstance(self.component, StateBackedComponent):
+            return self.component.defs_state_key
+        return None
+
+
+def find_defs_yaml_files(defs_dir: Path) -> list[Path]:
+    """Every ``defs.yaml`` under ``defs_dir``, sorted; hidden and cache folders skipped."""
+
+    def walk(folder: Path) -> Iterator[Path]:
+        try:
+            entries = sorted(folder.iterdir())
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if entry.name.startswith(".") or entry.name in _SKIPPED_DIRS:
+                continue
+            if entry.is_dir():
+                yield from walk(entry)
+            elif entry.name == DEFS_YAML:
+                yield entry
+
+    return list(walk(defs_dir))
+
+
+def _label(config: ProjectConfig, location: SourceLocation) -> str:
+    try:
+        relative = location.path.relative_to(config.root)
+    except ValueError:
+        relative = location.path
+    return f"{relative.as_posix()}:{location.line}"
+
+
+def ensure_importable(root: Path) -> None:
+    """Make ``package.module`` paths importable from the project root."""
+    text = str(root)
+    if text not in sys.path:
+        sys.path.insert(0, text)
+
+
+def instantiate(config: ProjectConfig, document: YamlDocument) -> ComponentInstance:
+    """Build the component a ``defs.yaml`` document describes."""
+    entry = document.value
+    where = document.location()
+    if not isinstance(entry, dict):
+        raise DefsYamlError("a defs.yaml document must be a mapping with 'type:'", where)
+    unknown = sorted(str(k) for k in set(entry) - _ENTRY_KEYS)
+    if unknown:
+        raise DefsYamlError(
+            f"unknown top-level key(s) {', '.join(map(repr, unknown))} "
+            "(expected 'type' and 'attributes')",
+            document.location((unknown[0],)),
+        )
+    type_name = entry.get("type")
+    if not isinstance(type_name, str) or not type_name:
+        raise DefsYamlError("missing 'type:' (a dotted path package.module.Class)", where)
+    where = document.location(("type",))
+    try:
+        cls = resolve_component_type(type_name)
+    except ComponentTypeError as exc:
+        raise DefsYamlError(str(exc), where) from None
+    attributes = entry.get("attributes") or {}
+    if not isinstance(attributes, dict):
+        raise DefsYamlError("'attributes:' must be a mapping", document.location(("attributes",)))
+    attributes = render_templates(attributes, document, config.root, ("attributes",))
+    context = ComponentLoadContext(
+        project_root=config.root,
+        defs_dir=config.defs_dir,
+        component_dir=document.path.parent,
+        source=_label(config, where),
+    )
+    try:
+        component = cls.from_attributes(attributes, context)
+    except AttributeValueError as exc:
+        field = ".".join(str(p) for p in exc.path)
+        prefix = f"attribute {field!r}: " if field else ""
+        raise DefsYamlError(
+            f"{type_name}: {prefix}{exc.message}", document.location(("attributes", *exc.path))
+        ) from None
+    return ComponentInstance(component, type_name, context, where)
+
+
+@attrs.frozen
+class DiscoveredComponents:
+    """The components of a project, and the entries that could not be built."""
+
+    instances: tuple[ComponentInstance, ...]
+    errors: tuple[LoadError, ...]
+
+
+def discover_components(config: ProjectConfig) -> DiscoveredComponents:
+    """Parse and instantiate every ``defs.yaml`` entry; one bad entry hides no other."""
+    ensure_importable(config.root)
+    instances: list[ComponentInstance] = []
+    errors: list[LoadError] = []
+    if not config.defs_dir.is_dir():
+        errors.append(
+            LoadError(
+                f"defs folder {config.defs_dir} does not exist (set [tool.defstate] defs_dir)",
+                SourceLocation(config.pyproject),
+            )
+        )
+        return DiscoveredComponents((), tuple(errors))
+    for path in find_defs_yaml_files(config.defs_dir):
+        try:
+            documents = load_yaml_documents(path)
+        except DefstateError as exc:
+            errors.append(LoadError.from_exception(exc))
+            continue
+        for document in documents:
+            try:
+                instances.append(instantiate(config, document))
+            except DefstateError as exc:
+                errors.append(LoadError.from_exception(exc))
+            except Exception as exc:  # a component's own code failed while constructing
+                location = document.location(("type",))
+                errors.append(
+                    LoadError(f"{type(exc).__name__}: {exc}", location, _label(config, location))
+                )
+    return DiscoveredComponents(tuple(instances), tuple(errors))

@@ -1,0 +1,240 @@
+"""The load algorithm: one build of a project's definitions (see DESIGN.md, "One load")."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from defstate.definitions import AssetKey, Definitions, merge_definitions
+from defstate.errors import DefstateError
+from defstate.loader.discovery import (
+    ComponentInstance,
+    LoadError,
+    discover_components,
+)
+from defstate.loader.project import ProjectConfig, find_project_root, load_project_config
+from defstate.loader.refresh import (
+    KeyGroup,
+    RefreshListener,
+    RefreshResult,
+    group_by_key,
+    plan_targets,
+    run_refreshes,
+    select_groups,
+)
+from defstate.loader.storage import StateStorages
+from defstate.state_storage.management import ManagementType
+from defstate.state_storage.state_info import StateInfo, StateVersion
+
+
+@attrs.frozen
+class Project:
+    """A project's configuration and components, before any state is read."""
+
+    config: ProjectConfig
+    instances: tuple[ComponentInstance, ...]
+    groups: Mapping[str, KeyGroup]
+    errors: tuple[LoadError, ...]
+    storages: StateStorages
+
+    @property
+    def keys(self) -> list[str]:
+        return sorted(self.groups)
+
+
+def open_project(project_root: Path | str | None = None) -> Project:
+    """Read the configuration and build every component (no state is read or refreshed)."""
+    root = Path(project_root) if project_root is not None else find_project_root()
+    config = load_project_config(root)
+    discovered = discover_components(config)
+    groups, key_errors = group_by_key(discovered.instances)
+    return Project(
+        config,
+        discovered.instances,
+        groups,
+        (*discovered.errors, *key_errors),
+        StateStorages(config),
+    )
+
+
+@attrs.frozen
+class LoadResult:
+    """What one load produced.
+
+    ``state_info`` is the pin: pass it to ``load_defs(..., state_info=...)`` in another process
+    to see exactly the same state. ``errors`` holds one entry per problem; a broken component
+    does not hide the others' definitions.
+    """
+
+    definitions: Definitions
+    state_info: StateInfo
+    errors: tuple[LoadError, ...]
+    project: Project
+    asset_sources: Mapping[AssetKey, str]
+    refreshes: tuple[RefreshResult, ...] = ()
+    timings: Mapping[str, float] = attrs.field(factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The ``defstate list defs --json`` document: assets, the pin, errors."""
+        assets = []
+        for spec in sorted(self.definitions.assets, key=lambda s: s.key):
+            data = spec.to_json_dict()
+            data["component"] = self.asset_sources.get(spec.key)
+            assets.append(data)
+        return {
+            "assets": assets,
+            "state": self.state_info.to_json_dict(),
+            "errors": [e.to_json_dict() for e in self.errors],
+        }
+
+
+def load_defs(
+    project_root: Path | str | None = None,
+    *,
+    dev: bool = False,
+    state_info: StateInfo | None = None,
+    concurrency: int | None = None,
+    listener: RefreshListener | None = None,
+) -> LoadResult:
+    """Build the project's definitions.
+
+    Without ``state_info`` this is an *initialization* load: in ``dev`` mode it first refreshes
+    every key with ``refresh_if_dev`` (concurrently, at most once per key); outside dev mode
+    it never refreshes. With ``state_info`` it is a *reconstruction*: it never refreshes and
+    uses exactly the pinned versions.
+    """
+    project = open_project(project_root)
+    errors: list[LoadError] = list(project.errors)
+    refreshes: list[RefreshResult] = []
+    if state_info is None and dev:
+        dev_groups = [g for g in project.groups.values() if g.refresh_if_dev]
+        targets, plan_errors = plan_targets(dev_groups, project.storages)
+        errors.extend(plan_errors)
+        refreshes = run_refreshes(
+            targets, concurrency or project.config.refresh_concurrency, listener
+        )
+        errors.extend(_refresh_errors(project, refreshes))
+
+    versions, state_paths, state_errors = _resolve_state(project, state_info)
+    errors.extend(state_errors)
+
+    parts: list[tuple[str, Definitions]] = []
+    timings: dict[str, float] = {}
+    for instance in project.instances:
+        key = instance.state_key
+        if key is not None and key not in project.groups:
+            continue  # excluded by a key conflict, reported already
+        if key is not None and key not in state_paths:
+            continue  # its storage failed, reported already
+        context = attrs.evolve(instance.context, state_path=state_paths.get(key) if key else None)
+        start = time.perf_counter()
+        try:
+            defs = instance.component.build_defs(context)
+            if not isinstance(defs, Definitions):
+                raise TypeError(f"build_defs returned {type(defs).__name__}, not Definitions")
+        except Exception as exc:
+            errors.append(_component_error(instance, exc))
+            continue
+        finally:
+            timings[instance.source] = time.perf_counter() - start
+        parts.append((instance.source, defs))
+    merged = merge_definitions(parts)
+    errors.extend(LoadError(e.message) for e in merged.errors)
+    return LoadResult(
+        definitions=merged.definitions,
+        state_info=StateInfo(versions),
+        errors=tuple(errors),
+        project=project,
+        asset_sources=merged.sources,
+        refreshes=tuple(refreshes),
+        timings=timings,
+    )
+
+
+def _component_error(instance: ComponentInstance, exc: BaseException) -> LoadError:
+    message = exc.message if isinstance(exc, DefstateError) else f"{type(exc).__name__}: {exc}"
+    return LoadError(message, instance.location, instance.source, instance.state_key)
+
+
+def _refresh_errors(project: Project, results: Sequence[RefreshResult]) -> list[LoadError]:
+    errors = []
+    for result in results:
+        if result.ok:
+            continue
+        writer = project.groups[result.key].writer
+        errors.append(
+            LoadError(
+                f"refresh failed, keeping the previous state: {result.error}",
+                writer.location,
+                writer.source,
+                result.key,
+            )
+        )
+    return errors
+
+
+def _resolve_state(
+    project: Project, pin: StateInfo | None
+) -> tuple[dict[str, StateVersion], dict[str, Path | None], list[LoadError]]:
+    """For every key: the version to use (latest, or pinned) and its local path."""
+    versions: dict[str, StateVersion] = {}
+    paths: dict[str, Path | None] = {}
+    errors: list[LoadError] = []
+    for key, group in sorted(project.groups.items()):
+        writer = group.writer
+        try:
+            storage = project.storages.get(group.management_type, writer.source)
+            if pin is None:
+                version = storage.latest(key)
+            else:
+                version = pin.get(key)
+                if version is not None and version.management_type != group.management_type:
+                    # The strategy changed since the pin: never read the other one's state.
+                    version = None
+            if version is None:
+                paths[key] = None
+                continue
+            paths[key] = storage.state_path(version)
+            versions[key] = version
+        except DefstateError as exc:
+            errors.append(LoadError(exc.message, writer.location, writer.source, key))
+    return versions, paths, errors
+
+
+@attrs.frozen
+class RefreshReport:
+    """The outcome of ``refresh_state``: one result per selected key, plus project errors."""
+
+    results: tuple[RefreshResult, ...]
+    errors: tuple[LoadError, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and all(r.ok for r in self.results)
+
+
+def refresh_state(
+    project_root: Path | str | None = None,
+    *,
+    keys: Sequence[str] = (),
+    management_types: Sequence[ManagementType] = (),
+    concurrency: int | None = None,
+    listener: RefreshListener | None = None,
+) -> RefreshReport:
+    """Refresh the selected keys (default: all), concurrently; what succeeds is kept.
+
+    Raises ``UnknownStateKeyError`` when a requested key matches no component.
+    """
+    project = open_project(project_root)
+    groups = select_groups(dict(project.groups), keys, management_types)
+    targets, errors = plan_targets(groups, project.storages)
+    results = run_refreshes(targets, concurrency or project.config.refresh_concurrency, listener)
+    return RefreshReport(tuple(results), (*project.errors, *errors))

@@ -1,0 +1,116 @@
+"""A project's ``[tool.defstate]`` configuration in ``pyproject.toml``."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from defstate.errors import ProjectConfigError, SourceLocation
+
+PYPROJECT = "pyproject.toml"
+_KNOWN_KEYS = frozenset({"defs_dir", "state_storage", "schedules", "refresh_concurrency"})
+
+
+@attrs.frozen
+class StateStorageConfig:
+    """``[tool.defstate.state_storage]``: an fsspec URL and its storage options."""
+
+    url: str
+    storage_options: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class ProjectConfig:
+    """The parsed ``[tool.defstate]`` table of a project."""
+
+    root: Path
+    defs_dir: Path
+    refresh_concurrency: int = 8
+    state_storage: StateStorageConfig | None = None
+    raw: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def pyproject(self) -> Path:
+        return self.root / PYPROJECT
+
+
+def find_project_root(start: Path | None = None) -> Path:
+    """Walk up from ``start`` (default: cwd) to the first ``pyproject.toml`` with
+    a ``[tool.defstate]`` table."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / PYPROJECT
+        if candidate.is_file() and "defstate" in _read_toml(candidate).get("tool", {}):
+            return folder
+    raise ProjectConfigError(
+        f"no {PYPROJECT} with a [tool.defstate] table in {here} or any parent folder "
+        "(pass --project DIR)"
+    )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProjectConfigError(f"invalid TOML: {exc}", SourceLocation(path)) from None
+    except OSError as exc:
+        raise ProjectConfigError(f"cannot read: {exc.strerror}", SourceLocation(path)) from None
+
+
+def load_project_config(root: Path) -> ProjectConfig:
+    """Read ``<root>/pyproject.toml``; an absent ``[tool.defstate]`` table means defaults."""
+    root = root.resolve()
+    path = root / PYPROJECT
+    if not path.is_file():
+        raise ProjectConfigError(f"{path} does not exist: {root} is not a defstate project")
+    table = _read_toml(path).get("tool", {}).get("defstate", {})
+    where = SourceLocation(path)
+    if not isinstance(table, dict):
+        raise ProjectConfigError("[tool.defstate] must be a table", where)
+    unknown = sorted(set(table) - _KNOWN_KEYS)
+    if unknown:
+        raise ProjectConfigError(
+            f"unknown key(s) in [tool.defstate]: {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(_KNOWN_KEYS))})",
+            where,
+        )
+    defs_dir = table.get("defs_dir", "defs")
+    if not isinstance(defs_dir, str) or not defs_dir:
+        raise ProjectConfigError("[tool.defstate] defs_dir must be a non-empty string", where)
+    concurrency = table.get("refresh_concurrency", 8)
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+        raise ProjectConfigError(
+            "[tool.defstate] refresh_concurrency must be a positive integer", where
+        )
+    return ProjectConfig(
+        root=root,
+        defs_dir=(root / defs_dir).resolve(),
+        refresh_concurrency=concurrency,
+        state_storage=_state_storage_config(table.get("state_storage"), where),
+        raw=table,
+    )
+
+
+def _state_storage_config(table: Any, where: SourceLocation) -> StateStorageConfig | None:
+    url = os.environ.get("DEFSTATE_STATE_STORAGE_URL")
+    options: Mapping[str, Any] = {}
+    if table is not None:
+        if not isinstance(table, dict):
+            raise ProjectConfigError("[tool.defstate.state_storage] must be a table", where)
+        url = url or table.get("url")
+        options = table.get("storage_options", {})
+        if not isinstance(options, dict):
+            raise ProjectConfigError(
+                "[tool.defstate.state_storage] storage_options must be a table", where
+            )
+    if not url:
+        return None
+    if not isinstance(url, str):
+        raise ProjectConfigError("[tool.defstate.state_storage] url must be a string", where)
+    return StateStorageConfig(url=url, storage_options=options)

@@ -1,0 +1,155 @@
+"""Safe YAML loading that remembers the line of every value, and ``{{ }}`` templates."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import yaml
+
+from defstate.errors import DefsYamlError, SourceLocation
+
+ValuePath = tuple[str | int, ...]
+
+_TEMPLATE = re.compile(r"\{\{(.*?)\}\}")
+_ENV_NAME = re.compile(r"env\.([A-Za-z_][A-Za-z0-9_]*)")
+
+
+@attrs.frozen
+class YamlDocument:
+    """One YAML document of a file: its plain value and the 1-based line of each value."""
+
+    path: Path
+    index: int
+    value: Any
+    lines: Mapping[ValuePath, int]
+
+    def line_of(self, path: ValuePath) -> int:
+        """The line of the value at ``path``, or of its nearest ancestor."""
+        while path not in self.lines and path:
+            path = path[:-1]
+        return self.lines.get(path, 1)
+
+    def location(self, path: ValuePath = ()) -> SourceLocation:
+        return SourceLocation(self.path, self.line_of(path))
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader: only plain data types, never arbitrary Python objects."""
+
+
+def _walk(
+    loader: _LineLoader, node: yaml.Node, path: ValuePath, lines: dict[ValuePath, int]
+) -> Any:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)  # resolves '<<' merge keys
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                raise DefsYamlError(
+                    "mapping keys must be scalars",
+                    SourceLocation(Path(loader.name), key_node.start_mark.line + 1),
+                )
+            if key in result:
+                raise DefsYamlError(
+                    f"duplicate key {key!r}",
+                    SourceLocation(Path(loader.name), key_node.start_mark.line + 1),
+                )
+            key_path = (*path, str(key))
+            result[key] = _walk(loader, value_node, key_path, lines)
+            lines[key_path] = key_node.start_mark.line + 1
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_walk(loader, item, (*path, i), lines) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def load_yaml_documents(path: Path) -> list[YamlDocument]:
+    """Parse every document of ``path``; errors name the file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DefsYamlError(f"cannot read: {exc}", SourceLocation(path)) from None
+    loader = _LineLoader(text)
+    loader.name = str(path)
+    documents: list[YamlDocument] = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            lines: dict[ValuePath, int] = {}
+            value = _walk(loader, node, (), lines)
+            documents.append(YamlDocument(path, len(documents), value, lines))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 0
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise DefsYamlError(f"invalid YAML: {problem}", SourceLocation(path, line)) from None
+    except yaml.YAMLError as exc:
+        raise DefsYamlError(f"invalid YAML: {exc}", SourceLocation(path)) from None
+    finally:
+        loader.dispose()
+    return documents
+
+
+def render_templates(
+    value: Any,
+    document: YamlDocument,
+    project_root: Path,
+    path: ValuePath = (),
+    environ: Mapping[str, str] | None = None,
+) -> Any:
+    """Expand ``{{ env.NAME }}`` and ``{{ project_root }}`` in every string of ``value``.
+
+    Substitution only: anything else between ``{{ }}`` is an error, nothing is evaluated.
+    """
+    env = os.environ if environ is None else environ
+    if isinstance(value, str):
+        return _render_string(value, document, path, project_root, env)
+    if isinstance(value, list):
+        return [
+            render_templates(v, document, project_root, (*path, i), env)
+            for i, v in enumerate(value)
+        ]
+    if isinstance(value, dict):
+        return {
+            k: render_templates(v, document, project_root, (*path, str(k)), env)
+            for k, v in value.items()
+        }
+    return value
+
+
+def _render_string(
+    text: str,
+    document: YamlDocument,
+    path: ValuePath,
+    project_root: Path,
+    env: Mapping[str, str],
+) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        expression = match.group(1).strip()
+        if expression == "project_root":
+            return str(project_root)
+        env_match = _ENV_NAME.fullmatch(expression)
+        if env_match is None:
+            raise DefsYamlError(
+                f"unsupported template {{{{ {expression} }}}} (use {{{{ env.NAME }}}} "
+                "or {{ project_root }})",
+                document.location(path),
+            )
+        name = env_match.group(1)
+        if name not in env:
+            raise DefsYamlError(
+                f"environment variable {name} is not set (used as {{{{ env.{name} }}}})",
+                document.location(path),
+            )
+        return env[name]
+
+    return _TEMPLATE.sub(substitute, text)

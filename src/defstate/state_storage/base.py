@@ -1,0 +1,82 @@
+"""The interface every state storage strategy implements.
+
+State storage knows nothing about components: it stores the bytes a refresh wrote under a
+state key, names each written copy with a :class:`StateVersion`, and hands readers a local
+path for a version.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol
+
+from defstate.errors import StateStorageError
+from defstate.state_storage.management import ManagementType
+from defstate.state_storage.state_info import StateVersion
+
+
+class StateWrite(Protocol):
+    """One refresh's pending write: fill ``path``, then ``commit()``; leaving without
+    committing (or with an exception) discards it and leaves the previous state in place."""
+
+    path: Path
+
+    def commit(self) -> StateVersion: ...
+
+    def abort(self) -> None: ...
+
+    def __enter__(self) -> StateWrite: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class StateStorage(Protocol):
+    """Stores state for keys of one management type."""
+
+    management_type: ManagementType
+
+    def latest(self, key: str) -> StateVersion | None:
+        """The key's current version, or ``None`` when it has never been refreshed."""
+        ...
+
+    def state_path(self, version: StateVersion) -> Path:
+        """A local path holding exactly ``version``'s state (a file or a directory)."""
+        ...
+
+    def begin_write(self, key: str) -> StateWrite:
+        """Start a refresh of ``key``; see :class:`StateWrite`."""
+        ...
+
+    def describe(self) -> str:
+        """Where this storage keeps state, for messages (never includes credentials)."""
+        ...
+
+
+def path_size(path: Path) -> int:
+    """Bytes in a file, or in all files under a directory."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    return path.stat().st_size
+
+
+def remove_path(path: Path) -> None:
+    """Delete a file or directory tree if it exists."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def require_written(path: Path, key: str) -> None:
+    """Fail clearly when ``write_state_to_path`` returned without writing anything."""
+    if not path.exists():
+        raise StateStorageError(
+            f"write_state_to_path for key {key!r} returned without writing anything at {path}"
+        )

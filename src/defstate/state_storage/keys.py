@@ -1,0 +1,68 @@
+"""The one rule that turns a state key into a relative directory path, and back.
+
+Rule (a compatibility promise, documented in the README):
+
+1. Encode the key as UTF-8. Every byte outside ``A-Z a-z 0-9 _ - [ ]`` is written ``%XX``
+   (upper-case hex), including ``%``, ``/``, ``.``, NUL and every non-ASCII byte. Because
+   ``.`` and ``/`` are always escaped, no encoded name can be ``.``, ``..``, hidden, or
+   contain a separator, so it can never leave the state root.
+2. Split the encoded text into chunks of at most 200 characters; every chunk but the last
+   gets a ``+`` suffix (``+`` never appears in step 1's output) and becomes one directory
+   level. File systems cap a name at 255 bytes; chunking keeps long keys working and the rule
+   reversible: decoding strips the ``+`` suffixes, joins the chunks and unescapes.
+
+The mapping is injective: percent-encoding is, and the ``+`` marker makes a chunk boundary
+impossible to confuse with a key that happens to fit in one chunk.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import PurePosixPath
+
+_SAFE = frozenset((string.ascii_letters + string.digits + "_-[]").encode())
+_CHUNK = 200
+_CONTINUED = "+"
+
+
+class InvalidStateKeyError(ValueError):
+    """A state key that cannot be stored (empty or not a string)."""
+
+
+def encode_key(key: str) -> PurePosixPath:
+    """Return the relative directory path for ``key`` (one or more parts)."""
+    if not isinstance(key, str) or not key:
+        raise InvalidStateKeyError(f"a state key must be a non-empty string, got {key!r}")
+    encoded = "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in key.encode("utf-8"))
+    chunks = [encoded[i : i + _CHUNK] for i in range(0, len(encoded), _CHUNK)]
+    parts = [chunk + _CONTINUED for chunk in chunks[:-1]] + [chunks[-1]]
+    return PurePosixPath(*parts)
+
+
+def decode_key(path: PurePosixPath | str) -> str:
+    """Invert :func:`encode_key`; raises ``InvalidStateKeyError`` for paths it never produces."""
+    parts = PurePosixPath(path).parts
+    if not parts:
+        raise InvalidStateKeyError("empty state key path")
+    text = ""
+    for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        if last == part.endswith(_CONTINUED):
+            raise InvalidStateKeyError(f"{path!s} is not an encoded state key")
+        text += part if last else part[: -len(_CONTINUED)]
+    raw = bytearray()
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == "%":
+            raw.append(int(text[i + 1 : i + 3], 16))
+            i += 3
+        elif ord(char) < 128 and ord(char) in _SAFE:
+            raw.append(ord(char))
+            i += 1
+        else:
+            raise InvalidStateKeyError(f"{path!s} is not an encoded state key")
+    key = raw.decode("utf-8")
+    if encode_key(key) != PurePosixPath(path):
+        raise InvalidStateKeyError(f"{path!s} is not an encoded state key")
+    return key

@@ -1,0 +1,202 @@
+"""``LOCAL_FILESYSTEM`` state: ``<defs_dir>/.local_defs_state/<encoded key>/state``.
+
+A refresh writes into a temporary sibling (``.tmp-<pid>-<uuid>``) in the key's folder and then
+renames it into place, so readers see the old state or the new one, never a half-written one;
+a refresh that raises or is killed leaves the previous ``state`` untouched. Directory states are
+swapped with Linux's ``renameat2(RENAME_EXCHANGE)`` where available; elsewhere the old state
+is first renamed to ``.old-<uuid>`` and readers fall back to it in the instant it takes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import os
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import attrs
+
+from defstate.state_storage.base import path_size, remove_path, require_written
+from defstate.state_storage.keys import encode_key
+from defstate.state_storage.management import ManagementType
+from defstate.state_storage.state_info import LOCAL_VERSION, StateVersion
+
+LOCAL_STATE_DIRNAME = ".local_defs_state"
+STATE_NAME = "state"
+_TMP_PREFIX = ".tmp-"
+_OLD_PREFIX = ".old-"
+_GITIGNORE = "# Written by defstate: local state is built, not versioned.\n*\n"
+
+
+@functools.cache
+def _renameat2() -> Any:
+    """``renameat2`` from libc, when the platform has it (loaded on first use)."""
+    if not hasattr(os, "O_PATH"):  # not Linux
+        return None
+    import ctypes
+    import ctypes.util
+
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return None
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    return getattr(libc, "renameat2", None)
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two existing paths; ``False`` when the platform cannot."""
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return False
+    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if result == 0:
+        return True
+    import ctypes
+
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(a))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@attrs.define
+class LocalStateWrite:
+    """A pending local refresh; see :class:`defstate.state_storage.base.StateWrite`."""
+
+    key: str
+    key_dir: Path
+    path: Path
+    committed: bool = False
+
+    def commit(self) -> StateVersion:
+        require_written(self.path, self.key)
+        now = datetime.now(UTC).timestamp()
+        os.utime(self.path, (now, now))  # created_at is the publication time
+        size = path_size(self.path)
+        is_directory = self.path.is_dir()
+        target = self.key_dir / STATE_NAME
+        if not os.path.lexists(target) or (not is_directory and not target.is_dir()):
+            os.replace(self.path, target)
+        elif _exchange(self.path, target):
+            remove_path(self.path)  # now holds the previous state
+        else:
+            old = self.key_dir / f"{_OLD_PREFIX}{uuid.uuid4().hex}"
+            os.replace(target, old)
+            os.replace(self.path, target)
+            remove_path(old)
+        self.committed = True
+        return StateVersion(
+            key=self.key,
+            version=LOCAL_VERSION,
+            created_at=datetime.fromtimestamp(now, UTC).isoformat(timespec="microseconds"),
+            management_type=ManagementType.LOCAL_FILESYSTEM,
+            size=size,
+            is_directory=is_directory,
+        )
+
+    def abort(self) -> None:
+        remove_path(self.path)
+
+    def __enter__(self) -> LocalStateWrite:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self.committed:
+            self.abort()
+
+
+@attrs.define
+class LocalStateStorage:
+    """State kept in a folder next to the project (``<defs_dir>/.local_defs_state``)."""
+
+    root: Path
+    management_type: ManagementType = ManagementType.LOCAL_FILESYSTEM
+
+    @classmethod
+    def for_defs_dir(cls, defs_dir: Path) -> LocalStateStorage:
+        return cls(defs_dir / LOCAL_STATE_DIRNAME)
+
+    def describe(self) -> str:
+        return str(self.root)
+
+    def key_dir(self, key: str) -> Path:
+        return self.root.joinpath(*encode_key(key).parts)
+
+    def _current_path(self, key: str) -> Path | None:
+        key_dir = self.key_dir(key)
+        state = key_dir / STATE_NAME
+        if os.path.lexists(state):
+            return state
+        # A non-atomic swap (no renameat2) was interrupted between its two renames.
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            olds = sorted(key_dir.glob(f"{_OLD_PREFIX}*"), key=lambda p: p.stat().st_mtime)
+            if olds:
+                return olds[-1]
+        return None
+
+    def latest(self, key: str) -> StateVersion | None:
+        path = self._current_path(key)
+        if path is None:
+            return None
+        stat = path.stat()
+        return StateVersion(
+            key=key,
+            version=LOCAL_VERSION,
+            created_at=datetime.fromtimestamp(stat.st_mtime, UTC).isoformat(
+                timespec="microseconds"
+            ),
+            management_type=ManagementType.LOCAL_FILESYSTEM,
+            is_directory=path.is_dir(),
+        )
+
+    def state_path(self, version: StateVersion) -> Path:
+        path = self._current_path(version.key)
+        return path if path is not None else self.key_dir(version.key) / STATE_NAME
+
+    def begin_write(self, key: str) -> LocalStateWrite:
+        key_dir = self.key_dir(key)
+        self._ensure_root()
+        key_dir.mkdir(parents=True, exist_ok=True)
+        self._remove_abandoned(key_dir)
+        tmp = key_dir / f"{_TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
+        return LocalStateWrite(key=key, key_dir=key_dir, path=tmp)
+
+    def _ensure_root(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        gitignore = self.root / ".gitignore"
+        if not gitignore.exists():
+            tmp = self.root / f".gitignore.{os.getpid()}.{uuid.uuid4().hex}"
+            tmp.write_text(_GITIGNORE)
+            os.replace(tmp, gitignore)
+
+    @staticmethod
+    def _remove_abandoned(key_dir: Path) -> None:
+        """Delete temporaries left by refreshes whose process died (e.g. SIGKILL)."""
+        for tmp in key_dir.glob(f"{_TMP_PREFIX}*"):
+            pid_text = tmp.name[len(_TMP_PREFIX) :].split("-", 1)[0]
+            if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+                remove_path(tmp)

@@ -1,0 +1,13 @@
+"""The three ways a state-backed component's state can be managed."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ManagementType(enum.Enum):
+    """Where a key's state lives and when it is refreshed (see DESIGN.md)."""
+
+    LOCAL_FILESYSTEM = "LOCAL_FILESYSTEM"
+    VERSIONED_STATE_STORAGE = "VERSIONED_STATE_STORAGE"
+    LEGACY_CODE_SERVER_SNAPSHOTS = "LEGACY_CODE_SERVER_SNAPSHOTS"
