@@ -54,8 +54,9 @@ def _type_name(value: Any) -> str:
 
 def convert_value(value: Any, hint: Any, path: tuple[str | int, ...]) -> Any:
     """Check ``value`` against ``hint`` and convert it (e.g. ``str`` to ``Path``)."""
+    where = f"attribute {'.'.join(map(str, path))!r}: " if path else ""
     fail = AttributeValueError(
-        path, f"expected {describe_type(hint)}, got {_type_name(value)} {value!r}"
+        path, f"{where}expected {describe_type(hint)}, got {_type_name(value)} {value!r}"
     )
     if hint is Any or hint is object:
         return value
@@ -136,7 +137,7 @@ def convert_value(value: Any, hint: Any, path: tuple[str | int, ...]) -> Any:
         if isinstance(value, hint):
             return value
         raise fail
-    raise AttributeValueError(path, f"unsupported field type {hint!r}")
+    raise AttributeValueError(path, f"{where}unsupported field type {hint!r}")
 
 
 def construct(cls: type[Any], values: Mapping[str, Any], path: tuple[str | int, ...] = ()) -> Any:

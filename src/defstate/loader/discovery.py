@@ -144,10 +144,8 @@ def instantiate(config: ProjectConfig, document: YamlDocument) -> ComponentInsta
     try:
         component = cls.from_attributes(attributes, context)
     except AttributeValueError as exc:
-        field = ".".join(str(p) for p in exc.path)
-        prefix = f"attribute {field!r}: " if field else ""
         raise DefsYamlError(
-            f"{type_name}: {prefix}{exc.message}", document.location(("attributes", *exc.path))
+            f"{type_name}: {exc.message}", document.location(("attributes", *exc.path))
         ) from None
     return ComponentInstance(component, type_name, context, where)
 

@@ -1,0 +1,140 @@
+"""The load algorithm: when refreshes happen, how often, and what components see."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import ProjectFactory
+from defstate import StateInfo, load_defs, refresh_state
+from fixture_components import call_count
+
+
+def _list(name: str, counter_dir: Path, **extra: str) -> str:
+    lines = [
+        "type: fixture_components.ListComponent",
+        "attributes:",
+        f"  name: {name}",
+        f"  assets: [{name}_a, {name}_b]",
+        f"  counter_dir: {counter_dir}",
+    ]
+    lines += [f"  {k}: {v}" for k, v in extra.items()]
+    return "\n".join(lines) + "\n"
+
+
+def test_state_path_is_none_before_first_refresh(
+    make_project: ProjectFactory, counter_dir: Path
+) -> None:
+    root = make_project({"defs/a/defs.yaml": _list("api", counter_dir)})
+    result = load_defs(root)
+    assert result.ok and result.definitions.assets == ()
+    assert len(result.state_info) == 0
+    assert call_count(counter_dir, "api") == 0
+
+
+def test_outside_dev_never_refreshes(make_project: ProjectFactory, counter_dir: Path) -> None:
+    root = make_project({"defs/a/defs.yaml": _list("api", counter_dir)})
+    for _ in range(3):
+        load_defs(root)
+    assert call_count(counter_dir, "api") == 0
+
+
+def test_dev_refreshes_once_per_key_per_load(
+    make_project: ProjectFactory, counter_dir: Path
+) -> None:
+    shared = "  defs_state:\n    key: shared\n"
+    root = make_project(
+        {
+            "defs/a/defs.yaml": _list("api", counter_dir),
+            # three instances sharing one key: written once per load, by the first one
+            "defs/b/defs.yaml": _list("s1", counter_dir, prefix="b_") + shared,
+            "defs/c/defs.yaml": _list("s2", counter_dir, prefix="c_") + shared,
+            "defs/d/defs.yaml": _list("s3", counter_dir, prefix="d_") + shared,
+            "defs/e/defs.yaml": _list("manual", counter_dir)
+            + "  defs_state:\n    refresh_if_dev: false\n",
+        }
+    )
+    first = load_defs(root, dev=True)
+    assert first.ok, first.errors
+    assert call_count(counter_dir, "api") == 1
+    assert call_count(counter_dir, "s1") == 1
+    assert call_count(counter_dir, "s2") == call_count(counter_dir, "s3") == 0
+    assert call_count(counter_dir, "manual") == 0
+    assert sorted(first.state_info) == ["List[api]", "shared"]
+    # every instance sharing the key builds from the one state the first instance wrote
+    assert sorted(str(k) for k in first.definitions.asset_keys) == [
+        "api_a",
+        "api_b",
+        *(f"{p}_s1_{s}" for p in "bcd" for s in "ab"),
+    ]
+
+    load_defs(root, dev=True)
+    assert call_count(counter_dir, "api") == 2
+
+
+def test_dev_refreshes_run_concurrently(make_project: ProjectFactory, counter_dir: Path) -> None:
+    # Each refresh waits at a 3-party barrier: sequential refreshes would time out and fail.
+    root = make_project(
+        {f"defs/{n}/defs.yaml": _list(n, counter_dir, barrier="3") for n in ("x", "y", "z")}
+    )
+    result = load_defs(root, dev=True)
+    assert result.ok, result.errors
+    assert len(result.definitions.assets) == 6
+
+
+def test_async_write_state_to_path(make_project: ProjectFactory, counter_dir: Path) -> None:
+    root = make_project(
+        {
+            "defs/a/defs.yaml": _list("aio", counter_dir).replace(
+                "ListComponent", "AsyncListComponent"
+            )
+        }
+    )
+    result = load_defs(root, dev=True)
+    assert result.ok, result.errors
+    assert call_count(counter_dir, "aio") == 1
+    assert sorted(str(k) for k in result.definitions.asset_keys) == ["aio_a", "aio_b"]
+
+
+def test_failed_dev_refresh_is_an_error_of_that_component(
+    make_project: ProjectFactory, counter_dir: Path
+) -> None:
+    root = make_project(
+        {
+            "defs/a/defs.yaml": _list("ok", counter_dir),
+            "defs/b/defs.yaml": _list("down", counter_dir, fail="true"),
+        }
+    )
+    result = load_defs(root, dev=True)
+    assert sorted(str(k) for k in result.definitions.asset_keys) == ["ok_a", "ok_b"]
+    (error,) = result.errors
+    assert error.key == "List[down]" and error.component == "defs/b/defs.yaml:1"
+    assert "external system for down is down" in str(error)
+
+
+def test_unsupported_management_types_name_the_component(
+    make_project: ProjectFactory, counter_dir: Path
+) -> None:
+    root = make_project(
+        {
+            "defs/a/defs.yaml": _list("snap", counter_dir)
+            + "  defs_state:\n    management_type: LEGACY_CODE_SERVER_SNAPSHOTS\n",
+            "defs/b/defs.yaml": _list("ok", counter_dir),
+        }
+    )
+    result = load_defs(root)
+    assert [str(k) for k in result.definitions.asset_keys] == []
+    errors = [str(e) for e in result.errors]
+    assert len(errors) == 1 and "defs/a/defs.yaml:1" in errors[0]
+
+
+def test_pin_round_trips_and_reconstruction_never_refreshes(
+    make_project: ProjectFactory, counter_dir: Path
+) -> None:
+    root = make_project({"defs/a/defs.yaml": _list("api", counter_dir)})
+    assert refresh_state(root).ok
+    first = load_defs(root)
+    pin = StateInfo.from_json(first.state_info.to_json())
+    assert pin == first.state_info
+    again = load_defs(root, dev=True, state_info=pin)
+    assert call_count(counter_dir, "api") == 1  # only the explicit refresh
+    assert again.definitions == first.definitions
