@@ -14,6 +14,8 @@ import pytest
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
 
+pytest_plugins = ["storage_servers"]
+
 ProjectFactory = Callable[..., Path]
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from conftest import ProjectFactory
 from defstate import StateInfo, load_defs, refresh_state
 from fixture_components import call_count
@@ -111,20 +113,61 @@ def test_failed_dev_refresh_is_an_error_of_that_component(
     assert "external system for down is down" in str(error)
 
 
-def test_unsupported_management_types_name_the_component(
-    make_project: ProjectFactory, counter_dir: Path
+def test_versioned_without_storage_is_a_clear_error(
+    make_project: ProjectFactory, counter_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("DEFSTATE_STATE_STORAGE_URL", raising=False)
     root = make_project(
         {
-            "defs/a/defs.yaml": _list("snap", counter_dir)
-            + "  defs_state:\n    management_type: LEGACY_CODE_SERVER_SNAPSHOTS\n",
+            "defs/a/defs.yaml": _list("remote", counter_dir)
+            + "  defs_state:\n    management_type: VERSIONED_STATE_STORAGE\n",
             "defs/b/defs.yaml": _list("ok", counter_dir),
         }
     )
+    result = load_defs(root, dev=True)
+    assert sorted(str(k) for k in result.definitions.asset_keys) == ["ok_a", "ok_b"]
+    (error,) = [str(e) for e in result.errors]
+    assert "defs/a/defs.yaml:1" in error and "[tool.defstate.state_storage]" in error
+    assert "DEFSTATE_STATE_STORAGE_URL" in error
+    assert call_count(counter_dir, "remote") == 0
+    report = refresh_state(root)
+    assert not report.ok and "[tool.defstate.state_storage]" in str(report.errors[0])
+
+
+def test_code_server_snapshots_travel_in_the_pin(
+    make_project: ProjectFactory, counter_dir: Path
+) -> None:
+    snapshot = "  defs_state:\n    management_type: LEGACY_CODE_SERVER_SNAPSHOTS\n"
+    root = make_project({"defs/a/defs.yaml": _list("snap", counter_dir) + snapshot})
+    first = load_defs(root)  # an initialization load refreshes snapshots, dev or not
+    assert first.ok, first.errors
+    assert call_count(counter_dir, "snap") == 1
+    assert sorted(str(k) for k in first.definitions.asset_keys) == ["snap_a", "snap_b"]
+    assert not (root / "defs" / ".local_defs_state").exists()
+
+    pin = StateInfo.from_json(first.state_info.to_json())
+    assert pin.get("List[snap]").version == "code-server"  # type: ignore[union-attr]
+    # reconstruct from the pin in a changed world: no refresh, same definitions
+    (root / "defs/a/defs.yaml").write_text(_list("snap", counter_dir, fail="true") + snapshot)
+    again = load_defs(root, state_info=pin)
+    assert again.ok, again.errors
+    assert again.definitions == first.definitions
+    assert call_count(counter_dir, "snap") == 1
+    # refresh_state leaves snapshot keys alone: they belong to loads
+    assert refresh_state(root).results == ()
+
+
+def test_code_server_snapshot_size_limit(make_project: ProjectFactory, counter_dir: Path) -> None:
+    root = make_project(
+        {
+            "defs/a/defs.yaml": _list("big", counter_dir)
+            + "  defs_state:\n    management_type: LEGACY_CODE_SERVER_SNAPSHOTS\n"
+        },
+        pyproject_extra="snapshot_max_bytes = 5",
+    )
     result = load_defs(root)
-    assert [str(k) for k in result.definitions.asset_keys] == []
-    errors = [str(e) for e in result.errors]
-    assert len(errors) == 1 and "defs/a/defs.yaml:1" in errors[0]
+    (error,) = result.errors
+    assert "over the 5-byte limit" in str(error) and error.key == "List[big]"
 
 
 def test_pin_round_trips_and_reconstruction_never_refreshes(

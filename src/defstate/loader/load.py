@@ -108,15 +108,22 @@ def load_defs(
 
     Without ``state_info`` this is an *initialization* load: in ``dev`` mode it first refreshes
     every key with ``refresh_if_dev`` (concurrently, at most once per key); outside dev mode
-    it never refreshes. With ``state_info`` it is a *reconstruction*: it never refreshes and
-    uses exactly the pinned versions.
+    it never refreshes, except ``LEGACY_CODE_SERVER_SNAPSHOTS`` keys, which every
+    initialization load refreshes. With ``state_info`` it is a *reconstruction*: it never
+    refreshes, reads no latest pointer, and uses exactly the pinned versions.
     """
     project = open_project(project_root)
     errors: list[LoadError] = list(project.errors)
     refreshes: list[RefreshResult] = []
-    if state_info is None and dev:
-        dev_groups = [g for g in project.groups.values() if g.refresh_if_dev]
-        targets, plan_errors = plan_targets(dev_groups, project.storages)
+    if state_info is None:
+        # Snapshots live only in the pin, so every initialization load makes them anew.
+        due = [
+            g
+            for g in project.groups.values()
+            if (dev and g.refresh_if_dev)
+            or g.management_type is ManagementType.LEGACY_CODE_SERVER_SNAPSHOTS
+        ]
+        targets, plan_errors = plan_targets(due, project.storages)
         errors.extend(plan_errors)
         refreshes = run_refreshes(
             targets, concurrency or project.config.refresh_concurrency, listener
@@ -151,7 +158,7 @@ def load_defs(
     return LoadResult(
         definitions=merged.definitions,
         state_info=StateInfo(versions),
-        errors=tuple(errors),
+        errors=tuple(dict.fromkeys(errors)),  # a key's storage error is met twice in dev
         project=project,
         asset_sources=merged.sources,
         refreshes=tuple(refreshes),
@@ -231,10 +238,17 @@ def refresh_state(
 ) -> RefreshReport:
     """Refresh the selected keys (default: all), concurrently; what succeeds is kept.
 
+    ``LOCAL_FILESYSTEM`` keys are written next to the project, ``VERSIONED_STATE_STORAGE`` keys
+    are published to the configured storage. ``LEGACY_CODE_SERVER_SNAPSHOTS`` keys are skipped:
+    they live in a load's pin and are refreshed by every initialization load.
     Raises ``UnknownStateKeyError`` when a requested key matches no component.
     """
     project = open_project(project_root)
-    groups = select_groups(dict(project.groups), keys, management_types)
+    groups = [
+        g
+        for g in select_groups(dict(project.groups), keys, management_types)
+        if g.management_type is not ManagementType.LEGACY_CODE_SERVER_SNAPSHOTS
+    ]
     targets, errors = plan_targets(groups, project.storages)
     results = run_refreshes(targets, concurrency or project.config.refresh_concurrency, listener)
     return RefreshReport(tuple(results), (*project.errors, *errors))

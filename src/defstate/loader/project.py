@@ -11,9 +11,12 @@ from typing import Any
 import attrs
 
 from defstate.errors import ProjectConfigError, SourceLocation
+from defstate.loader.yaml_source import TemplateError, expand_templates
 
 PYPROJECT = "pyproject.toml"
-_KNOWN_KEYS = frozenset({"defs_dir", "state_storage", "schedules", "refresh_concurrency"})
+_KNOWN_KEYS = frozenset(
+    {"defs_dir", "state_storage", "schedules", "refresh_concurrency", "snapshot_max_bytes"}
+)
 
 
 @attrs.frozen
@@ -31,6 +34,7 @@ class ProjectConfig:
     root: Path
     defs_dir: Path
     refresh_concurrency: int = 8
+    snapshot_max_bytes: int = 10 * 1024 * 1024
     state_storage: StateStorageConfig | None = None
     raw: Mapping[str, Any] = attrs.field(factory=dict)
 
@@ -83,21 +87,26 @@ def load_project_config(root: Path) -> ProjectConfig:
     defs_dir = table.get("defs_dir", "defs")
     if not isinstance(defs_dir, str) or not defs_dir:
         raise ProjectConfigError("[tool.defstate] defs_dir must be a non-empty string", where)
-    concurrency = table.get("refresh_concurrency", 8)
-    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
-        raise ProjectConfigError(
-            "[tool.defstate] refresh_concurrency must be a positive integer", where
-        )
     return ProjectConfig(
         root=root,
         defs_dir=(root / defs_dir).resolve(),
-        refresh_concurrency=concurrency,
-        state_storage=_state_storage_config(table.get("state_storage"), where),
+        refresh_concurrency=_positive_int(table, "refresh_concurrency", 8, where),
+        snapshot_max_bytes=_positive_int(table, "snapshot_max_bytes", 10 * 1024 * 1024, where),
+        state_storage=_state_storage_config(table.get("state_storage"), root, where),
         raw=table,
     )
 
 
-def _state_storage_config(table: Any, where: SourceLocation) -> StateStorageConfig | None:
+def _positive_int(table: Mapping[str, Any], name: str, default: int, where: SourceLocation) -> int:
+    value = table.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ProjectConfigError(f"[tool.defstate] {name} must be a positive integer", where)
+    return value
+
+
+def _state_storage_config(
+    table: Any, root: Path, where: SourceLocation
+) -> StateStorageConfig | None:
     url = os.environ.get("DEFSTATE_STATE_STORAGE_URL")
     options: Mapping[str, Any] = {}
     if table is not None:
@@ -113,4 +122,12 @@ def _state_storage_config(table: Any, where: SourceLocation) -> StateStorageConf
         return None
     if not isinstance(url, str):
         raise ProjectConfigError("[tool.defstate.state_storage] url must be a string", where)
+    try:
+        url = expand_templates(url, root, os.environ)
+        options = {
+            name: expand_templates(value, root, os.environ) if isinstance(value, str) else value
+            for name, value in options.items()
+        }
+    except TemplateError as exc:
+        raise ProjectConfigError(f"[tool.defstate.state_storage]: {exc}", where) from None
     return StateStorageConfig(url=url, storage_options=options)

@@ -83,7 +83,11 @@ def run_refresh(target: RefreshTarget) -> RefreshResult:
 
     start = time.perf_counter()
     try:
-        with target.storage.begin_write(target.key) as write:
+        metadata = {
+            "component_type": target.instance.type_name,
+            "component": target.instance.source,
+        }
+        with target.storage.begin_write(target.key, metadata) as write:
             outcome = target.component.write_state_to_path(write.path)
             if inspect.isawaitable(outcome):
                 asyncio.run(_await(outcome))

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import attrs
 
-from defstate.errors import NotSupportedYetError
+from defstate.errors import ProjectConfigError, SourceLocation
 from defstate.loader.project import ProjectConfig
 from defstate.state_storage.base import StateStorage
 from defstate.state_storage.local import LocalStateStorage
 from defstate.state_storage.management import ManagementType
+from defstate.state_storage.snapshots import SnapshotStateStorage
+from defstate.state_storage.versioned import VersionedStateStorage
 
 
 @attrs.define
 class StateStorages:
-    """The storages of one project, created on first use (object storage is slow to set up)."""
+    """The storages of one project, created on first use (object storage is slow to set up).
+
+    One instance belongs to one load: code-server snapshots live in it.
+    """
 
     config: ProjectConfig
     _cache: dict[ManagementType, StateStorage] = attrs.field(factory=dict, init=False)
@@ -29,7 +34,14 @@ class StateStorages:
     def _create(self, management_type: ManagementType, component: str) -> StateStorage:
         if management_type is ManagementType.LOCAL_FILESYSTEM:
             return LocalStateStorage.for_defs_dir(self.config.defs_dir)
-        raise NotSupportedYetError(
-            f"{component}: management_type {management_type.value} is not supported yet "
-            "(only LOCAL_FILESYSTEM is implemented in this release)"
-        )
+        if management_type is ManagementType.LEGACY_CODE_SERVER_SNAPSHOTS:
+            return SnapshotStateStorage(max_bytes=self.config.snapshot_max_bytes)
+        settings = self.config.state_storage
+        if settings is None:
+            raise ProjectConfigError(
+                f"{component} uses management_type VERSIONED_STATE_STORAGE but no state "
+                "storage is configured: set url in [tool.defstate.state_storage] "
+                "(or DEFSTATE_STATE_STORAGE_URL)",
+                SourceLocation(self.config.pyproject),
+            )
+        return VersionedStateStorage(settings.url, dict(settings.storage_options))

@@ -99,6 +99,36 @@ def load_yaml_documents(path: Path) -> list[YamlDocument]:
     return documents
 
 
+class TemplateError(ValueError):
+    """A ``{{ }}`` template that cannot be expanded (unknown expression, unset variable)."""
+
+
+def expand_templates(text: str, project_root: Path, env: Mapping[str, str]) -> str:
+    """Expand ``{{ env.NAME }}`` and ``{{ project_root }}`` in ``text``.
+
+    Substitution only: anything else between ``{{ }}`` is an error, nothing is evaluated.
+    """
+
+    def substitute(match: re.Match[str]) -> str:
+        expression = match.group(1).strip()
+        if expression == "project_root":
+            return str(project_root)
+        env_match = _ENV_NAME.fullmatch(expression)
+        if env_match is None:
+            raise TemplateError(
+                f"unsupported template {{{{ {expression} }}}} (use {{{{ env.NAME }}}} "
+                "or {{ project_root }})"
+            )
+        name = env_match.group(1)
+        if name not in env:
+            raise TemplateError(
+                f"environment variable {name} is not set (used as {{{{ env.{name} }}}})"
+            )
+        return env[name]
+
+    return _TEMPLATE.sub(substitute, text)
+
+
 def render_templates(
     value: Any,
     document: YamlDocument,
@@ -106,13 +136,13 @@ def render_templates(
     path: ValuePath = (),
     environ: Mapping[str, str] | None = None,
 ) -> Any:
-    """Expand ``{{ env.NAME }}`` and ``{{ project_root }}`` in every string of ``value``.
-
-    Substitution only: anything else between ``{{ }}`` is an error, nothing is evaluated.
-    """
+    """Expand templates in every string of ``value``; errors name the file and line."""
     env = os.environ if environ is None else environ
     if isinstance(value, str):
-        return _render_string(value, document, path, project_root, env)
+        try:
+            return expand_templates(value, project_root, env)
+        except TemplateError as exc:
+            raise DefsYamlError(str(exc), document.location(path)) from None
     if isinstance(value, list):
         return [
             render_templates(v, document, project_root, (*path, i), env)
@@ -124,32 +154,3 @@ def render_templates(
             for k, v in value.items()
         }
     return value
-
-
-def _render_string(
-    text: str,
-    document: YamlDocument,
-    path: ValuePath,
-    project_root: Path,
-    env: Mapping[str, str],
-) -> str:
-    def substitute(match: re.Match[str]) -> str:
-        expression = match.group(1).strip()
-        if expression == "project_root":
-            return str(project_root)
-        env_match = _ENV_NAME.fullmatch(expression)
-        if env_match is None:
-            raise DefsYamlError(
-                f"unsupported template {{{{ {expression} }}}} (use {{{{ env.NAME }}}} "
-                "or {{ project_root }})",
-                document.location(path),
-            )
-        name = env_match.group(1)
-        if name not in env:
-            raise DefsYamlError(
-                f"environment variable {name} is not set (used as {{{{ env.{name} }}}})",
-                document.location(path),
-            )
-        return env[name]
-
-    return _TEMPLATE.sub(substitute, text)

@@ -8,6 +8,7 @@ path for a version.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
@@ -21,7 +22,10 @@ class StateWrite(Protocol):
     """One refresh's pending write: fill ``path``, then ``commit()``; leaving without
     committing (or with an exception) discards it and leaves the previous state in place."""
 
-    path: Path
+    @property
+    def path(self) -> Path:
+        """Where ``write_state_to_path`` writes: a file or a directory, not there yet."""
+        ...
 
     def commit(self) -> StateVersion: ...
 
@@ -50,8 +54,9 @@ class StateStorage(Protocol):
         """A local path holding exactly ``version``'s state (a file or a directory)."""
         ...
 
-    def begin_write(self, key: str) -> StateWrite:
-        """Start a refresh of ``key``; see :class:`StateWrite`."""
+    def begin_write(self, key: str, metadata: Mapping[str, str] | None = None) -> StateWrite:
+        """Start a refresh of ``key``; ``metadata`` (e.g. the component type) is recorded
+        with the version where the storage keeps manifests. See :class:`StateWrite`."""
         ...
 
     def describe(self) -> str:

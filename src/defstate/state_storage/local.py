@@ -14,6 +14,7 @@ import errno
 import functools
 import os
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -177,7 +178,7 @@ class LocalStateStorage:
         path = self._current_path(version.key)
         return path if path is not None else self.key_dir(version.key) / STATE_NAME
 
-    def begin_write(self, key: str) -> LocalStateWrite:
+    def begin_write(self, key: str, metadata: Mapping[str, str] | None = None) -> LocalStateWrite:
         key_dir = self.key_dir(key)
         self._ensure_root()
         key_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,87 @@
+"""The local download cache for versioned state.
+
+``<cache dir>/<storage id>/<encoded key>/<version>/`` holds ``state`` (the file, or the
+unpacked directory) and ``.verified`` (the sha256 it was checked against). Entries are written
+into a temporary sibling and renamed into place, so a crash never leaves a half entry. Every
+use re-checks a file state's sha256, so a cached file corrupted on disk is detected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import attrs
+
+from defstate.errors import StateIntegrityError
+from defstate.state_storage.archive import sha256_file, unpack_directory, verify
+from defstate.state_storage.keys import encode_key
+from defstate.state_storage.state_info import StateVersion
+
+_VERIFIED = ".verified"
+
+
+def default_cache_dir() -> Path:
+    """``$DEFSTATE_CACHE_DIR``, else ``$XDG_CACHE_HOME/defstate``, else ``~/.cache/defstate``."""
+    configured = os.environ.get("DEFSTATE_CACHE_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "defstate"
+
+
+@attrs.frozen
+class DownloadCache:
+    """Verified local copies of stored versions of one storage location."""
+
+    root: Path
+
+    @classmethod
+    def for_storage(cls, cache_dir: Path, storage_url: str) -> DownloadCache:
+        storage_id = hashlib.sha256(storage_url.encode()).hexdigest()[:16]
+        return cls(cache_dir / storage_id)
+
+    def entry_dir(self, version: StateVersion) -> Path:
+        return self.root.joinpath(*encode_key(version.key).parts, version.version)
+
+    def get(self, version: StateVersion, what: str) -> Path | None:
+        """The cached state of ``version``, or ``None``; raises if the file was corrupted."""
+        entry = self.entry_dir(version)
+        state = entry / "state"
+        marker = entry / _VERIFIED
+        if not marker.is_file() or not os.path.lexists(state):
+            return None
+        if marker.read_text().strip() != version.sha256:
+            return None  # an entry for different bytes: not ours
+        if state.is_file() and sha256_file(state) != version.sha256:
+            raise StateIntegrityError(
+                f"{what}: the cached copy {state} does not match its sha256 (corrupted on "
+                "disk); delete it to download again"
+            )
+        return state
+
+    def put(self, version: StateVersion, data: bytes, what: str) -> Path:
+        """Verify ``data`` against the version's manifest and store it; returns the path."""
+        verify(data, size=version.size, sha256=version.sha256, what=what)
+        entry = self.entry_dir(version)
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = entry.parent / f".tmp-{os.getpid()}-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        try:
+            if version.is_directory:
+                unpack_directory(data, tmp / "state")
+            else:
+                (tmp / "state").write_bytes(data)
+            (tmp / _VERIFIED).write_text(str(version.sha256))
+            try:
+                os.rename(tmp, entry)
+            except OSError:
+                if not (entry / _VERIFIED).is_file():  # another process won the race: fine
+                    shutil.rmtree(entry, ignore_errors=True)
+                    os.rename(tmp, entry)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return entry / "state"

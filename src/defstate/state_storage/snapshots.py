@@ -1,0 +1,129 @@
+"""``LEGACY_CODE_SERVER_SNAPSHOTS``: state that travels inside the pin.
+
+Refreshed at every initialization load; the bytes (base64, a directory archived) are stored
+in the load's ``StateVersion.snapshot``, so a reconstruction from the pin needs no storage and
+never calls ``write_state_to_path``. Materialised into a private temporary folder to be read.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+import attrs
+
+from defstate.errors import StateStorageError
+from defstate.state_storage.archive import (
+    pack_directory,
+    sha256_bytes,
+    unpack_directory,
+    verify,
+)
+from defstate.state_storage.base import require_written
+from defstate.state_storage.management import ManagementType
+from defstate.state_storage.state_info import CODE_SERVER_VERSION, StateVersion, utc_now_iso
+
+DEFAULT_SNAPSHOT_LIMIT = 10 * 1024 * 1024
+
+
+@attrs.define
+class SnapshotStateWrite:
+    storage: SnapshotStateStorage
+    key: str
+    workdir: Path
+    committed: bool = False
+
+    @property
+    def path(self) -> Path:
+        return self.workdir / "state"
+
+    def commit(self) -> StateVersion:
+        require_written(self.path, self.key)
+        is_directory = self.path.is_dir()
+        data = pack_directory(self.path) if is_directory else self.path.read_bytes()
+        limit = self.storage.max_bytes
+        if len(data) > limit:
+            raise StateStorageError(
+                f"code-server snapshot for key {self.key!r} is {len(data)} bytes, over the "
+                f"{limit}-byte limit; use VERSIONED_STATE_STORAGE or LOCAL_FILESYSTEM for large "
+                "state (or raise [tool.defstate] snapshot_max_bytes)"
+            )
+        version = StateVersion(
+            key=self.key,
+            version=CODE_SERVER_VERSION,
+            created_at=utc_now_iso(),
+            management_type=ManagementType.LEGACY_CODE_SERVER_SNAPSHOTS,
+            size=len(data),
+            sha256=sha256_bytes(data),
+            is_directory=is_directory,
+            snapshot=base64.b64encode(data).decode("ascii"),
+        )
+        self.storage.snapshots[self.key] = version
+        self.committed = True
+        return version
+
+    def abort(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> SnapshotStateWrite:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.abort()
+
+
+@attrs.define
+class SnapshotStateStorage:
+    """Snapshots held in memory for one load; see the module docstring."""
+
+    max_bytes: int = DEFAULT_SNAPSHOT_LIMIT
+    management_type: ManagementType = ManagementType.LEGACY_CODE_SERVER_SNAPSHOTS
+    snapshots: dict[str, StateVersion] = attrs.field(factory=dict)
+    _tmp: Path | None = attrs.field(default=None, init=False)
+
+    def describe(self) -> str:
+        return "code-server snapshots (in the pin)"
+
+    def latest(self, key: str) -> StateVersion | None:
+        return self.snapshots.get(key)
+
+    def state_path(self, version: StateVersion) -> Path:
+        if version.snapshot is None:
+            raise StateStorageError(f"the pin holds no snapshot bytes for key {version.key!r}")
+        data = base64.b64decode(version.snapshot)
+        verify(
+            data,
+            size=version.size,
+            sha256=version.sha256,
+            what=f"code-server snapshot for key {version.key!r}",
+        )
+        target = self._tmpdir() / (version.sha256 or "unverified")
+        state = target / "state"
+        if not target.exists():
+            target.mkdir()
+            if version.is_directory:
+                unpack_directory(data, state)
+            else:
+                state.write_bytes(data)
+        return state
+
+    def begin_write(
+        self, key: str, metadata: Mapping[str, str] | None = None
+    ) -> SnapshotStateWrite:
+        return SnapshotStateWrite(self, key, Path(tempfile.mkdtemp(prefix="defstate-snap-")))
+
+    def _tmpdir(self) -> Path:
+        if self._tmp is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix="defstate-snapshots-"))
+            atexit.register(shutil.rmtree, self._tmp, True)
+        return self._tmp

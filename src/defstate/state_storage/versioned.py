@@ -1,0 +1,349 @@
+"""``VERSIONED_STATE_STORAGE``: uuid-versioned state in any fsspec location.
+
+Layout under the storage URL (a compatibility promise, documented in the README)::
+
+    <url>/<encoded key>/versions/<uuid>/state            a file state's bytes
+    <url>/<encoded key>/versions/<uuid>/state.tar.gz     a directory state, archived
+    <url>/<encoded key>/versions/<uuid>/manifest.json    key, version, created_at, size, sha256, ...
+    <url>/<encoded key>/latest.json                      the pointer: a copy of the latest manifest
+
+A refresh uploads the state bytes, then the manifest, each in one atomic call, and only then
+overwrites the key's pointer. One pointer object per key means refreshes of different keys
+never race. A reader that was given a pin reads ``versions/<uuid>/`` directly and never looks
+at a pointer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import tempfile
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import attrs
+
+from defstate.errors import StateIntegrityError, StateStorageError
+from defstate.state_storage.archive import pack_directory, sha256_bytes
+from defstate.state_storage.base import require_written
+from defstate.state_storage.cache import DownloadCache
+from defstate.state_storage.keys import encode_key
+from defstate.state_storage.management import ManagementType
+from defstate.state_storage.state_info import StateVersion, utc_now_iso
+
+T = TypeVar("T")
+
+POINTER_NAME = "latest.json"
+MANIFEST_NAME = "manifest.json"
+FILE_STATE_NAME = "state"
+DIRECTORY_STATE_NAME = "state.tar.gz"
+LAYOUT_FORMAT = 1
+
+_PERMANENT = (
+    FileNotFoundError,
+    FileExistsError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+    ValueError,
+    TypeError,
+    StateStorageError,
+)
+_TRANSIENT_NAMES = ("connect", "timeout", "throttl", "slowdown", "unavailable", "temporar")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without any user:password part, for messages."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors worth retrying: network hiccups, throttling, timeouts; not missing or denied."""
+    if isinstance(exc, _PERMANENT):
+        return False
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    name = type(exc).__name__.lower()
+    return any(word in name for word in _TRANSIENT_NAMES) or type(exc) is OSError
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line reason, never including credentials (storage options are never printed)."""
+    if isinstance(exc, PermissionError):
+        return f"access denied ({exc}); check the credentials in storage_options or the env"
+    if isinstance(exc, FileNotFoundError):
+        return f"not found ({exc})"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@attrs.define
+class VersionedStateWrite:
+    """A pending versioned refresh: the component writes into a local temporary folder."""
+
+    storage: VersionedStateStorage
+    key: str
+    metadata: Mapping[str, str]
+    workdir: Path
+    committed: bool = False
+
+    @property
+    def path(self) -> Path:
+        return self.workdir / "state"
+
+    def commit(self) -> StateVersion:
+        require_written(self.path, self.key)
+        version = self.storage.publish(self.key, self.path, self.metadata)
+        self.committed = True
+        return version
+
+    def abort(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> VersionedStateWrite:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.abort()
+
+
+@attrs.define
+class VersionedStateStorage:
+    """State versions in an fsspec location (``s3://``, ``gs://``, ``file://``, ``memory://``)."""
+
+    url: str
+    storage_options: Mapping[str, Any] = attrs.field(factory=dict)
+    cache_dir: Path | None = None
+    attempts: int = 4
+    management_type: ManagementType = ManagementType.VERSIONED_STATE_STORAGE
+    _fs: Any = attrs.field(default=None, init=False)
+    _root: str = attrs.field(default="", init=False)
+    _root_checked: bool = attrs.field(default=False, init=False)
+
+    def describe(self) -> str:
+        return redact_url(self.url)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @property
+    def fs(self) -> Any:
+        if self._fs is None:
+            import fsspec  # heavy: only when versioned storage is used
+
+            options = {"use_listings_cache": False, "skip_instance_cache": True}
+            options.update(self.storage_options)
+            try:
+                self._fs, root = fsspec.core.url_to_fs(self.url, **options)
+            except (ImportError, ValueError) as exc:
+                raise StateStorageError(
+                    f"cannot open state storage {self.describe()}: {describe_error(exc)}"
+                ) from None
+            self._root = root.rstrip("/")
+        return self._fs
+
+    @property
+    def is_local(self) -> bool:
+        protocol = self.fs.protocol
+        protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
+        return "file" in protocols or "local" in protocols
+
+    @property
+    def is_object_store(self) -> bool:
+        return not self.is_local and "memory" not in str(self.fs.protocol)
+
+    @property
+    def cache(self) -> DownloadCache:
+        from defstate.state_storage.cache import default_cache_dir
+
+        return DownloadCache.for_storage(self.cache_dir or default_cache_dir(), self.url)
+
+    def key_path(self, key: str) -> str:
+        self.fs  # noqa: B018  (sets _root)
+        return "/".join((self._root, *encode_key(key).parts))
+
+    def version_path(self, key: str, version: str) -> str:
+        return f"{self.key_path(key)}/versions/{version}"
+
+    def _call(self, what: str, key: str, func: Callable[[], T]) -> T:
+        """Run one storage call with retries on transient errors; wrap the final error."""
+        from tenacity import (
+            Retrying,
+            retry_if_exception,
+            stop_after_attempt,
+            wait_exponential,
+        )
+
+        try:
+            for attempt in Retrying(
+                retry=retry_if_exception(is_transient),
+                stop=stop_after_attempt(self.attempts),
+                wait=wait_exponential(multiplier=0.2, max=2),
+                reraise=True,
+            ):
+                with attempt:
+                    return func()
+        except StateStorageError:
+            raise
+        except Exception as exc:
+            raise StateStorageError(
+                f"cannot {what} state for key {key!r} at {self.describe()}: {describe_error(exc)}"
+            ) from exc
+        raise AssertionError("unreachable")
+
+    def _put(self, path: str, data: bytes) -> None:
+        """Write one object whole: readers see all of it or none of it."""
+        fs = self.fs
+        if self.is_local:
+            # a local write streams into the final name; write aside and rename instead
+            parent = path.rsplit("/", 1)[0]
+            fs.makedirs(parent, exist_ok=True)
+            tmp = f"{parent}/.tmp-{os.getpid()}-{uuid.uuid4().hex}"
+            fs.pipe_file(tmp, data)
+            os.replace(tmp, path)
+        else:
+            fs.pipe_file(path, data)
+
+    def _check_root(self, key: str) -> None:
+        """A missing bucket is a configuration error, not "no state yet"."""
+        if self._root_checked or not self.is_object_store:
+            return
+        bucket = self._root.split("/", 1)[0]
+        if not self._call("read", key, lambda: self.fs.exists(bucket)):
+            raise StateStorageError(
+                f"cannot read state for key {key!r} at {self.describe()}: "
+                f"bucket {bucket!r} does not exist"
+            )
+        self._root_checked = True
+
+    # -- StateStorage -----------------------------------------------------------------------
+
+    def latest(self, key: str) -> StateVersion | None:
+        pointer = f"{self.key_path(key)}/{POINTER_NAME}"
+
+        def read() -> bytes | None:
+            try:
+                data: bytes = self.fs.cat_file(pointer)
+                return data
+            except FileNotFoundError:
+                return None
+
+        data = self._call("read", key, read)
+        if data is None:
+            self._check_root(key)
+            return None
+        return self._parse_manifest(key, data, pointer)
+
+    def _parse_manifest(self, key: str, data: bytes, where: str) -> StateVersion:
+        try:
+            manifest = json.loads(data)
+            return StateVersion(
+                key=key,
+                version=str(manifest["version"]),
+                created_at=str(manifest["created_at"]),
+                management_type=self.management_type,
+                size=int(manifest["size"]),
+                sha256=str(manifest["sha256"]),
+                is_directory=bool(manifest["is_directory"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StateIntegrityError(
+                f"state for key {key!r} at {self.describe()}: {where} is not a valid manifest "
+                f"({exc})"
+            ) from None
+
+    def state_path(self, version: StateVersion) -> Path:
+        what = f"state for key {version.key!r} version {version.version} at {self.describe()}"
+        cache = self.cache
+        cached = cache.get(version, what)
+        if cached is not None:
+            return cached
+        name = DIRECTORY_STATE_NAME if version.is_directory else FILE_STATE_NAME
+        source = f"{self.version_path(version.key, version.version)}/{name}"
+        data = self._call("download", version.key, lambda: self.fs.cat_file(source))
+        return cache.put(version, data, what)
+
+    def begin_write(
+        self, key: str, metadata: Mapping[str, str] | None = None
+    ) -> VersionedStateWrite:
+        workdir = Path(tempfile.mkdtemp(prefix="defstate-refresh-"))
+        return VersionedStateWrite(self, key, dict(metadata or {}), workdir)
+
+    # -- publication ------------------------------------------------------------------------
+
+    def publish(self, key: str, path: Path, metadata: Mapping[str, str]) -> StateVersion:
+        """Upload ``path`` as a new version of ``key``, then move the key's pointer to it."""
+        is_directory = path.is_dir()
+        data = pack_directory(path) if is_directory else path.read_bytes()
+        from defstate import __version__
+
+        version = StateVersion(
+            key=key,
+            version=str(uuid.uuid4()),
+            created_at=utc_now_iso(),
+            management_type=self.management_type,
+            size=len(data),
+            sha256=sha256_bytes(data),
+            is_directory=is_directory,
+        )
+        manifest = {
+            "format": LAYOUT_FORMAT,
+            "key": key,
+            "version": version.version,
+            "created_at": version.created_at,
+            "size": version.size,
+            "sha256": version.sha256,
+            "is_directory": is_directory,
+            "defstate_version": __version__,
+            "host": socket.gethostname(),
+            **{k: v for k, v in metadata.items() if k not in ("key", "version")},
+        }
+        manifest_bytes = json.dumps(manifest, indent=1, sort_keys=True).encode()
+        base = self.version_path(key, version.version)
+        name = DIRECTORY_STATE_NAME if is_directory else FILE_STATE_NAME
+        self._call("write", key, lambda: self._put(f"{base}/{name}", data))
+        self._call("write", key, lambda: self._put(f"{base}/{MANIFEST_NAME}", manifest_bytes))
+        self._move_pointer(key, manifest_bytes)
+        what = f"state for key {key!r} version {version.version} at {self.describe()}"
+        self.cache.put(version, data, what)  # the writer's next load needs no download
+        return version
+
+    def _move_pointer(self, key: str, manifest_bytes: bytes) -> None:
+        pointer = f"{self.key_path(key)}/{POINTER_NAME}"
+        self._call("write", key, lambda: self._put(pointer, manifest_bytes))
+
+    def versions(self, key: str) -> list[StateVersion]:
+        """Every stored version of ``key`` with a manifest, oldest first."""
+        root = f"{self.key_path(key)}/versions"
+
+        def read_all() -> list[StateVersion]:
+            try:
+                folders = self.fs.ls(root, detail=False)
+            except FileNotFoundError:
+                return []
+            found = []
+            for folder in folders:
+                try:
+                    data = self.fs.cat_file(f"{folder.rstrip('/')}/{MANIFEST_NAME}")
+                except FileNotFoundError:
+                    continue  # an upload that never completed
+                found.append(self._parse_manifest(key, data, folder))
+            return sorted(found, key=lambda v: v.created_at)
+
+        return self._call("list", key, read_all)
