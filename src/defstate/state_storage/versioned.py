@@ -147,6 +147,11 @@ class VersionedStateStorage:
         if self._fs is None:
             import fsspec  # heavy: only when versioned storage is used
 
+            if self.url.startswith(("gs://", "gcs://")):
+                # gcsfs otherwise probes for zonal buckets over gRPC first, which stalls
+                # each call for a minute where that endpoint is unreachable.
+                os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+
             options = {"use_listings_cache": False, "skip_instance_cache": True}
             options.update(self.storage_options)
             try:

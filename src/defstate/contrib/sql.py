@@ -1,0 +1,437 @@
+"""A database's tables and views as state-backed assets.
+
+:class:`DatabaseTablesComponent` introspects a real database — the shape of an ingestion
+tool's "connection tables" — and makes one asset per table or view. Refreshing opens the
+database **read-only** and stores a normalised description of it; building definitions reads
+only that file, so loading a project never opens the database (nor imports its driver).
+
+A ``defs.yaml`` entry::
+
+    type: defstate.contrib.sql.DatabaseTablesComponent
+    attributes:
+      url: sqlite:///data/warehouse.db     # relative to the project root
+      schemas: [main]                      # optional filter; default: every schema
+      include_views: true
+      group_name: warehouse
+      key_prefix: [sqlite]
+
+**URLs** follow SQLAlchemy's convention: ``sqlite:///relative/path.db`` (relative to the
+project root), ``sqlite:////absolute/path.db``, and the same for ``duckdb:///path.duckdb``
+(needs the ``duckdb`` package). SQLite comes with Python; its only schema is ``main``.
+
+**State key**: ``DatabaseTables[<database file stem>]``; ``defs_state: {key: ...}``
+overrides it.
+
+**State format**: one UTF-8 JSON file, keys sorted, two-space indent, trailing newline::
+
+    {
+      "format": "defstate.sql/1",
+      "dialect": "sqlite" | "duckdb",
+      "database": "warehouse.db",          # the file name only: state is machine-independent
+      "tables": [TABLE, ...]               # sorted by (schema, name)
+    }
+
+    TABLE:       schema, name, type ("table" | "view"), row_count (null when a view
+                 cannot be counted), columns [{name, type}] (in table order),
+                 foreign_keys [{columns, references: {schema, table, columns}}] (sorted)
+
+**Assets**: key ``[*key_prefix, schema, name]``; deps: the tables its foreign keys reference
+(a table referencing itself has no dep on itself); kinds ``{dialect, type}``; metadata
+``columns`` (``[{name, type}]``) and ``row_count``; ``group_name`` from the attribute.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal, Self
+
+import attrs
+
+from defstate.components import ComponentLoadContext, StateBackedComponent
+from defstate.components.attributes import AttributeValueError
+from defstate.definitions import AssetKey, AssetSpec, Definitions
+from defstate.errors import TerminalRefreshError
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    import duckdb
+
+STATE_FORMAT: Final = "defstate.sql/1"
+"""The ``format`` of the state this module writes and reads."""
+
+Dialect = Literal["sqlite", "duckdb"]
+
+_DIALECTS: Final[tuple[Dialect, ...]] = ("sqlite", "duckdb")
+
+# DuckDB's own catalogs; never user tables.
+_DUCKDB_SYSTEM_SCHEMAS: Final = ("information_schema", "pg_catalog")
+
+
+class DatabaseUrlError(ValueError):
+    """A connection URL this module cannot use."""
+
+
+class DatabaseNotFoundError(TerminalRefreshError):
+    """The database file does not exist; it is never created (opened read-only)."""
+
+
+class DatabaseIntrospectionError(Exception):
+    """The database could not be opened or read."""
+
+
+class DatabaseStateError(ValueError):
+    """Stored state is not a state file this module can read."""
+
+
+@attrs.frozen
+class DatabaseUrl:
+    """A parsed ``sqlite:///`` or ``duckdb:///`` URL: the dialect and the database file."""
+
+    dialect: Dialect
+    path: Path
+
+    @classmethod
+    def parse(cls, url: str) -> DatabaseUrl:
+        """Parse ``<dialect>:///relative`` or ``<dialect>:////absolute`` (SQLAlchemy style)."""
+        scheme, separator, rest = url.partition("://")
+        expected = "expected sqlite:///path/to/file.db or duckdb:///path/to/file.duckdb"
+        if not separator or scheme not in _DIALECTS:
+            raise DatabaseUrlError(f"unsupported database URL {url!r}: {expected}")
+        if not rest.startswith("/"):
+            # `sqlite://host/...`: a host part means a server, which neither dialect has
+            raise DatabaseUrlError(f"database URL {url!r} has a host part: {expected}")
+        if "?" in rest or "#" in rest:
+            raise DatabaseUrlError(f"database URL {url!r}: query parameters are not supported")
+        path = rest[1:]  # `///x` is the relative path `x`; `////x` is the absolute `/x`
+        if not path or path == ":memory:":
+            raise DatabaseUrlError(
+                f"database URL {url!r} names no database file (in-memory databases are empty)"
+            )
+        dialect: Dialect = "sqlite" if scheme == "sqlite" else "duckdb"
+        return cls(dialect, Path(path))
+
+    def to_string(self) -> str:
+        return f"{self.dialect}:///{self.path}"
+
+
+def duckdb_available() -> bool:
+    """Whether ``duckdb`` can be imported (checked without importing it)."""
+    return importlib.util.find_spec("duckdb") is not None
+
+
+@attrs.define(kw_only=True)
+class DatabaseTablesComponent(StateBackedComponent):
+    """One asset per table (and view) of a SQLite or DuckDB database.
+
+    Refreshing opens the database read-only and stores its tables, columns, row counts and
+    foreign keys; see the module documentation for the URL forms, state format and keys.
+    """
+
+    url: str
+    """``sqlite:///path.db`` or ``duckdb:///path.duckdb``; relative paths: project root."""
+    schemas: list[str] | None = None
+    """Only these schemas; ``None``: all of them."""
+    include_views: bool = True
+    """Make assets of views too."""
+    group_name: str | None = None
+    """The group of every asset."""
+    key_prefix: list[str] = attrs.field(factory=list)
+    """Key parts put before ``[schema, table]``."""
+
+    @classmethod
+    def from_attributes(cls, attributes: Mapping[str, Any], context: ComponentLoadContext) -> Self:
+        """Validate the URL and make its path absolute (relative to the project root)."""
+        component = super().from_attributes(attributes, context)
+        try:
+            parsed = DatabaseUrl.parse(component.url)
+        except DatabaseUrlError as exc:
+            raise AttributeValueError(("url",), str(exc)) from None
+        if parsed.dialect == "duckdb" and not duckdb_available():
+            raise AttributeValueError(
+                ("url",), f"{component.url!r} needs the duckdb package: pip install duckdb"
+            )
+        for index, part in enumerate(component.key_prefix):
+            if not part or "/" in part:
+                raise AttributeValueError(
+                    ("key_prefix", index), f"key parts must be non-empty, without '/': {part!r}"
+                )
+        # Only the path is resolved: the file may not exist yet (it is checked on refresh),
+        # and loading from stored state must work where the database is unreachable.
+        resolved = DatabaseUrl(parsed.dialect, context.resolve_path(parsed.path))
+        return attrs.evolve(component, url=resolved.to_string())
+
+    @property
+    def database(self) -> DatabaseUrl:
+        """The parsed :attr:`url`."""
+        return DatabaseUrl.parse(self.url)
+
+    def get_defs_state_key(self) -> str:
+        """``DatabaseTables[<database file stem>]``."""
+        return f"DatabaseTables[{self.database.path.stem}]"
+
+    def write_state_to_path(self, state_path: Path) -> None:
+        """Introspect the database (read-only) and write its description to ``state_path``."""
+        database = self.database
+        if database.dialect == "sqlite":
+            tables = introspect_sqlite(database.path)
+        else:
+            tables = introspect_duckdb(database.path)
+        selected = [
+            t
+            for t in tables
+            if (self.schemas is None or t["schema"] in self.schemas)
+            and (self.include_views or t["type"] == "table")
+        ]
+        state = {
+            "format": STATE_FORMAT,
+            "dialect": database.dialect,
+            "database": database.path.name,
+            "tables": sorted(selected, key=lambda t: (t["schema"], t["name"])),
+        }
+        state_path.write_bytes(dump_state(state))
+
+    def build_defs_from_state(
+        self, context: ComponentLoadContext, state_path: Path | None
+    ) -> Definitions:
+        """One asset per stored table or view; none without state."""
+        if state_path is None:
+            return Definitions()
+        return Definitions(
+            assets=asset_specs_from_state(
+                load_state(state_path), key_prefix=self.key_prefix, group_name=self.group_name
+            )
+        )
+
+
+# --- introspection -----------------------------------------------------------------------
+
+
+def _require_file(path: Path) -> None:
+    if not path.is_file():
+        what = "is not a file" if path.exists() else "does not exist"
+        raise DatabaseNotFoundError(f"database file {path} {what}")
+
+
+def _quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _table_record(
+    schema: str,
+    name: str,
+    kind: str,
+    columns: Iterable[tuple[str, str]],
+    row_count: int | None,
+    foreign_keys: Iterable[dict[str, Any]],
+) -> dict[str, Any]:
+    return {
+        "schema": schema,
+        "name": name,
+        "type": kind,
+        "columns": [{"name": n, "type": t} for n, t in columns],
+        "row_count": row_count,
+        "foreign_keys": sorted(foreign_keys, key=lambda fk: json.dumps(fk, sort_keys=True)),
+    }
+
+
+def introspect_sqlite(path: Path) -> list[dict[str, Any]]:
+    """Every table and view of a SQLite file, opened read-only (never created)."""
+    import sqlite3
+
+    _require_file(path)
+    # mode=ro: a missing file is an error instead of a new, empty database, and nothing the
+    # refresh does can change the data.
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    try:
+        connection = sqlite3.connect(uri, uri=True)
+    except sqlite3.Error as exc:
+        raise DatabaseIntrospectionError(f"cannot open SQLite database {path}: {exc}") from None
+    try:
+        return _sqlite_tables(connection)
+    except sqlite3.Error as exc:
+        raise DatabaseIntrospectionError(f"cannot read SQLite database {path}: {exc}") from None
+    finally:
+        connection.close()
+
+
+def _sqlite_tables(connection: sqlite3.Connection) -> list[dict[str, Any]]:
+    import sqlite3
+
+    objects = connection.execute(
+        "SELECT name, type FROM sqlite_master"
+        " WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+    ).fetchall()
+    tables = []
+    for name, kind in objects:
+        try:
+            # The table-valued pragma functions take the name as a parameter: no quoting games.
+            columns = connection.execute(
+                "SELECT name, type FROM pragma_table_info(?) ORDER BY cid", (name,)
+            ).fetchall()
+        except sqlite3.Error:
+            if kind == "table":
+                raise
+            columns = []  # a view over a missing table is valid SQLite until it is used
+        references: dict[int, dict[str, Any]] = {}
+        for fk_id, _seq, target, source_column, target_column in connection.execute(
+            'SELECT id, seq, "table", "from", "to" FROM pragma_foreign_key_list(?)'
+            " ORDER BY id, seq",
+            (name,),
+        ):
+            fk = references.setdefault(
+                fk_id,
+                {"columns": [], "references": {"schema": "main", "table": target, "columns": []}},
+            )
+            fk["columns"].append(source_column)
+            # `to` is NULL when the key references the parent's primary key implicitly
+            if target_column is not None:
+                fk["references"]["columns"].append(target_column)
+        try:
+            (row_count,) = connection.execute(
+                f"SELECT count(*) FROM main.{_quote_identifier(name)}"
+            ).fetchone()
+        except sqlite3.Error:
+            if kind == "table":
+                raise
+            row_count = None
+        tables.append(
+            _table_record(
+                "main",
+                name,
+                kind,
+                ((c, t or "") for c, t in columns),
+                row_count,
+                references.values(),
+            )
+        )
+    return tables
+
+
+def introspect_duckdb(path: Path) -> list[dict[str, Any]]:
+    """Every table and view of a DuckDB file, opened read-only (never created)."""
+    try:
+        import duckdb
+    except ImportError:
+        raise DatabaseIntrospectionError(
+            f"cannot read {path}: the duckdb package is not installed (pip install duckdb)"
+        ) from None
+
+    _require_file(path)
+    try:
+        connection = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        raise DatabaseIntrospectionError(f"cannot open DuckDB database {path}: {exc}") from None
+    try:
+        return _duckdb_tables(connection)
+    except duckdb.Error as exc:
+        raise DatabaseIntrospectionError(f"cannot read DuckDB database {path}: {exc}") from None
+    finally:
+        connection.close()
+
+
+def _duckdb_tables(connection: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    import duckdb
+
+    system = ", ".join(f"'{s}'" for s in _DUCKDB_SYSTEM_SCHEMAS)
+    objects = connection.execute(
+        "SELECT table_schema, table_name, table_type FROM information_schema.tables"
+        f" WHERE table_catalog = current_database() AND table_schema NOT IN ({system})"
+    ).fetchall()
+    columns: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for schema, table, column, data_type in connection.execute(
+        "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns"
+        " WHERE table_catalog = current_database() ORDER BY ordinal_position"
+    ).fetchall():
+        columns.setdefault((schema, table), []).append((column, data_type))
+    foreign_keys: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for schema, table, source_columns, target, target_columns in connection.execute(
+        "SELECT schema_name, table_name, constraint_column_names, referenced_table,"
+        " referenced_column_names FROM duckdb_constraints()"
+        " WHERE database_name = current_database() AND constraint_type = 'FOREIGN KEY'"
+    ).fetchall():
+        # DuckDB refuses foreign keys across schemas: the target is in the same schema.
+        foreign_keys.setdefault((schema, table), []).append(
+            {
+                "columns": list(source_columns),
+                "references": {"schema": schema, "table": target, "columns": list(target_columns)},
+            }
+        )
+    tables = []
+    for schema, name, table_type in objects:
+        kind = "view" if table_type == "VIEW" else "table"
+        relation = f"{_quote_identifier(schema)}.{_quote_identifier(name)}"
+        row_count: int | None
+        try:
+            counted = connection.execute(f"SELECT count(*) FROM {relation}").fetchone()
+            row_count = int(counted[0]) if counted else None
+        except duckdb.Error:
+            if kind == "table":
+                raise
+            row_count = None
+        tables.append(
+            _table_record(
+                schema,
+                name,
+                kind,
+                columns.get((schema, name), []),
+                row_count,
+                foreign_keys.get((schema, name), []),
+            )
+        )
+    return tables
+
+
+# --- the state ---------------------------------------------------------------------------
+
+
+def dump_state(state: Mapping[str, Any]) -> bytes:
+    """The bytes of a state file: sorted keys, so equal databases give equal files."""
+    return (json.dumps(state, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def load_state(state_path: Path) -> dict[str, Any]:
+    """Read and check a state file written by ``DatabaseTablesComponent``."""
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DatabaseStateError(f"cannot read database state {state_path}: {exc}") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else None
+        raise DatabaseStateError(
+            f"{state_path} is not {STATE_FORMAT} state (format {found!r}); refresh the key"
+        )
+    return state
+
+
+def asset_specs_from_state(
+    state: Mapping[str, Any],
+    *,
+    key_prefix: Sequence[str] = (),
+    group_name: str | None = None,
+) -> list[AssetSpec]:
+    """The asset specs for a state document (see the module documentation)."""
+    dialect = str(state["dialect"])
+    specs = []
+    for table in state["tables"]:
+        key = AssetKey((*key_prefix, table["schema"], table["name"]))
+        deps = [
+            AssetKey((*key_prefix, fk["references"]["schema"], fk["references"]["table"]))
+            for fk in table["foreign_keys"]
+        ]
+        specs.append(
+            AssetSpec(
+                key=key,
+                deps=[d for d in deps if d != key],
+                group_name=group_name,
+                kinds=[dialect, table["type"]],
+                metadata={
+                    "columns": [{"name": c["name"], "type": c["type"]} for c in table["columns"]],
+                    "row_count": table["row_count"],
+                },
+            )
+        )
+    return specs
