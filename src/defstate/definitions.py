@@ -64,6 +64,10 @@ def _to_sorted_strings(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(set(values)))
 
 
+def _to_strings(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(str(v) for v in values)
+
+
 def _to_tags(values: Mapping[str, str]) -> dict[str, str]:
     return {str(k): str(v) for k, v in values.items()}
 
@@ -85,7 +89,7 @@ class AssetSpec:
     group_name: str | None = None
     kinds: tuple[str, ...] = attrs.field(default=(), converter=_to_sorted_strings)
     tags: dict[str, str] = attrs.field(factory=dict, converter=_to_tags)
-    owners: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    owners: tuple[str, ...] = attrs.field(default=(), converter=_to_strings)
     metadata: dict[str, Any] = attrs.field(factory=dict, validator=_check_json)
 
     def to_json_dict(self) -> dict[str, Any]:

@@ -84,22 +84,7 @@ def list_components(state: CliState, as_json: bool) -> None:
     """List the project's component instances and their state keys."""
     project = open_project(state.project)
     if as_json:
-        rows = []
-        for instance in project.instances:
-            key = instance.state_key
-            rows.append(
-                {
-                    "source": instance.source,
-                    "type": instance.type_name,
-                    "key": key,
-                    "management_type": (
-                        project.groups[key].management_type.value
-                        if key is not None and key in project.groups
-                        else None
-                    ),
-                }
-            )
-        click.echo(json_dumps({"components": rows}))
+        click.echo(json_dumps({"components": project.components_json()}))
     else:
         render_components(project)
     print_errors(project.errors)

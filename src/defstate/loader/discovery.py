@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +33,7 @@ class LoadError:
     location: SourceLocation | None = None
     component: str | None = None
     key: str | None = None
+    kind: str = "error"  # "refresh": a refresh failed and the previous state was used
 
     @classmethod
     def from_exception(
@@ -53,6 +56,7 @@ class LoadError:
             "line": self.location.line if self.location else None,
             "component": self.component,
             "key": self.key,
+            "kind": self.kind,
         }
 
 
@@ -64,6 +68,7 @@ class ComponentInstance:
     type_name: str
     context: ComponentLoadContext
     location: SourceLocation
+    entry_digest: str = ""
 
     @property
     def source(self) -> str:
@@ -147,7 +152,10 @@ def instantiate(config: ProjectConfig, document: YamlDocument) -> ComponentInsta
         raise DefsYamlError(
             f"{type_name}: {exc.message}", document.location(("attributes", *exc.path))
         ) from None
-    return ComponentInstance(component, type_name, context, where)
+    digest = hashlib.sha256(
+        json.dumps([type_name, attributes], sort_keys=True, default=str).encode()
+    ).hexdigest()
+    return ComponentInstance(component, type_name, context, where, digest)
 
 
 @attrs.frozen

@@ -16,6 +16,7 @@ from defstate.loader.discovery import (
     LoadError,
     discover_components,
 )
+from defstate.loader.fingerprint import key_fingerprints
 from defstate.loader.project import ProjectConfig, find_project_root, load_project_config
 from defstate.loader.refresh import (
     KeyGroup,
@@ -44,6 +45,22 @@ class Project:
     @property
     def keys(self) -> list[str]:
         return sorted(self.groups)
+
+    def components_json(self) -> list[dict[str, Any]]:
+        """One row per component instance: source, type, state key, management type."""
+        rows = []
+        for instance in self.instances:
+            key = instance.state_key
+            group = self.groups.get(key) if key is not None else None
+            rows.append(
+                {
+                    "source": instance.source,
+                    "type": instance.type_name,
+                    "key": key,
+                    "management_type": group.management_type.value if group else None,
+                }
+            )
+        return rows
 
 
 def open_project(project_root: Path | str | None = None) -> Project:
@@ -77,6 +94,7 @@ class LoadResult:
     asset_sources: Mapping[AssetKey, str]
     refreshes: tuple[RefreshResult, ...] = ()
     timings: Mapping[str, float] = attrs.field(factory=dict)
+    fingerprints: Mapping[str, str] = attrs.field(factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -103,6 +121,7 @@ def load_defs(
     state_info: StateInfo | None = None,
     concurrency: int | None = None,
     listener: RefreshListener | None = None,
+    unchanged_since: Mapping[str, str] | None = None,
 ) -> LoadResult:
     """Build the project's definitions.
 
@@ -111,16 +130,20 @@ def load_defs(
     it never refreshes, except ``LEGACY_CODE_SERVER_SNAPSHOTS`` keys, which every
     initialization load refreshes. With ``state_info`` it is a *reconstruction*: it never
     refreshes, reads no latest pointer, and uses exactly the pinned versions.
+
+    ``unchanged_since`` (dev mode) maps keys to the fingerprints of a previous load: keys whose
+    fingerprint is unchanged are not refreshed again (see ``LoadResult.fingerprints``).
     """
     project = open_project(project_root)
     errors: list[LoadError] = list(project.errors)
     refreshes: list[RefreshResult] = []
+    fingerprints = key_fingerprints(project.groups)
     if state_info is None:
         # Snapshots live only in the pin, so every initialization load makes them anew.
         due = [
             g
             for g in project.groups.values()
-            if (dev and g.refresh_if_dev)
+            if (dev and g.refresh_if_dev and _changed(g.key, fingerprints, unchanged_since))
             or g.management_type is ManagementType.LEGACY_CODE_SERVER_SNAPSHOTS
         ]
         targets, plan_errors = plan_targets(due, project.storages)
@@ -129,6 +152,13 @@ def load_defs(
             targets, concurrency or project.config.refresh_concurrency, listener
         )
         errors.extend(_refresh_errors(project, refreshes))
+        for result in refreshes:
+            if not result.ok:  # not refreshed: the next dev reload must try it again
+                previous = (unchanged_since or {}).get(result.key)
+                if previous is None:
+                    fingerprints.pop(result.key, None)
+                else:
+                    fingerprints[result.key] = previous
 
     versions, state_paths, state_errors = _resolve_state(project, state_info)
     errors.extend(state_errors)
@@ -163,7 +193,12 @@ def load_defs(
         asset_sources=merged.sources,
         refreshes=tuple(refreshes),
         timings=timings,
+        fingerprints=fingerprints,
     )
+
+
+def _changed(key: str, fingerprints: Mapping[str, str], previous: Mapping[str, str] | None) -> bool:
+    return previous is None or previous.get(key) != fingerprints.get(key)
 
 
 def _component_error(instance: ComponentInstance, exc: BaseException) -> LoadError:
@@ -183,6 +218,7 @@ def _refresh_errors(project: Project, results: Sequence[RefreshResult]) -> list[
                 writer.location,
                 writer.source,
                 result.key,
+                kind="refresh",
             )
         )
     return errors

@@ -1,0 +1,117 @@
+"""Dev mode: watch the project, reload on change, print one summary line per reload."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from defstate.loader.project import ProjectConfig
+from defstate.server.worker import WorkerLoad
+
+IGNORED_DIRS = frozenset(
+    {
+        ".local_defs_state",
+        ".git",
+        ".hg",
+        ".venv",
+        "venv",
+        "env",
+        "__pycache__",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".tox",
+        "node_modules",
+        "target",
+        "logs",
+        "dbt_packages",
+        "build",
+        "dist",
+    }
+)
+
+
+def is_watched(config: ProjectConfig, path: Path) -> bool:
+    """Python sources, ``pyproject.toml`` and anything in the defs folder; not state,
+    caches, VCS folders or virtual environments."""
+    try:
+        relative = path.relative_to(config.root)
+    except ValueError:
+        return False
+    if any(part in IGNORED_DIRS or part.endswith(".egg-info") for part in relative.parts[:-1]):
+        return False
+    if path.name == "pyproject.toml" and len(relative.parts) == 1:
+        return True
+    if path.name.startswith(".") or path.name.endswith(("~", ".swp", ".tmp")):
+        return False  # editor and atomic-save temporaries
+    if path.suffix == ".py":
+        return True
+    return path.is_relative_to(config.defs_dir)
+
+
+def watch_and_reload(
+    config: ProjectConfig,
+    reload: Callable[[], Any],
+    stop: threading.Event,
+    ready: threading.Event | None = None,
+    debounce_ms: int = 400,
+) -> None:
+    """Block, calling ``reload()`` after each burst of relevant changes, until ``stop``.
+
+    ``ready`` is set once the watcher is running, so no edit made after it is missed.
+    """
+    import watchfiles  # only dev mode needs it
+
+    def accept(change: watchfiles.Change, path: str) -> bool:
+        return is_watched(config, Path(path))
+
+    for changes in watchfiles.watch(
+        config.root,
+        watch_filter=accept,
+        debounce=debounce_ms,  # a burst of saves within this window is one reload
+        step=50,
+        stop_event=stop,
+        raise_interrupt=False,
+        rust_timeout=200,
+        yield_on_timeout=True,  # an empty batch: the watcher is up
+    ):
+        if ready is not None:
+            ready.set()
+        if changes:
+            reload()
+
+
+def _asset_map(load: WorkerLoad | None) -> dict[str, Any]:
+    return {a["key"]: a for a in load.document["assets"]} if load else {}
+
+
+def summarize_reload(
+    previous: WorkerLoad | None, new: WorkerLoad | None, error: str | None
+) -> list[str]:
+    """One summary line, then one line per problem (with file and line where known)."""
+    if new is None:
+        return [f"reload failed, still serving the previous load: {error}"]
+    before, after = _asset_map(previous), _asset_map(new)
+    added = sorted(set(after) - set(before))
+    removed = sorted(set(before) - set(after))
+    changed = sorted(k for k in set(after) & set(before) if after[k] != before[k])
+    refreshed = [r["key"] for r in new.document.get("refreshes", []) if r["ok"]]
+    problems = new.document["errors"]
+    lines = [
+        f"reloaded in {new.document.get('seconds', 0):.2f}s: {len(after)} assets "
+        f"(+{len(added)} -{len(removed)} ~{len(changed)}), "
+        f"refreshed {len(refreshed)} key(s){': ' + ', '.join(refreshed) if refreshed else ''}, "
+        f"{len(problems)} problem(s)"
+    ]
+    for problem in problems:
+        where = (
+            f"{problem['file']}:{problem['line']}"
+            if problem.get("file")
+            else problem.get("component")
+        )
+        key = f"[{problem['key']}] " if problem.get("key") else ""
+        level = "warning" if problem.get("kind") == "refresh" else "error"
+        lines.append(f"  {level}: {where + ': ' if where else ''}{key}{problem['message']}")
+    return lines

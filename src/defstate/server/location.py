@@ -1,0 +1,130 @@
+"""A code location: one current load, swapped atomically on reload."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from defstate.errors import DefstateError
+from defstate.server.worker import WorkerLoad, WorkerPool
+from defstate.state_storage.management import ManagementType
+
+log = logging.getLogger("defstate.server")
+
+ReloadListener = Callable[[WorkerLoad | None, WorkerLoad | None, str | None], None]
+"""Called after each reload with ``(previous, new, error)``; ``new`` is None on failure."""
+
+
+@attrs.define
+class CodeLocation:
+    """Holds the current load of a project and replaces it as a whole.
+
+    Readers take ``current`` once per request: a single reference read, so every answer comes
+    from one load, never a mix. Reloads run one at a time in worker processes; a failed reload
+    keeps the previous load and records the error for ``health()``.
+    """
+
+    project_root: Path
+    dev: bool = False
+    refresh_always: bool = False
+    listener: ReloadListener | None = None
+    pool: WorkerPool = attrs.field(init=False)
+    current: WorkerLoad | None = attrs.field(default=None, init=False)
+    last_error: str | None = attrs.field(default=None, init=False)
+    last_reload_at: float | None = attrs.field(default=None, init=False)
+    _generation: int = attrs.field(default=0, init=False)
+    _reload_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
+    _pending: threading.Event = attrs.field(factory=threading.Event, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.pool = WorkerPool(self.project_root)
+
+    def reload(self) -> WorkerLoad | None:
+        """Build a new load in a worker and swap it in; returns it, or None on failure."""
+        with self._reload_lock:
+            previous = self.current
+            unchanged_since = None
+            if self.dev and previous is not None and not self.refresh_always:
+                unchanged_since = previous.fingerprints
+            try:
+                document = self.pool.run_load(dev=self.dev, unchanged_since=unchanged_since)
+            except DefstateError as exc:
+                self.last_error = str(exc)
+                self.last_reload_at = time.time()
+                log.error("reload failed, still serving the previous load: %s", exc)
+                if self.listener:
+                    self.listener(previous, None, self.last_error)
+                return None
+            self._generation += 1
+            load = WorkerLoad(document, self._generation, time.time())
+            self.current = load  # the atomic swap
+            self.last_error = None
+            self.last_reload_at = load.loaded_at
+            if self.listener:
+                self.listener(previous, load, None)
+            return load
+
+    def request_reload(self) -> None:
+        """Reload in the background; requests arriving during a reload coalesce into one."""
+        if self._pending.is_set():
+            return
+        self._pending.set()
+
+        def run() -> None:
+            with self._reload_lock:
+                self._pending.clear()
+            self.reload()
+
+        threading.Thread(target=run, name="defstate-reload", daemon=True).start()
+
+    def reconstruct(self) -> dict[str, Any]:
+        """Load in a fresh worker from the current load's pin (what a run worker would see)."""
+        load = self.current
+        if load is None:
+            raise DefstateError("no load yet")
+        return self.pool.run_load(state_info=load.state_info)
+
+    def health(self) -> dict[str, Any]:
+        load = self.current
+        return {
+            "status": "ok" if load is not None and self.last_error is None else "degraded",
+            "generation": load.generation if load else None,
+            "loaded_at": load.loaded_at if load else None,
+            "assets": len(load.document["assets"]) if load else 0,
+            "load_errors": len(load.document["errors"]) if load else 0,
+            "last_reload_error": self.last_error,
+            "last_reload_at": self.last_reload_at,
+            "dev": self.dev,
+        }
+
+    def versioned_pins(self) -> dict[str, str]:
+        """``{key: pinned version}`` for versioned keys of the current load."""
+        load = self.current
+        if load is None:
+            return {}
+        return {
+            key: version.version
+            for key, version in load.state_info.versions.items()
+            if version.management_type is ManagementType.VERSIONED_STATE_STORAGE
+        }
+
+    def versioned_keys(self) -> list[str]:
+        load = self.current
+        if load is None:
+            return []
+        return sorted(
+            {
+                row["key"]
+                for row in load.document["components"]
+                if row["management_type"] == ManagementType.VERSIONED_STATE_STORAGE.value
+            }
+        )
+
+    def close(self) -> None:
+        self.pool.close()

@@ -1,0 +1,43 @@
+"""``--reload-on-new-state``: reload when another process publishes a new version."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from defstate.errors import DefstateError
+from defstate.loader.project import load_project_config
+from defstate.loader.storage import StateStorages
+from defstate.server.location import CodeLocation
+from defstate.state_storage.management import ManagementType
+
+log = logging.getLogger("defstate.server")
+
+
+def moved_keys(location: CodeLocation) -> list[str]:
+    """Versioned keys whose latest pointer no longer names the pinned version."""
+    keys = location.versioned_keys()
+    if not keys:
+        return []
+    config = load_project_config(location.project_root)
+    storage = StateStorages(config).get(ManagementType.VERSIONED_STATE_STORAGE, "poller")
+    pinned = location.versioned_pins()
+    moved = []
+    for key in keys:
+        latest = storage.latest(key)
+        if latest is not None and latest.version != pinned.get(key):
+            moved.append(key)
+    return moved
+
+
+def poll_for_new_state(location: CodeLocation, interval: float, stop: threading.Event) -> None:
+    """Every ``interval`` seconds, reload when a versioned key's pointer moved."""
+    while not stop.wait(interval):
+        try:
+            moved = moved_keys(location)
+        except DefstateError as exc:
+            log.warning("cannot poll state storage: %s", exc)
+            continue
+        if moved:
+            log.info("new state published for %s: reloading", ", ".join(moved))
+            location.reload()

@@ -1,0 +1,149 @@
+"""Loads in worker processes: the protocol between a code location and its workers.
+
+The server starts ``python -m defstate --project P worker load [options]``; the worker runs
+``load_defs`` and prints one JSON document (the ``list defs --json`` document plus components,
+fingerprints, refresh results and timing). A worker that exits non-zero or prints no document
+is a failed load; a load with component errors is a successful load with errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from defstate.errors import DefstateError
+from defstate.loader.load import LoadResult, load_defs
+from defstate.state_storage.state_info import StateInfo
+
+
+class WorkerError(DefstateError):
+    """A worker process failed to produce a load."""
+
+
+def load_document(
+    project_root: Path | None,
+    *,
+    dev: bool,
+    state_info: StateInfo | None,
+    unchanged_since: Mapping[str, str] | None,
+) -> dict[str, Any]:
+    """Run a load in this process and return the worker document (called in the worker)."""
+    start = time.perf_counter()
+    result: LoadResult = load_defs(
+        project_root, dev=dev, state_info=state_info, unchanged_since=unchanged_since
+    )
+    document = result.to_json_dict()
+    document["components"] = result.project.components_json()
+    document["fingerprints"] = dict(result.fingerprints)
+    document["refreshes"] = [r.to_json_dict() for r in result.refreshes]
+    document["seconds"] = round(time.perf_counter() - start, 3)
+    return document
+
+
+@attrs.frozen
+class WorkerLoad:
+    """One load, as produced by a worker process."""
+
+    document: Mapping[str, Any]
+    generation: int
+    loaded_at: float
+
+    @property
+    def state_info(self) -> StateInfo:
+        return StateInfo.from_json_dict(self.document["state"])
+
+    @property
+    def asset_keys(self) -> set[str]:
+        return {a["key"] for a in self.document["assets"]}
+
+    @property
+    def fingerprints(self) -> dict[str, str]:
+        return dict(self.document.get("fingerprints", {}))
+
+
+@attrs.define
+class WorkerPool:
+    """Starts worker processes and remembers the running ones, to end them on shutdown."""
+
+    project_root: Path
+    timeout: float = 600.0
+    _running: set[subprocess.Popen[bytes]] = attrs.field(factory=set, init=False)
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
+    _closed: bool = attrs.field(default=False, init=False)
+
+    def run_load(
+        self,
+        *,
+        dev: bool = False,
+        state_info: StateInfo | None = None,
+        unchanged_since: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Run one load in a fresh worker process and return its document."""
+        with tempfile.TemporaryDirectory(prefix="defstate-worker-") as tmp:
+            args = [sys.executable, "-m", "defstate", "--project", str(self.project_root)]
+            args += ["worker", "load", "--output", str(Path(tmp) / "load.json")]
+            if dev:
+                args.append("--dev")
+            if state_info is not None:
+                pin = Path(tmp) / "pin.json"
+                pin.write_text(state_info.to_json())
+                args += ["--state-info", str(pin)]
+            if unchanged_since is not None:
+                previous = Path(tmp) / "fingerprints.json"
+                previous.write_text(json.dumps(dict(unchanged_since)))
+                args += ["--unchanged-since", str(previous)]
+            returncode, stderr = self._run(args)
+            output = Path(tmp) / "load.json"
+            if returncode != 0 or not output.exists():
+                lines = [ln for ln in stderr.splitlines() if ln.strip()]
+                reason = lines[-1] if lines else f"exit code {returncode}"
+                raise WorkerError(f"load failed in worker process: {reason}")
+            document: dict[str, Any] = json.loads(output.read_text())
+            return document
+
+    def _run(self, args: list[str]) -> tuple[int, str]:
+        with self._lock:
+            if self._closed:
+                raise WorkerError("the code location is shutting down")
+            process = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+            self._running.add(process)
+        try:
+            _, stderr = process.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise WorkerError(f"load timed out after {self.timeout:.0f}s in worker") from None
+        finally:
+            with self._lock:
+                self._running.discard(process)
+        return process.returncode, stderr.decode(errors="replace")
+
+    def close(self) -> None:
+        """Stop accepting work and end running workers (no orphans)."""
+        with self._lock:
+            self._closed = True
+            running = list(self._running)
+        for process in running:
+            process.terminate()
+        for process in running:
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
