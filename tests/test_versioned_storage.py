@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -205,24 +206,50 @@ def test_eight_processes_refresh_eight_keys(
     assert len(_keys(root)) == 16
 
 
-def test_two_processes_refresh_one_key(
-    backend: Backend, make_project: ProjectFactory, counter_dir: Path
+PUBLISH_WHEN_GO = """
+import os, sys, time
+from pathlib import Path
+from defstate.state_storage.versioned import VersionedStateStorage
+
+url, go, tag = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+state = Path(sys.argv[4])
+state.mkdir()
+for i in range(20):
+    (state / f"part-{i}.txt").write_text(tag * 1000)
+while not go.exists():
+    time.sleep(0.005)
+print(VersionedStateStorage(url).publish("shared", state, {}).version)
+"""
+
+
+def test_two_processes_publish_one_key_at_once(
+    backend: Backend, tmp_path: Path
 ) -> None:
+    """Below single-flight: two publications of one key both complete, the pointer names one."""
     if not backend.multiprocess:
         pytest.skip("memory:// is private to one process")
-    root = _project(make_project, counter_dir, ["api"], with_dir=True)
-    processes = [_refresh_process(root, "--json") for _ in range(2)]
-    published: dict[str, set[str]] = {}
+    go = tmp_path / "go"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", PUBLISH_WHEN_GO, backend.url, str(go), tag, str(tmp_path / tag)],
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for tag in ("a", "b")
+    ]
+    time.sleep(1.0)  # both interpreters up and waiting
+    go.touch()
+    versions = set()
     for process in processes:
         out, err = process.communicate(timeout=120)
         assert process.returncode == 0, err
-        for item in json.loads(out)["results"]:
-            published.setdefault(item["key"], set()).add(item["version"])
+        versions.add(out.strip())
     storage = backend.storage()
-    for key, versions in published.items():
-        assert len(versions) == 2
-        assert _check_consistent(storage, key) in versions
-        assert {v.version for v in storage.versions(key)} == versions  # both complete
+    assert len(versions) == 2
+    assert _check_consistent(storage, "shared") in versions
+    assert {v.version for v in storage.versions("shared")} == versions  # both complete
 
 
 KILL_BEFORE_POINTER = """

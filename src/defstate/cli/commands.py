@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -15,7 +16,9 @@ from defstate.cli.render import (
     render_defs,
     render_refresh_results,
 )
-from defstate.loader.load import load_defs, open_project, refresh_state
+from defstate.components.policies import RefreshGuard, RetryPolicy
+from defstate.loader.load import RefreshReport, load_defs, open_project, refresh_state
+from defstate.loader.refresh import RefreshOptions
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.state_info import StateInfo
 
@@ -109,6 +112,29 @@ def check(state: CliState) -> None:
 
 
 def _refresh_options(func: click.decorators.FC) -> click.decorators.FC:
+    func = click.option(
+        "--no-wait",
+        is_flag=True,
+        help="If another process is refreshing a key, report it and move on (exit 0).",
+    )(func)
+    func = click.option(
+        "--max-removed-fraction",
+        type=click.FloatRange(0, 1),
+        help="Refuse to publish a key whose new definitions drop more than this fraction "
+        "of the current assets.",
+    )(func)
+    func = click.option(
+        "--timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds per attempt."
+    )(func)
+    func = click.option(
+        "--max-attempts", type=click.IntRange(min=1), help="Attempts in all (with --retry)."
+    )(func)
+    func = click.option(
+        "--retry",
+        "retry_kind",
+        type=click.Choice(["none", "fixed", "backoff"]),
+        help="Retry policy for every selected key (default: each component's defs_state).",
+    )(func)
     func = click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")(func)
     func = click.option(
         "--concurrency", type=click.IntRange(min=1), help="Keys refreshed at once."
@@ -141,14 +167,38 @@ def state_group() -> None:
 @handle_errors
 def state_refresh(
     state: CliState,
+    /,
     key_args: tuple[str, ...],
     keys: tuple[str, ...],
     management_types: tuple[str, ...],
     concurrency: int | None,
     as_json: bool,
+    **policy: Any,
 ) -> None:
     """Refresh state: call write_state_to_path and publish the result, per key."""
-    _run_refresh(state, (*key_args, *keys), management_types, concurrency, as_json)
+    _run_refresh(
+        state, (*key_args, *keys), management_types, concurrency, as_json, _options(**policy)
+    )
+
+
+def _options(
+    retry_kind: str | None,
+    max_attempts: int | None,
+    timeout: float | None,
+    max_removed_fraction: float | None,
+    no_wait: bool,
+    trigger: str = "cli",
+) -> RefreshOptions:
+    retry = None
+    if retry_kind is not None or max_attempts is not None:
+        kind = retry_kind or "backoff"
+        retry = RetryPolicy(kind=kind, max_attempts=max_attempts or 3)  # type: ignore[arg-type]
+    guard = None
+    if max_removed_fraction is not None:
+        guard = RefreshGuard(max_removed_fraction=max_removed_fraction)
+    return RefreshOptions(
+        trigger=trigger, retry=retry, timeout=timeout, guard=guard, wait=not no_wait
+    )
 
 
 def _run_refresh(
@@ -157,6 +207,7 @@ def _run_refresh(
     management_types: tuple[str, ...],
     concurrency: int | None,
     as_json: bool,
+    options: RefreshOptions,
 ) -> None:
     types = tuple(ManagementType(m.upper()) for m in management_types)
     show_progress = not as_json and sys.stderr.isatty()
@@ -170,11 +221,20 @@ def _run_refresh(
                 management_types=types,
                 concurrency=concurrency,
                 listener=listener,
+                options=options,
             )
     else:
         report = refresh_state(
-            state.project, keys=keys, management_types=types, concurrency=concurrency
+            state.project,
+            keys=keys,
+            management_types=types,
+            concurrency=concurrency,
+            options=options,
         )
+    _print_report(report, as_json)
+
+
+def _print_report(report: RefreshReport, as_json: bool) -> None:
     if as_json:
         click.echo(
             json_dumps(
@@ -205,11 +265,86 @@ def utils_group() -> None:
 @handle_errors
 def utils_refresh_defs_state(
     state: CliState,
+    /,
     key_args: tuple[str, ...],
     keys: tuple[str, ...],
     management_types: tuple[str, ...],
     concurrency: int | None,
     as_json: bool,
+    **policy: Any,
 ) -> None:
     """Alias of `defstate state refresh`."""
-    _run_refresh(state, (*key_args, *keys), management_types, concurrency, as_json)
+    _run_refresh(
+        state, (*key_args, *keys), management_types, concurrency, as_json, _options(**policy)
+    )
+
+
+@state_group.command("history")
+@click.argument("key")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@pass_state
+@handle_errors
+def state_history_command(state: CliState, key: str, as_json: bool, limit: int) -> None:
+    """Show a key's refresh records (newest first) and its stored versions."""
+    from defstate.cli.render import render_history
+    from defstate.loader.history import state_history
+
+    history = state_history(state.project, key, limit)
+    if as_json:
+        click.echo(json_dumps(history.to_json_dict()))
+    else:
+        render_history(history)
+
+
+@cli.group("schedule")
+def schedule_group() -> None:
+    """Scheduled refreshes ([tool.defstate.schedules.NAME])."""
+
+
+@schedule_group.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+@handle_errors
+def schedule_ls(state: CliState, as_json: bool) -> None:
+    """List schedules with their next run time."""
+    from datetime import UTC, datetime
+
+    from defstate.loader.project import find_project_root, load_project_config
+    from defstate.loader.schedules import load_schedules
+
+    config = load_project_config(state.project or find_project_root())
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "name": s.name,
+            "cron": s.settings.cron,
+            "keys": s.settings.keys,
+            "next_run": s.next_run(now).isoformat(),
+        }
+        for s in load_schedules(config).values()
+    ]
+    if as_json:
+        click.echo(json_dumps({"schedules": rows}))
+        return
+    if not rows:
+        click.echo("no schedules ([tool.defstate.schedules.NAME] in pyproject.toml)")
+    for row in rows:
+        click.echo(
+            f"{row['name']}  cron={row['cron']!r}  keys={','.join(row['keys'])}  "
+            f"next run {row['next_run']}"
+        )
+
+
+@schedule_group.command("run")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@click.option("--no-wait", is_flag=True, help="Skip keys another process is refreshing.")
+@pass_state
+@handle_errors
+def schedule_run(state: CliState, name: str, as_json: bool, no_wait: bool) -> None:
+    """Run one schedule once (for cron, Kubernetes CronJobs, Airflow, Dagster...)."""
+    from defstate.loader.schedules import run_schedule
+
+    report = run_schedule(state.project or Path.cwd(), name, wait=not no_wait)
+    _print_report(report, as_json)

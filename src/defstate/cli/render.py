@@ -13,6 +13,7 @@ from defstate.loader.refresh import RefreshResult
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from defstate.loader.history import StateHistory
     from defstate.loader.load import LoadResult, Project
 
 
@@ -82,13 +83,50 @@ def render_refresh_results(results: Sequence[RefreshResult]) -> None:
     """One line per key: key, version, seconds, bytes (or the error)."""
     for result in results:
         if result.ok and result.version is not None:
+            attempts = f"  attempts={result.attempts}" if result.attempts > 1 else ""
             click.echo(
                 f"refreshed {result.key}  version={result.version.version}  "
-                f"{result.seconds:.2f}s  {format_bytes(result.size)}"
+                f"{result.seconds:.2f}s  {format_bytes(result.size)}{attempts}"
             )
+        elif result.status == "joined" and result.ok:
+            click.echo(
+                f"joined {result.key}  version={result.published}  (refreshed meanwhile by "
+                f"another process)"
+            )
+        elif result.status == "already_refreshing":
+            click.echo(f"skipped {result.key}  (already refreshing in another process)")
         else:
             click.echo(
-                f"error: {result.component}: [{result.key}] refresh failed after "
-                f"{result.seconds:.2f}s: {result.error}",
+                f"error: {result.component}: [{result.key}] refresh {result.status} after "
+                f"{result.seconds:.2f}s ({result.attempts} attempt(s)): {result.error}",
                 err=True,
             )
+
+
+def render_history(history: StateHistory) -> None:
+    from rich.table import Table
+
+    out = console()
+    latest = history.latest.version if history.latest else "none"
+    out.print(f"{history.key} ({history.management_type}), latest version: {latest}")
+    records = Table(title="refreshes (newest first)", title_justify="left")
+    for column in ("started", "trigger", "status", "attempts", "version", "bytes", "host", "error"):
+        records.add_column(column, overflow="fold")
+    for r in history.records:
+        records.add_row(
+            r.started_at,
+            r.trigger,
+            r.status,
+            str(r.attempts),
+            r.version or "",
+            format_bytes(r.bytes),
+            r.host,
+            r.error or "",
+        )
+    out.print(records)
+    versions = Table(title="stored versions (oldest first)", title_justify="left")
+    for column in ("version", "created_at", "bytes", "sha256"):
+        versions.add_column(column, overflow="fold")
+    for v in history.versions:
+        versions.add_row(v.version, v.created_at, format_bytes(v.size), (v.sha256 or "")[:12])
+    out.print(versions)

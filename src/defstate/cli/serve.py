@@ -49,6 +49,7 @@ def _run_location(
     refresh_always: bool = False,
     reload_on_new_state: float | None = None,
 ) -> None:
+    from defstate.loader.schedules import load_schedules
     from defstate.server.dev import summarize_reload, watch_and_reload
     from defstate.server.http import start_http_server
     from defstate.server.location import CodeLocation
@@ -77,6 +78,21 @@ def _run_location(
                 args=(location, reload_on_new_state, stop),
                 name="defstate-poller",
                 daemon=True,
+            )
+        )
+    schedules = [] if dev else list(load_schedules(config).values())
+    if schedules:
+        from datetime import UTC, datetime
+
+        from defstate.loader.schedules import Scheduler
+        from defstate.server.scheduling import run_scheduler, schedule_runner
+
+        scheduler = Scheduler(schedules, schedule_runner(location), datetime.now(UTC))
+        for name, when in scheduler.next_runs().items():
+            _echo(f"schedule {name}: next run {when.isoformat()}")
+        threads.append(
+            threading.Thread(
+                target=run_scheduler, args=(scheduler, stop), name="defstate-scheduler", daemon=True
             )
         )
     if dev:
@@ -130,6 +146,7 @@ def serve(state: CliState, host: str, port: int, reload_on_new_state: float | No
     """Serve the project's definitions as JSON over HTTP (a code location).
 
     GET /health, /defs, /components, /state, /worker/defs; POST /reload[?wait=1].
+    Runs the project's schedules; a schedule that publishes new state triggers a reload.
     """
     _run_location(state, host=host, port=port, dev=False, reload_on_new_state=reload_on_new_state)
 

@@ -2,6 +2,7 @@
 
 from defstate.components.component import Component
 from defstate.components.context import ComponentLoadContext
+from defstate.components.policies import RefreshGuard, RetryPolicy
 from defstate.components.registry import register_component_type, resolve_component_type
 from defstate.components.state_backed import DefsStateConfig, StateBackedComponent
 
@@ -9,6 +10,8 @@ __all__ = [
     "Component",
     "ComponentLoadContext",
     "DefsStateConfig",
+    "RefreshGuard",
+    "RetryPolicy",
     "StateBackedComponent",
     "register_component_type",
     "resolve_component_type",

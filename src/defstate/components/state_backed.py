@@ -9,6 +9,7 @@ import attrs
 
 from defstate.components.component import Component
 from defstate.components.context import ComponentLoadContext
+from defstate.components.policies import RefreshGuard, RetryPolicy
 from defstate.definitions import Definitions
 from defstate.state_storage.management import ManagementType
 
@@ -20,6 +21,11 @@ class DefsStateConfig:
     management_type: ManagementType = ManagementType.LOCAL_FILESYSTEM
     refresh_if_dev: bool = True
     key: str | None = None
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy.none)
+    timeout: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0))
+    )
+    guard: RefreshGuard | None = None
 
 
 @attrs.define(kw_only=True)

@@ -21,6 +21,7 @@ from defstate.loader.project import ProjectConfig, find_project_root, load_proje
 from defstate.loader.refresh import (
     KeyGroup,
     RefreshListener,
+    RefreshOptions,
     RefreshResult,
     group_by_key,
     plan_targets,
@@ -122,6 +123,7 @@ def load_defs(
     concurrency: int | None = None,
     listener: RefreshListener | None = None,
     unchanged_since: Mapping[str, str] | None = None,
+    trigger: str = "dev",
 ) -> LoadResult:
     """Build the project's definitions.
 
@@ -133,6 +135,7 @@ def load_defs(
 
     ``unchanged_since`` (dev mode) maps keys to the fingerprints of a previous load: keys whose
     fingerprint is unchanged are not refreshed again (see ``LoadResult.fingerprints``).
+    ``trigger`` names who asked, in refresh records (``dev``, ``serve``, ``api``...).
     """
     project = open_project(project_root)
     errors: list[LoadError] = list(project.errors)
@@ -149,7 +152,10 @@ def load_defs(
         targets, plan_errors = plan_targets(due, project.storages)
         errors.extend(plan_errors)
         refreshes = run_refreshes(
-            targets, concurrency or project.config.refresh_concurrency, listener
+            targets,
+            concurrency or project.config.refresh_concurrency,
+            listener,
+            RefreshOptions(trigger=trigger),
         )
         errors.extend(_refresh_errors(project, refreshes))
         for result in refreshes:
@@ -271,12 +277,14 @@ def refresh_state(
     management_types: Sequence[ManagementType] = (),
     concurrency: int | None = None,
     listener: RefreshListener | None = None,
+    options: RefreshOptions | None = None,
 ) -> RefreshReport:
     """Refresh the selected keys (default: all), concurrently; what succeeds is kept.
 
     ``LOCAL_FILESYSTEM`` keys are written next to the project, ``VERSIONED_STATE_STORAGE`` keys
     are published to the configured storage. ``LEGACY_CODE_SERVER_SNAPSHOTS`` keys are skipped:
     they live in a load's pin and are refreshed by every initialization load.
+    ``options`` sets the trigger recorded, retries, timeout, guard and single-flight waiting.
     Raises ``UnknownStateKeyError`` when a requested key matches no component.
     """
     project = open_project(project_root)
@@ -286,5 +294,7 @@ def refresh_state(
         if g.management_type is not ManagementType.LEGACY_CODE_SERVER_SNAPSHOTS
     ]
     targets, errors = plan_targets(groups, project.storages)
-    results = run_refreshes(targets, concurrency or project.config.refresh_concurrency, listener)
+    results = run_refreshes(
+        targets, concurrency or project.config.refresh_concurrency, listener, options
+    )
     return RefreshReport(tuple(results), (*project.errors, *errors))

@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from fnmatch import fnmatchcase
+from pathlib import Path
 
 import attrs
 
+from defstate.components.policies import RefreshGuard, RetryPolicy
 from defstate.components.state_backed import StateBackedComponent
-from defstate.errors import DefstateError, UnknownStateKeyError
+from defstate.definitions import AssetKey
+from defstate.errors import (
+    DefstateError,
+    DefsYamlError,
+    ProjectConfigError,
+    TerminalRefreshError,
+    UnknownStateKeyError,
+)
 from defstate.loader.discovery import ComponentInstance, LoadError
 from defstate.loader.storage import StateStorages
-from defstate.state_storage.base import StateStorage
+from defstate.state_storage.base import AlreadyRefreshingError, StateStorage, require_written
 from defstate.state_storage.management import ManagementType
-from defstate.state_storage.state_info import StateVersion
+from defstate.state_storage.records import RefreshRecord
+from defstate.state_storage.state_info import StateVersion, utc_now_iso
+
+log = logging.getLogger("defstate.refresh")
 
 
 @attrs.frozen
@@ -37,8 +50,24 @@ class RefreshTarget:
 
 
 @attrs.frozen
+class RefreshOptions:
+    """How refreshes run; ``None`` fields fall back to each component's ``defs_state``."""
+
+    trigger: str = "api"
+    retry: RetryPolicy | None = None
+    timeout: float | None = None
+    guard: RefreshGuard | None = None
+    wait: bool = True  # single-flight: wait for a running refresh of the key, or skip it
+
+
+@attrs.frozen
 class RefreshResult:
-    """The outcome of refreshing one key."""
+    """The outcome of refreshing one key.
+
+    ``status``: ``succeeded``, ``failed``, ``rejected`` (the guard refused it), ``timed_out``,
+    ``joined`` (another process refreshed the key meanwhile; its result is reported) or
+    ``already_refreshing`` (``wait=False`` and another refresh holds the key).
+    """
 
     key: str
     management_type: ManagementType
@@ -46,6 +75,9 @@ class RefreshResult:
     seconds: float
     version: StateVersion | None = None
     error: str | None = None
+    status: str = "succeeded"
+    attempts: int = 1
+    version_id: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -55,13 +87,20 @@ class RefreshResult:
     def size(self) -> int | None:
         return self.version.size if self.version else None
 
+    @property
+    def published(self) -> str | None:
+        """The version this refresh (or the one it joined) published."""
+        return self.version.version if self.version else self.version_id
+
     def to_json_dict(self) -> dict[str, object]:
         return {
             "key": self.key,
             "management_type": self.management_type.value,
             "component": self.component,
             "ok": self.ok,
-            "version": self.version.version if self.version else None,
+            "status": self.status,
+            "attempts": self.attempts,
+            "version": self.published,
             "created_at": self.version.created_at if self.version else None,
             "bytes": self.size,
             "seconds": round(self.seconds, 3),
@@ -73,51 +112,235 @@ RefreshListener = Callable[[str, RefreshResult | None], None]
 """Called with ``(key, None)`` when a key starts and ``(key, result)`` when it ends."""
 
 
-def run_refresh(target: RefreshTarget) -> RefreshResult:
-    """Refresh one key: write into a pending location, then publish atomically.
+class RefreshTimeoutError(DefstateError):
+    """``write_state_to_path`` ran past the refresh's timeout; nothing was published."""
 
-    Any exception of the component becomes the result's ``error``; the previous state stays.
+
+class RefreshRejectedError(DefstateError):
+    """The guard refused to publish a refresh (too many assets would disappear)."""
+
+
+_NOT_RETRIED = (TerminalRefreshError, RefreshRejectedError, ProjectConfigError, DefsYamlError)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether another attempt could succeed: not for invalid configuration, missing or
+    denied credentials, a ``TerminalRefreshError`` or a guard rejection."""
+    if isinstance(exc, (*_NOT_RETRIED, PermissionError)):
+        return False
+    name = type(exc).__name__
+    return "Credential" not in name and "AccessDenied" not in name
+
+
+def _call_with_timeout(func: Callable[[], object], timeout: float | None) -> None:
+    """Run ``func`` (sync, or returning an awaitable) and give up after ``timeout`` seconds.
+
+    A sync function cannot be stopped from outside; it is abandoned on a daemon thread, and
+    whatever it still writes goes to a pending location that is never published.
     """
     import asyncio  # only refreshes need these; keep `import defstate` light
     import inspect
+    import threading
 
-    start = time.perf_counter()
+    def run() -> None:
+        outcome = func()
+        if inspect.isawaitable(outcome):
+            asyncio.run(_await(outcome, timeout))
+
+    if timeout is None:
+        run()
+        return
+    errors: list[BaseException] = []
+
+    def guarded() -> None:
+        try:
+            run()
+        except BaseException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=guarded, name="defstate-refresh-call", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise RefreshTimeoutError(f"write_state_to_path did not finish within {timeout:g}s")
+    if errors:
+        raise errors[0]
+
+
+async def _await(awaitable: Awaitable[object], timeout: float | None) -> None:
+    import asyncio
+
     try:
-        metadata = {
-            "component_type": target.instance.type_name,
-            "component": target.instance.source,
-        }
-        with target.storage.begin_write(target.key, metadata) as write:
-            outcome = target.component.write_state_to_path(write.path)
-            if inspect.isawaitable(outcome):
-                asyncio.run(_await(outcome))
-            version = write.commit()
-    except Exception as exc:
-        message = str(exc) if isinstance(exc, DefstateError) else f"{type(exc).__name__}: {exc}"
+        await asyncio.wait_for(awaitable, timeout)
+    except TimeoutError:
+        raise RefreshTimeoutError(
+            f"write_state_to_path did not finish within {timeout:g}s"
+        ) from None
+
+
+def _asset_keys(target: RefreshTarget, state_path: Path | None) -> set[AssetKey]:
+    context = attrs.evolve(target.instance.context, state_path=state_path)
+    defs = target.component.build_defs_from_state(context, state_path)
+    return set(defs.asset_keys)
+
+
+def _check_guard(target: RefreshTarget, guard: RefreshGuard, pending: Path) -> None:
+    latest = target.storage.latest(target.key)
+    if latest is None:
+        return  # the first state: nothing to lose
+    before = _asset_keys(target, target.storage.state_path(latest))
+    if not before:
+        return
+    after = _asset_keys(target, pending)
+    removed = before - after
+    fraction = len(removed) / len(before)
+    if fraction > guard.max_removed_fraction:
+        sample = ", ".join(sorted(str(k) for k in removed)[:5])
+        raise RefreshRejectedError(
+            f"refused to publish: the new state drops {len(removed)} of {len(before)} assets "
+            f"({fraction:.0%} > max_removed_fraction {guard.max_removed_fraction:g}; "
+            f"e.g. {sample}); the previous version stays latest"
+        )
+
+
+def _attempt(
+    target: RefreshTarget, timeout: float | None, guard: RefreshGuard | None
+) -> StateVersion:
+    instance = target.instance
+    metadata = {"component_type": instance.type_name, "component": instance.source}
+    with target.storage.begin_write(target.key, metadata) as write:
+        _call_with_timeout(lambda: target.component.write_state_to_path(write.path), timeout)
+        if guard is not None:
+            require_written(write.path, target.key)
+            _check_guard(target, guard, write.path)
+        return write.commit()
+
+
+def _status(exc: BaseException) -> str:
+    if isinstance(exc, RefreshRejectedError):
+        return "rejected"
+    if isinstance(exc, RefreshTimeoutError):
+        return "timed_out"
+    return "failed"
+
+
+def _message(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, DefstateError) else f"{type(exc).__name__}: {exc}"
+
+
+def _joined_result(target: RefreshTarget, requested_at: str, start: float) -> RefreshResult | None:
+    """After waiting for another refresh of the key: its result, if it finished meanwhile."""
+    try:
+        records = target.storage.records(target.key, limit=5)
+    except DefstateError:
+        return None
+    for record in records:
+        if record.finished_at >= requested_at:
+            return RefreshResult(
+                target.key,
+                target.management_type,
+                target.instance.source,
+                time.perf_counter() - start,
+                error=None if record.status == "succeeded" else record.error,
+                status="joined",
+                attempts=0,
+                version_id=record.version,
+            )
+    return None
+
+
+def run_refresh(target: RefreshTarget, options: RefreshOptions | None = None) -> RefreshResult:
+    """Refresh one key: single-flight, retries, timeout, guard, then atomic publication.
+
+    Any exception of the component becomes the result's ``error``; the previous state stays.
+    Every attempt that ran leaves a refresh record; a record that cannot be written is logged.
+    """
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt
+
+    options = options or RefreshOptions()
+    config = target.component.defs_state
+    retry = options.retry or config.retry
+    timeout = options.timeout if options.timeout is not None else config.timeout
+    guard = options.guard or config.guard
+    start = time.perf_counter()
+    requested_at = utc_now_iso()
+    attempts = 0
+    version: StateVersion | None = None
+    error: BaseException | None = None
+    try:
+        ttl = max(60.0, 3 * (timeout or 0))
+        with target.storage.refresh_lock(target.key, wait=options.wait, ttl=ttl) as waited:
+            if waited:
+                joined = _joined_result(target, requested_at, start)
+                if joined is not None:
+                    return joined
+            started_at = utc_now_iso()
+            try:
+                for attempt in Retrying(
+                    stop=stop_after_attempt(retry.attempts),
+                    wait=retry.tenacity_wait(),
+                    retry=retry_if_exception(is_retryable),
+                    reraise=True,
+                ):
+                    with attempt:
+                        attempts += 1
+                        version = _attempt(target, timeout, guard)
+            except Exception as exc:
+                error = exc
+            _write_record(target, options.trigger, started_at, attempts, version, error)
+    except AlreadyRefreshingError:
         return RefreshResult(
             target.key,
             target.management_type,
             target.instance.source,
             time.perf_counter() - start,
-            error=message,
+            status="already_refreshing",
+            attempts=0,
         )
+    except Exception as exc:  # the lock itself failed (e.g. storage unreachable)
+        error = exc
     return RefreshResult(
         target.key,
         target.management_type,
         target.instance.source,
         time.perf_counter() - start,
         version=version,
+        error=None if error is None else _message(error),
+        status="succeeded" if error is None else _status(error),
+        attempts=attempts,
     )
 
 
-async def _await(awaitable: Awaitable[None]) -> None:
-    await awaitable
+def _write_record(
+    target: RefreshTarget,
+    trigger: str,
+    started_at: str,
+    attempts: int,
+    version: StateVersion | None,
+    error: BaseException | None,
+) -> None:
+    record = RefreshRecord(
+        key=target.key,
+        trigger=trigger,
+        started_at=started_at,
+        finished_at=utc_now_iso(),
+        attempts=attempts,
+        status="succeeded" if error is None else _status(error),
+        error=None if error is None else _message(error),
+        version=version.version if version else None,
+        bytes=version.size if version else None,
+    )
+    try:
+        target.storage.write_record(record)
+    except Exception as exc:  # a record must never fail the refresh it describes
+        log.warning("could not write the refresh record of %s: %s", target.key, exc)
 
 
 def run_refreshes(
     targets: Sequence[RefreshTarget],
     concurrency: int,
     listener: RefreshListener | None = None,
+    options: RefreshOptions | None = None,
 ) -> list[RefreshResult]:
     """Refresh every target, at most ``concurrency`` at a time; results in target order."""
     if not targets:
@@ -126,7 +349,7 @@ def run_refreshes(
     def one(target: RefreshTarget) -> RefreshResult:
         if listener:
             listener(target.key, None)
-        result = run_refresh(target)
+        result = run_refresh(target, options)
         if listener:
             listener(target.key, result)
         return result

@@ -40,7 +40,11 @@ def load_document(
     """Run a load in this process and return the worker document (called in the worker)."""
     start = time.perf_counter()
     result: LoadResult = load_defs(
-        project_root, dev=dev, state_info=state_info, unchanged_since=unchanged_since
+        project_root,
+        dev=dev,
+        state_info=state_info,
+        unchanged_since=unchanged_since,
+        trigger="dev" if dev else "serve",
     )
     document = result.to_json_dict()
     document["components"] = result.project.components_json()
@@ -102,37 +106,50 @@ class WorkerPool:
                 previous = Path(tmp) / "fingerprints.json"
                 previous.write_text(json.dumps(dict(unchanged_since)))
                 args += ["--unchanged-since", str(previous)]
-            returncode, stderr = self._run(args)
+            returncode, _, stderr = self.run_command(args)
             output = Path(tmp) / "load.json"
             if returncode != 0 or not output.exists():
-                lines = [ln for ln in stderr.splitlines() if ln.strip()]
-                reason = lines[-1] if lines else f"exit code {returncode}"
-                raise WorkerError(f"load failed in worker process: {reason}")
+                raise WorkerError(
+                    f"load failed in worker process: {_last_line(stderr, returncode)}"
+                )
             document: dict[str, Any] = json.loads(output.read_text())
             return document
 
-    def _run(self, args: list[str]) -> tuple[int, str]:
+    def run_schedule(self, name: str) -> dict[str, Any]:
+        """Run ``defstate schedule run NAME --json`` in a worker; returns its report."""
+        args = [sys.executable, "-m", "defstate", "--project", str(self.project_root)]
+        returncode, stdout, stderr = self.run_command([*args, "schedule", "run", name, "--json"])
+        try:
+            report: dict[str, Any] = json.loads(stdout)
+        except ValueError:
+            raise WorkerError(
+                f"schedule {name} failed in worker process: {_last_line(stderr, returncode)}"
+            ) from None
+        return report
+
+    def run_command(self, args: list[str]) -> tuple[int, str, str]:
+        """Run a worker process to completion: ``(returncode, stdout, stderr)``."""
         with self._lock:
             if self._closed:
                 raise WorkerError("the code location is shutting down")
             process = subprocess.Popen(
                 args,
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
             self._running.add(process)
         try:
-            _, stderr = process.communicate(timeout=self.timeout)
+            stdout, stderr = process.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.communicate()
-            raise WorkerError(f"load timed out after {self.timeout:.0f}s in worker") from None
+            raise WorkerError(f"worker timed out after {self.timeout:.0f}s") from None
         finally:
             with self._lock:
                 self._running.discard(process)
-        return process.returncode, stderr.decode(errors="replace")
+        return process.returncode, stdout.decode(errors="replace"), stderr.decode(errors="replace")
 
     def close(self) -> None:
         """Stop accepting work and end running workers (no orphans)."""
@@ -147,3 +164,8 @@ class WorkerPool:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def _last_line(stderr: str, returncode: int) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    return lines[-1] if lines else f"exit code {returncode}"

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
-from defstate.errors import StateStorageError
+from defstate.errors import DefstateError, StateStorageError
 from defstate.state_storage.management import ManagementType
+from defstate.state_storage.records import RefreshRecord
 from defstate.state_storage.state_info import StateVersion
 
 
@@ -63,6 +65,22 @@ class StateStorage(Protocol):
         """Where this storage keeps state, for messages (never includes credentials)."""
         ...
 
+    def write_record(self, record: RefreshRecord) -> None:
+        """Store one refresh record next to the key's state."""
+        ...
+
+    def records(self, key: str, limit: int = 50) -> list[RefreshRecord]:
+        """The key's refresh records, newest first."""
+        ...
+
+    def refresh_lock(self, key: str, *, wait: bool, ttl: float) -> AbstractContextManager[bool]:
+        """Hold the key's single-flight lock; yields whether acquiring it had to wait.
+
+        Raises ``AlreadyRefreshingError`` when ``wait`` is false and another refresh holds it.
+        ``ttl`` bounds how long a crashed holder can block others (object storage leases).
+        """
+        ...
+
 
 def path_size(path: Path) -> int:
     """Bytes in a file, or in all files under a directory."""
@@ -85,3 +103,7 @@ def require_written(path: Path, key: str) -> None:
         raise StateStorageError(
             f"write_state_to_path for key {key!r} returned without writing anything at {path}"
         )
+
+
+class AlreadyRefreshingError(DefstateError):
+    """Another process is refreshing this key right now (``--no-wait``)."""

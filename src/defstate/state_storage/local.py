@@ -12,9 +12,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import json
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -22,9 +23,15 @@ from typing import Any
 
 import attrs
 
-from defstate.state_storage.base import path_size, remove_path, require_written
+from defstate.state_storage.base import (
+    AlreadyRefreshingError,
+    path_size,
+    remove_path,
+    require_written,
+)
 from defstate.state_storage.keys import encode_key
 from defstate.state_storage.management import ManagementType
+from defstate.state_storage.records import RefreshRecord
 from defstate.state_storage.state_info import LOCAL_VERSION, StateVersion
 
 LOCAL_STATE_DIRNAME = ".local_defs_state"
@@ -32,6 +39,9 @@ STATE_NAME = "state"
 _TMP_PREFIX = ".tmp-"
 _OLD_PREFIX = ".old-"
 _GITIGNORE = "# Written by defstate: local state is built, not versioned.\n*\n"
+RECORDS_DIRNAME = "records"
+MAX_LOCAL_RECORDS = 50
+_LOCK_NAME = ".refresh.lock"
 
 
 @functools.cache
@@ -201,3 +211,47 @@ class LocalStateStorage:
             pid_text = tmp.name[len(_TMP_PREFIX) :].split("-", 1)[0]
             if pid_text.isdigit() and not _pid_alive(int(pid_text)):
                 remove_path(tmp)
+
+    # -- refresh records and single-flight --------------------------------------------------
+
+    def write_record(self, record: RefreshRecord) -> None:
+        folder = self.key_dir(record.key) / RECORDS_DIRNAME
+        self._ensure_root()
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{record.file_name}.tmp"
+        tmp.write_bytes(record.to_bytes())
+        os.replace(tmp, folder / record.file_name)
+        for old in sorted(folder.glob("*.json"))[:-MAX_LOCAL_RECORDS]:
+            old.unlink(missing_ok=True)
+
+    def records(self, key: str, limit: int = 50) -> list[RefreshRecord]:
+        folder = self.key_dir(key) / RECORDS_DIRNAME
+        found = []
+        for path in sorted(folder.glob("*.json"), reverse=True)[:limit]:
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                found.append(RefreshRecord.from_json_dict(json.loads(path.read_text())))
+        return found
+
+    @contextlib.contextmanager
+    def refresh_lock(self, key: str, *, wait: bool, ttl: float) -> Iterator[bool]:
+        """A file lock in the key's folder (released by the OS if the holder dies)."""
+        from filelock import FileLock, Timeout
+
+        key_dir = self.key_dir(key)
+        self._ensure_root()
+        key_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(key_dir / _LOCK_NAME))
+        try:
+            lock.acquire(timeout=0)
+            waited = False
+        except Timeout:
+            if not wait:
+                raise AlreadyRefreshingError(
+                    f"state key {key!r} is already being refreshed by another process"
+                ) from None
+            lock.acquire()
+            waited = True
+        try:
+            yield waited
+        finally:
+            lock.release()

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
 import shutil
 import tempfile
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -24,8 +26,9 @@ from defstate.state_storage.archive import (
     unpack_directory,
     verify,
 )
-from defstate.state_storage.base import require_written
+from defstate.state_storage.base import AlreadyRefreshingError, require_written
 from defstate.state_storage.management import ManagementType
+from defstate.state_storage.records import RefreshRecord
 from defstate.state_storage.state_info import CODE_SERVER_VERSION, StateVersion, utc_now_iso
 
 DEFAULT_SNAPSHOT_LIMIT = 10 * 1024 * 1024
@@ -89,7 +92,28 @@ class SnapshotStateStorage:
     max_bytes: int = DEFAULT_SNAPSHOT_LIMIT
     management_type: ManagementType = ManagementType.LEGACY_CODE_SERVER_SNAPSHOTS
     snapshots: dict[str, StateVersion] = attrs.field(factory=dict)
+    _records: list[RefreshRecord] = attrs.field(factory=list, init=False)
+    _locks: dict[str, threading.Lock] = attrs.field(factory=dict, init=False)
     _tmp: Path | None = attrs.field(default=None, init=False)
+
+    def write_record(self, record: RefreshRecord) -> None:
+        self._records.append(record)  # snapshots live in one process; so do their records
+
+    def records(self, key: str, limit: int = 50) -> list[RefreshRecord]:
+        return [r for r in reversed(self._records) if r.key == key][:limit]
+
+    @contextlib.contextmanager
+    def refresh_lock(self, key: str, *, wait: bool, ttl: float) -> Iterator[bool]:
+        lock = self._locks.setdefault(key, threading.Lock())
+        waited = not lock.acquire(blocking=False)
+        if waited:
+            if not wait:
+                raise AlreadyRefreshingError(f"state key {key!r} is already being refreshed")
+            lock.acquire()
+        try:
+            yield waited
+        finally:
+            lock.release()
 
     def describe(self) -> str:
         return "code-server snapshots (in the pin)"

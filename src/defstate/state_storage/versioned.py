@@ -15,13 +15,16 @@ at a pointer.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import socket
 import tempfile
+import threading
+import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -31,15 +34,20 @@ import attrs
 
 from defstate.errors import StateIntegrityError, StateStorageError
 from defstate.state_storage.archive import pack_directory, sha256_bytes
-from defstate.state_storage.base import require_written
+from defstate.state_storage.base import AlreadyRefreshingError, require_written
 from defstate.state_storage.cache import DownloadCache
 from defstate.state_storage.keys import encode_key
 from defstate.state_storage.management import ManagementType
+from defstate.state_storage.records import RefreshRecord
 from defstate.state_storage.state_info import StateVersion, utc_now_iso
 
 T = TypeVar("T")
 
+_MEMORY_LOCK = threading.Lock()  # memory:// has no conditional writes; one process shares it
+
 POINTER_NAME = "latest.json"
+LEASE_NAME = "lease.json"
+RECORDS_DIRNAME = "records"
 MANIFEST_NAME = "manifest.json"
 FILE_STATE_NAME = "state"
 DIRECTORY_STATE_NAME = "state.tar.gz"
@@ -352,3 +360,125 @@ class VersionedStateStorage:
             return sorted(found, key=lambda v: v.created_at)
 
         return self._call("list", key, read_all)
+
+    # -- refresh records --------------------------------------------------------------------
+
+    def write_record(self, record: RefreshRecord) -> None:
+        path = f"{self.key_path(record.key)}/{RECORDS_DIRNAME}/{record.file_name}"
+        self._call("write", record.key, lambda: self._put(path, record.to_bytes()))
+
+    def records(self, key: str, limit: int = 50) -> list[RefreshRecord]:
+        folder = f"{self.key_path(key)}/{RECORDS_DIRNAME}"
+
+        def read() -> list[RefreshRecord]:
+            try:
+                names = sorted(self.fs.ls(folder, detail=False), reverse=True)
+            except FileNotFoundError:
+                return []
+            names = [n for n in names if n.endswith(".json") and "/.tmp-" not in n][:limit]
+            found = []
+            for name in names:
+                try:
+                    found.append(RefreshRecord.from_json_dict(json.loads(self.fs.cat_file(name))))
+                except (FileNotFoundError, ValueError, TypeError):
+                    continue
+            return found
+
+        return self._call("list", key, read)
+
+    # -- single-flight lease ----------------------------------------------------------------
+
+    def _create_exclusive(self, path: str, data: bytes) -> bool:
+        """Create ``path`` with ``data`` only if it does not exist; ``False`` if it does."""
+        fs = self.fs
+        if self.is_local:
+            parent = path.rsplit("/", 1)[0]
+            fs.makedirs(parent, exist_ok=True)
+            tmp = f"{parent}/.tmp-{os.getpid()}-{uuid.uuid4().hex}"
+            fs.pipe_file(tmp, data)
+            try:
+                os.link(tmp, path)  # atomic create-if-absent, with content
+                return True
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
+        if not self.is_object_store:
+            with _MEMORY_LOCK:
+                if fs.exists(path):
+                    return False
+                fs.pipe_file(path, data)
+                return True
+        try:
+            fs.pipe_file(path, data, mode="create")  # If-None-Match / generation 0
+            return True
+        except FileExistsError:
+            return False
+
+    def _read_lease(self, path: str) -> dict[str, Any] | None:
+        try:
+            lease: dict[str, Any] = json.loads(self.fs.cat_file(path))
+            return lease
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            return {}  # being written: treat as held
+
+    @contextlib.contextmanager
+    def refresh_lock(self, key: str, *, wait: bool, ttl: float = 60.0) -> Iterator[bool]:
+        """A lease object ``<key>/lease.json`` with an expiry, renewed while held.
+
+        A crashed holder stops renewing, so its lease expires after ``ttl`` seconds and the
+        next refresh takes it over.
+        """
+        path = f"{self.key_path(key)}/{LEASE_NAME}"
+        holder = uuid.uuid4().hex
+
+        def lease_bytes() -> bytes:
+            return json.dumps(
+                {
+                    "holder": holder,
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "expires_at": time.time() + ttl,
+                }
+            ).encode()
+
+        waited = False
+        while not self._call("write", key, lambda: self._create_exclusive(path, lease_bytes())):
+            current = self._call("read", key, lambda: self._read_lease(path))
+            if current and float(current.get("expires_at", 0)) < time.time():
+                # Expired: its holder died. Remove it only if it is still that same lease.
+                again = self._call("read", key, lambda: self._read_lease(path))
+                if again == current:
+                    with contextlib.suppress(FileNotFoundError):
+                        self.fs.rm_file(path)
+                continue
+            if not wait:
+                raise AlreadyRefreshingError(
+                    f"state key {key!r} is already being refreshed (lease {path} held by "
+                    f"{(current or {}).get('host', '?')})"
+                )
+            waited = True
+            time.sleep(0.2)
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(ttl / 3):
+                current = self._read_lease(path)
+                if current is None or current.get("holder") != holder:
+                    return  # taken over after we stalled: nothing to renew
+                with contextlib.suppress(Exception):
+                    self._put(path, lease_bytes())
+
+        renewer = threading.Thread(target=renew, name="defstate-lease", daemon=True)
+        renewer.start()
+        try:
+            yield waited
+        finally:
+            stop.set()
+            renewer.join()
+            current = self._read_lease(path)
+            if current is not None and current.get("holder") == holder:
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.rm_file(path)

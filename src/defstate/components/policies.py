@@ -1,0 +1,64 @@
+"""Refresh policies set per component (``defs_state:``), per schedule or on the command line.
+
+The retry vocabulary is dlt's: ``none``; ``fixed`` (wait ``min`` seconds between attempts);
+``backoff`` (exponential: ``multiplier * 2**n`` seconds, clamped to ``[min, max]``), each with
+``max_attempts`` attempts in all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
+
+import attrs
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How often, and how patiently, a failed operation is retried."""
+
+    kind: Literal["none", "fixed", "backoff"] = "backoff"
+    max_attempts: int = attrs.field(default=3, validator=attrs.validators.ge(1))
+    multiplier: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
+    min: float = attrs.field(default=0.5, validator=attrs.validators.ge(0))
+    max: float = attrs.field(default=10.0, validator=attrs.validators.ge(0))
+
+    def __attrs_post_init__(self) -> None:
+        if self.min > self.max:
+            raise ValueError(f"retry min ({self.min:g}) is larger than max ({self.max:g})")
+
+    @classmethod
+    def none(cls) -> RetryPolicy:
+        return cls(kind="none")
+
+    @property
+    def attempts(self) -> int:
+        """How many attempts in all (1 for ``kind: none``)."""
+        return 1 if self.kind == "none" else self.max_attempts
+
+    def tenacity_wait(self) -> Callable[[RetryCallState], float]:
+        """The tenacity wait strategy of this policy."""
+        from tenacity import wait_exponential, wait_fixed, wait_none
+
+        if self.kind == "backoff":
+            return wait_exponential(multiplier=self.multiplier, min=self.min, max=self.max)
+        if self.kind == "fixed":
+            return wait_fixed(self.min)
+        return wait_none()
+
+
+@attrs.frozen(kw_only=True)
+class RefreshGuard:
+    """Refuse to publish a refresh that drops too many of the previous version's assets.
+
+    ``max_removed_fraction: 0.5`` rejects a new state whose definitions lack more than half of
+    the asset keys the current state defines (an API answering with an empty list must not
+    wipe out a production code location).
+    """
+
+    max_removed_fraction: float = attrs.field(
+        validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)]
+    )

@@ -1,0 +1,42 @@
+"""Running a project's schedules inside a code location."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from defstate.errors import DefstateError
+from defstate.loader.schedules import Schedule, Scheduler
+from defstate.server.location import CodeLocation
+
+log = logging.getLogger("defstate.server")
+
+
+def schedule_runner(location: CodeLocation) -> Callable[[Schedule], bool]:
+    """Run a schedule in a worker process; reload the location when it published anything."""
+
+    def run(schedule: Schedule) -> bool:
+        log.info("schedule %s: refreshing %s", schedule.name, ", ".join(schedule.settings.keys))
+        try:
+            report = location.pool.run_schedule(schedule.name)
+        except DefstateError as exc:
+            log.error("schedule %s failed: %s", schedule.name, exc)
+            return False
+        published = [r["key"] for r in report.get("results", []) if r["status"] == "succeeded"]
+        for result in report.get("results", []):
+            if not result["ok"]:
+                log.error("schedule %s: %s: %s", schedule.name, result["key"], result["error"])
+        if published:
+            log.info("schedule %s published %s: reloading", schedule.name, ", ".join(published))
+            location.reload()
+        return bool(published)
+
+    return run
+
+
+def run_scheduler(scheduler: Scheduler, stop: threading.Event, interval: float = 1.0) -> None:
+    """Tick ``scheduler`` with the wall clock until ``stop``."""
+    while not stop.wait(interval):
+        scheduler.tick(datetime.now(UTC))

@@ -1,0 +1,53 @@
+"""Refresh records: one small JSON document per refresh attempt, kept next to the state."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import socket
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+RECORD_STATUSES = ("succeeded", "failed", "rejected", "timed_out")
+TRIGGERS = ("cli", "schedule", "dev", "serve", "api")
+
+
+@attrs.frozen(kw_only=True)
+class RefreshRecord:
+    """What one refresh did: who triggered it, how long, how many attempts, what it published.
+
+    ``status`` is ``succeeded``, ``failed``, ``rejected`` (the guard refused it) or
+    ``timed_out``; ``version`` is the published version when it succeeded.
+    """
+
+    key: str
+    trigger: str
+    started_at: str
+    finished_at: str
+    attempts: int
+    status: str
+    error: str | None = None
+    version: str | None = None
+    bytes: int | None = None
+    host: str = attrs.field(factory=socket.gethostname)
+    record_id: str = attrs.field(factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def file_name(self) -> str:
+        """Sortable by start time: ``<started_at>-<record id>.json`` (``:`` made safe)."""
+        stamp = self.started_at.replace(":", "").replace("+", "Z")
+        return f"{stamp}-{self.record_id}.json"
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    def to_bytes(self) -> builtins.bytes:  # the field "bytes" shadows the type here
+        return json.dumps(self.to_json_dict(), sort_keys=True).encode()
+
+    @classmethod
+    def from_json_dict(cls, data: Mapping[str, Any]) -> RefreshRecord:
+        names = {f.name for f in attrs.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
