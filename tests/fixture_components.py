@@ -20,6 +20,7 @@ from defstate import (
     ComponentLoadContext,
     Definitions,
     StateBackedComponent,
+    TerminalRefreshError,
 )
 
 
@@ -47,6 +48,8 @@ class ListComponent(StateBackedComponent):
     sleep: float = 0.0
     barrier: int = 0
     prefix: str = ""
+    fail_times: int = 0
+    terminal: bool = False
 
     def get_defs_state_key(self) -> str:
         return f"List[{self.name}]"
@@ -60,6 +63,11 @@ class ListComponent(StateBackedComponent):
             time.sleep(self.sleep)
         if self.fail:
             raise RuntimeError(f"external system for {self.name} is down")
+        if self.terminal:
+            raise TerminalRefreshError(f"{self.name}: invalid API token")
+        counter = Path(self.counter_dir) if self.counter_dir else None
+        if self.fail_times and counter and call_count(counter, self.name) <= self.fail_times:
+            raise ConnectionError(f"{self.name}: flaky API, try again")
         assets = self.assets
         if self.source_file:
             assets = json.loads(Path(self.source_file).read_text())

@@ -222,9 +222,7 @@ print(VersionedStateStorage(url).publish("shared", state, {}).version)
 """
 
 
-def test_two_processes_publish_one_key_at_once(
-    backend: Backend, tmp_path: Path
-) -> None:
+def test_two_processes_publish_one_key_at_once(backend: Backend, tmp_path: Path) -> None:
     """Below single-flight: two publications of one key both complete, the pointer names one."""
     if not backend.multiprocess:
         pytest.skip("memory:// is private to one process")

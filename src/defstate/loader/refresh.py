@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from fnmatch import fnmatchcase
 from pathlib import Path
 
 import attrs
@@ -420,6 +420,13 @@ def group_by_key(
     return {k: KeyGroup(k, tuple(v)) for k, v in grouped.items()}, errors
 
 
+def key_matches(key: str, pattern: str) -> bool:
+    """Glob match where only ``*`` and ``?`` are wildcards: brackets are common in keys
+    (``DbtProject[shop]``), so ``List[*]`` means the literal ``List[`` + anything + ``]``."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, key, flags=re.DOTALL) is not None
+
+
 def select_groups(
     groups: dict[str, KeyGroup],
     keys: Sequence[str] = (),
@@ -432,14 +439,14 @@ def select_groups(
     selected = list(groups.values())
     if keys:
         unknown = [
-            k for k in keys if k not in groups and not any(fnmatchcase(g, k) for g in groups)
+            k for k in keys if k not in groups and not any(key_matches(g, k) for g in groups)
         ]
         if unknown:
             known = ", ".join(sorted(groups)) or "none"
             raise UnknownStateKeyError(
                 f"unknown state key(s): {', '.join(unknown)} (known keys: {known})"
             )
-        selected = [g for g in selected if any(g.key == k or fnmatchcase(g.key, k) for k in keys)]
+        selected = [g for g in selected if any(key_matches(g.key, k) for k in keys)]
     if management_types:
         selected = [g for g in selected if g.management_type in management_types]
     return selected
