@@ -199,3 +199,20 @@ def test_console_script_and_demo_project(tmp_path: Path) -> None:
     ]
     assert assets["marts/revenue_by_customer"]["deps"] == ["staging/customers", "staging/orders"]
     assert (project / "quickstart/defs/.local_defs_state/.gitignore").exists()
+
+
+def test_missing_state_is_loud_in_deploy_and_strict_mode(
+    make_project: ProjectFactory, counter_dir: Path
+) -> None:
+    root = _project(make_project, counter_dir)
+    relaxed = run_cli("list", "defs", "--no-refresh", "--json", cwd=root)
+    assert relaxed.returncode == 0
+    assert [a["key"] for a in json.loads(relaxed.stdout)["assets"]] == ["report"]
+    for args, env in ((["list", "defs"], {"DEFSTATE_DEPLOY": "1"}), (["check", "--strict"], {})):
+        done = run_cli(*args, cwd=root, env=env)
+        assert done.returncode == 1
+        lines = done.stderr.splitlines()
+        api = next(line for line in lines if "List[api]" in line)
+        assert api.startswith("error: " + str(root / "defs/api/defs.yaml") + ":1:")
+        assert "defstate state refresh --key 'List[api]'" in api
+        assert call_count(counter_dir, "api") == 0  # deploy mode never refreshes

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,11 +23,6 @@ class CliState:
 
     project: Path | None
     debug: bool
-
-
-def is_deploy() -> bool:
-    """``DEFSTATE_DEPLOY=1``: a deployed artifact, where nothing may refresh."""
-    return os.environ.get("DEFSTATE_DEPLOY", "").strip().lower() in ("1", "true", "yes")
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from defstate.cli.app import CliState, cli, handle_errors, is_deploy, json_dumps, pass_state
+from defstate.cli.app import CliState, cli, handle_errors, json_dumps, pass_state
 from defstate.cli.render import (
     print_errors,
     render_components,
@@ -17,7 +17,13 @@ from defstate.cli.render import (
     render_refresh_results,
 )
 from defstate.components.policies import RefreshGuard, RetryPolicy
-from defstate.loader.load import RefreshReport, load_defs, open_project, refresh_state
+from defstate.loader.load import (
+    RefreshReport,
+    is_deploy,
+    load_defs,
+    open_project,
+    refresh_state,
+)
 from defstate.loader.refresh import RefreshOptions
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.state_info import StateInfo
@@ -42,6 +48,13 @@ def _read_state_info(path: Path | None) -> StateInfo | None:
         raise click.UsageError(f"{path} is not a defstate state info document: {exc}") from None
 
 
+_STRICT = click.option(
+    "--strict",
+    is_flag=True,
+    help="Missing state is an error naming the key (implied by DEFSTATE_DEPLOY=1).",
+)
+
+
 @cli.group("list")
 def list_group() -> None:
     """List definitions or components."""
@@ -59,9 +72,12 @@ def list_group() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Reconstruct from this pin (a JSON file from `list defs --json` or LoadResult).",
 )
+@_STRICT
 @pass_state
 @handle_errors
-def list_defs(state: CliState, as_json: bool, no_refresh: bool, state_info: Path | None) -> None:
+def list_defs(
+    state: CliState, as_json: bool, no_refresh: bool, state_info: Path | None, strict: bool
+) -> None:
     """Load the project and print its definitions.
 
     A dev command, like `dg list defs`: it refreshes refresh_if_dev components first unless
@@ -69,7 +85,7 @@ def list_defs(state: CliState, as_json: bool, no_refresh: bool, state_info: Path
     """
     pin = _read_state_info(state_info)
     dev = pin is None and not no_refresh and not is_deploy()
-    result = load_defs(state.project, dev=dev, state_info=pin)
+    result = load_defs(state.project, dev=dev, state_info=pin, strict=strict or None)
     if as_json:
         click.echo(json_dumps(result.to_json_dict()))
     else:
@@ -96,11 +112,12 @@ def list_components(state: CliState, as_json: bool) -> None:
 
 
 @cli.command("check")
+@_STRICT
 @pass_state
 @handle_errors
-def check(state: CliState) -> None:
+def check(state: CliState, strict: bool) -> None:
     """Validate the project (configuration, defs.yaml, definitions) without refreshing."""
-    result = load_defs(state.project, dev=False)
+    result = load_defs(state.project, dev=False, strict=strict or None)
     print_errors(result.errors)
     if result.errors:
         click.echo(f"{len(result.errors)} problem(s) found", err=True)

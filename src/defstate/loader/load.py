@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -124,6 +125,7 @@ def load_defs(
     listener: RefreshListener | None = None,
     unchanged_since: Mapping[str, str] | None = None,
     trigger: str = "dev",
+    strict: bool | None = None,
 ) -> LoadResult:
     """Build the project's definitions.
 
@@ -136,7 +138,15 @@ def load_defs(
     ``unchanged_since`` (dev mode) maps keys to the fingerprints of a previous load: keys whose
     fingerprint is unchanged are not refreshed again (see ``LoadResult.fingerprints``).
     ``trigger`` names who asked, in refresh records (``dev``, ``serve``, ``api``...).
+
+    ``strict`` (default: ``DEFSTATE_DEPLOY=1`` is set) is for deployed artifacts: dev refreshes
+    are off, and a state-backed key without state is an error naming the key and the command
+    that creates it, instead of ``state_path=None``.
     """
+    if strict is None:
+        strict = is_deploy()
+    if strict:
+        dev = False
     project = open_project(project_root)
     errors: list[LoadError] = list(project.errors)
     refreshes: list[RefreshResult] = []
@@ -168,6 +178,8 @@ def load_defs(
 
     versions, state_paths, state_errors = _resolve_state(project, state_info)
     errors.extend(state_errors)
+    if strict:
+        errors.extend(_missing_state_errors(project, state_paths))
 
     parts: list[tuple[str, Definitions]] = []
     timings: dict[str, float] = {}
@@ -177,6 +189,8 @@ def load_defs(
             continue  # excluded by a key conflict, reported already
         if key is not None and key not in state_paths:
             continue  # its storage failed, reported already
+        if strict and key is not None and state_paths[key] is None:
+            continue  # reported above: never build a deployed component from nothing
         context = attrs.evolve(instance.context, state_path=state_paths.get(key) if key else None)
         start = time.perf_counter()
         try:
@@ -210,6 +224,36 @@ def _changed(key: str, fingerprints: Mapping[str, str], previous: Mapping[str, s
 def _component_error(instance: ComponentInstance, exc: BaseException) -> LoadError:
     message = exc.message if isinstance(exc, DefstateError) else f"{type(exc).__name__}: {exc}"
     return LoadError(message, instance.location, instance.source, instance.state_key)
+
+
+def _missing_state_errors(
+    project: Project, state_paths: Mapping[str, Path | None]
+) -> list[LoadError]:
+    errors = []
+    for key, path in sorted(state_paths.items()):
+        if path is not None:
+            continue
+        group = project.groups[key]
+        if group.management_type is ManagementType.LEGACY_CODE_SERVER_SNAPSHOTS:
+            continue  # refreshed by this very load; its own error says why it is missing
+        writer = group.writer
+        errors.append(
+            LoadError(
+                f"no state for key {key!r} ({group.management_type.value}) in strict/deploy "
+                f"mode: create it with `defstate state refresh --key '{key}'` (in the image "
+                "build step for LOCAL_FILESYSTEM)",
+                writer.location,
+                writer.source,
+                key,
+            )
+        )
+    return errors
+
+
+def is_deploy() -> bool:
+    """``DEFSTATE_DEPLOY=1``: a deployed artifact, where nothing refreshes and missing state
+    is an error."""
+    return os.environ.get("DEFSTATE_DEPLOY", "").strip().lower() in ("1", "true", "yes")
 
 
 def _refresh_errors(project: Project, results: Sequence[RefreshResult]) -> list[LoadError]:
