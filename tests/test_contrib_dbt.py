@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO_ROOT, ProjectFactory
+from conftest import REPO_ROOT, ProjectFactory, run_cli
 from defstate import AssetKey, ComponentLoadContext, TerminalRefreshError, load_defs, refresh_state
 from defstate.components.attributes import AttributeValueError
 from defstate.contrib import dbt as dbt_contrib
@@ -532,3 +532,23 @@ def _no_dbt_output_in_the_example() -> Iterator[None]:
     before = {p.name for p in EXAMPLE.iterdir()}
     yield
     assert {p.name for p in EXAMPLE.iterdir()} - before == set()
+
+
+@pytest.mark.slow
+def test_example_project_through_the_cli(tmp_path: Path) -> None:
+    """The README's commands on a copy of examples/dbt_project (a dbt and defstate project)."""
+    project = tmp_path / "dbt_project"
+    shutil.copytree(
+        REPO_ROOT / "examples/dbt_project",
+        project,
+        ignore=shutil.ignore_patterns("target", "logs", ".local_defs_state", "*.duckdb"),
+    )
+    refreshed = run_cli("state", "refresh", cwd=project, timeout=300)
+    assert refreshed.returncode == 0, refreshed.stderr
+    assert refreshed.stdout.startswith("refreshed DbtProject[shop]  version=local")
+    listed = run_cli("list", "defs", "--no-refresh", "--json", cwd=project)
+    assert listed.returncode == 0, listed.stderr
+    data = json.loads(listed.stdout)
+    keys = {a["key"] for a in data["assets"]}
+    assert len(keys) == 12 and {"customers", "shop_raw/orders"} <= keys
+    assert data["state"]["DbtProject[shop]"]["management_type"] == "LOCAL_FILESYSTEM"
