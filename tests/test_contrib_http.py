@@ -571,7 +571,7 @@ def test_format_errors_are_terminal() -> None:
 def test_foreign_state_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "state"
     path.write_text('{"format": "defstate.sql/1"}')
-    with pytest.raises(ValueError, match="refresh the key"):
+    with pytest.raises(ValueError, match="refresh it with"):
         load_state(path)
 
 

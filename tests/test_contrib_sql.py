@@ -274,7 +274,7 @@ def test_no_state_yet_loads_without_error(example: Path) -> None:
 def test_foreign_state_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "state"
     path.write_text('{"format": "something/else"}')
-    with pytest.raises(DatabaseStateError, match="refresh the key"):
+    with pytest.raises(DatabaseStateError, match="refresh it with"):
         load_state(path)
 
 

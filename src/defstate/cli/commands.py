@@ -275,25 +275,8 @@ def utils_group() -> None:
     """Commands kept for people coming from Dagster."""
 
 
-@utils_group.command("refresh-defs-state")
-@click.argument("key_args", metavar="[KEY]...", nargs=-1)
-@_refresh_options
-@pass_state
-@handle_errors
-def utils_refresh_defs_state(
-    state: CliState,
-    /,
-    key_args: tuple[str, ...],
-    keys: tuple[str, ...],
-    management_types: tuple[str, ...],
-    concurrency: int | None,
-    as_json: bool,
-    **policy: Any,
-) -> None:
-    """Alias of `defstate state refresh`."""
-    _run_refresh(
-        state, (*key_args, *keys), management_types, concurrency, as_json, _options(**policy)
-    )
+# The alias is the same command object: one implementation, two names.
+utils_group.add_command(state_refresh, "refresh-defs-state")
 
 
 @state_group.command("history")

@@ -80,6 +80,7 @@ import yaml
 
 from defstate.components import ComponentLoadContext, StateBackedComponent
 from defstate.components.attributes import AttributeValueError
+from defstate.components.json_state import dump_json_state, load_json_state
 from defstate.definitions import AssetKey, AssetSpec, Definitions
 from defstate.errors import TerminalRefreshError
 
@@ -439,26 +440,12 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def dump_state(state: Mapping[str, Any]) -> bytes:
-    """The state file's bytes: canonical JSON, so equal state is byte-identical."""
-    text = json.dumps(state, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False)
-    return (text + "\n").encode("utf-8")
+dump_state = dump_json_state
 
 
 def load_state(state_path: Path) -> dict[str, Any]:
-    """Read a state file written by :func:`dump_state`, checking its format."""
-    try:
-        state = json.loads(state_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DbtStateError(f"cannot read dbt state {state_path}: {exc}") from None
-    if not isinstance(state, dict):
-        raise DbtStateError(f"dbt state {state_path} is not a JSON object")
-    found = state.get("format")
-    if found != STATE_FORMAT:
-        raise DbtStateError(
-            f"{state_path} is not dbt state in format {STATE_FORMAT!r} (found {found!r}); "
-            "refresh it with `defstate state refresh`"
-        )
+    """Read a state file written by this component, checking its format."""
+    state = load_json_state(state_path, state_format=STATE_FORMAT, what="dbt", error=DbtStateError)
     if not isinstance(state.get("nodes"), dict) or not isinstance(state.get("sources"), dict):
         raise DbtStateError(f"dbt state {state_path} lacks 'nodes' or 'sources'")
     return state

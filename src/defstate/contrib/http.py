@@ -75,6 +75,7 @@ import attrs
 
 from defstate.components import ComponentLoadContext, StateBackedComponent
 from defstate.components.attributes import AttributeValueError
+from defstate.components.json_state import dump_json_state, load_json_state
 from defstate.components.policies import RetryPolicy
 from defstate.definitions import AssetKey, AssetSpec, Definitions
 from defstate.errors import TerminalRefreshError
@@ -562,22 +563,14 @@ def make_state(items: Sequence[Any], mapping: FieldMapping) -> dict[str, Any]:
     return {"format": STATE_FORMAT, "fields": fields, "items": [r for _, r in records]}
 
 
-def dump_state(state: Mapping[str, Any]) -> bytes:
-    """The bytes of a state file: sorted keys, so equal catalogs give equal files."""
-    return (json.dumps(state, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+dump_state = dump_json_state
 
 
 def load_state(state_path: Path) -> dict[str, Any]:
-    """Read and check a state file written by ``HttpCatalogComponent``."""
-    try:
-        state = json.loads(state_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise HttpCatalogStateError(f"cannot read catalog state {state_path}: {exc}") from None
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        found = state.get("format") if isinstance(state, dict) else None
-        raise HttpCatalogStateError(
-            f"{state_path} is not {STATE_FORMAT} state (format {found!r}); refresh the key"
-        )
+    """Read a state file written by this component, checking its format."""
+    state = load_json_state(
+        state_path, state_format=STATE_FORMAT, what="catalog", error=HttpCatalogStateError
+    )
     return state
 
 

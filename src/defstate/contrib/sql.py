@@ -52,6 +52,7 @@ import attrs
 
 from defstate.components import ComponentLoadContext, StateBackedComponent
 from defstate.components.attributes import AttributeValueError
+from defstate.components.json_state import dump_json_state, load_json_state
 from defstate.definitions import AssetKey, AssetSpec, Definitions
 from defstate.errors import TerminalRefreshError
 
@@ -388,22 +389,14 @@ def _duckdb_tables(connection: duckdb.DuckDBPyConnection) -> list[dict[str, Any]
 # --- the state ---------------------------------------------------------------------------
 
 
-def dump_state(state: Mapping[str, Any]) -> bytes:
-    """The bytes of a state file: sorted keys, so equal databases give equal files."""
-    return (json.dumps(state, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+dump_state = dump_json_state
 
 
 def load_state(state_path: Path) -> dict[str, Any]:
-    """Read and check a state file written by ``DatabaseTablesComponent``."""
-    try:
-        state = json.loads(state_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DatabaseStateError(f"cannot read database state {state_path}: {exc}") from None
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        found = state.get("format") if isinstance(state, dict) else None
-        raise DatabaseStateError(
-            f"{state_path} is not {STATE_FORMAT} state (format {found!r}); refresh the key"
-        )
+    """Read a state file written by this component, checking its format."""
+    state = load_json_state(
+        state_path, state_format=STATE_FORMAT, what="database", error=DatabaseStateError
+    )
     return state
 
 

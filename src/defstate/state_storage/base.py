@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, Self
 
 from defstate.errors import DefstateError, StateStorageError
 from defstate.state_storage.management import ManagementType
@@ -107,3 +107,25 @@ def require_written(path: Path, key: str) -> None:
 
 class AlreadyRefreshingError(DefstateError):
     """Another process is refreshing this key right now (``--no-wait``)."""
+
+
+class PendingWrite:
+    """Context-manager behaviour shared by the storages' pending writes: leaving the block
+    without ``commit()`` (or with an exception) calls ``abort()``."""
+
+    committed: bool
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self.committed:
+            self.abort()

@@ -18,13 +18,13 @@ import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import attrs
 
 from defstate.state_storage.base import (
     AlreadyRefreshingError,
+    PendingWrite,
     path_size,
     remove_path,
     require_written,
@@ -90,7 +90,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 @attrs.define
-class LocalStateWrite:
+class LocalStateWrite(PendingWrite):
     """A pending local refresh; see :class:`defstate.state_storage.base.StateWrite`."""
 
     key: str
@@ -126,18 +126,6 @@ class LocalStateWrite:
 
     def abort(self) -> None:
         remove_path(self.path)
-
-    def __enter__(self) -> LocalStateWrite:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if not self.committed:
-            self.abort()
 
 
 @attrs.define

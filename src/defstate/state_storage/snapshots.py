@@ -15,7 +15,6 @@ import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
 
 import attrs
 
@@ -26,7 +25,7 @@ from defstate.state_storage.archive import (
     unpack_directory,
     verify,
 )
-from defstate.state_storage.base import AlreadyRefreshingError, require_written
+from defstate.state_storage.base import AlreadyRefreshingError, PendingWrite, require_written
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.records import RefreshRecord
 from defstate.state_storage.state_info import CODE_SERVER_VERSION, StateVersion, utc_now_iso
@@ -35,7 +34,7 @@ DEFAULT_SNAPSHOT_LIMIT = 10 * 1024 * 1024
 
 
 @attrs.define
-class SnapshotStateWrite:
+class SnapshotStateWrite(PendingWrite):
     storage: SnapshotStateStorage
     key: str
     workdir: Path
@@ -68,21 +67,11 @@ class SnapshotStateWrite:
         )
         self.storage.snapshots[self.key] = version
         self.committed = True
+        self.abort()  # the bytes live in the pin now: the working copy can go
         return version
 
     def abort(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> SnapshotStateWrite:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.abort()
 
 
 @attrs.define

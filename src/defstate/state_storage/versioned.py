@@ -26,7 +26,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -34,7 +33,7 @@ import attrs
 
 from defstate.errors import StateIntegrityError, StateStorageError
 from defstate.state_storage.archive import pack_directory, sha256_bytes
-from defstate.state_storage.base import AlreadyRefreshingError, require_written
+from defstate.state_storage.base import AlreadyRefreshingError, PendingWrite, require_written
 from defstate.state_storage.cache import DownloadCache
 from defstate.state_storage.keys import encode_key
 from defstate.state_storage.management import ManagementType
@@ -98,7 +97,7 @@ def describe_error(exc: BaseException) -> str:
 
 
 @attrs.define
-class VersionedStateWrite:
+class VersionedStateWrite(PendingWrite):
     """A pending versioned refresh: the component writes into a local temporary folder."""
 
     storage: VersionedStateStorage
@@ -115,21 +114,11 @@ class VersionedStateWrite:
         require_written(self.path, self.key)
         version = self.storage.publish(self.key, self.path, self.metadata)
         self.committed = True
+        self.abort()  # the bytes are uploaded: the local working copy can go
         return version
 
     def abort(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> VersionedStateWrite:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.abort()
 
 
 @attrs.define
@@ -222,16 +211,19 @@ class VersionedStateStorage:
 
     def _put(self, path: str, data: bytes) -> None:
         """Write one object whole: readers see all of it or none of it."""
-        fs = self.fs
         if self.is_local:
             # a local write streams into the final name; write aside and rename instead
-            parent = path.rsplit("/", 1)[0]
-            fs.makedirs(parent, exist_ok=True)
-            tmp = f"{parent}/.tmp-{os.getpid()}-{uuid.uuid4().hex}"
-            fs.pipe_file(tmp, data)
-            os.replace(tmp, path)
+            os.replace(self._write_aside(path, data), path)
         else:
-            fs.pipe_file(path, data)
+            self.fs.pipe_file(path, data)
+
+    def _write_aside(self, path: str, data: bytes) -> str:
+        """Write ``data`` to a temporary sibling of local ``path``; returns its name."""
+        parent = path.rsplit("/", 1)[0]
+        self.fs.makedirs(parent, exist_ok=True)
+        tmp = f"{parent}/.tmp-{os.getpid()}-{uuid.uuid4().hex}"
+        self.fs.pipe_file(tmp, data)
+        return tmp
 
     def _check_root(self, key: str) -> None:
         """A missing bucket is a configuration error, not "no state yet"."""
@@ -392,10 +384,7 @@ class VersionedStateStorage:
         """Create ``path`` with ``data`` only if it does not exist; ``False`` if it does."""
         fs = self.fs
         if self.is_local:
-            parent = path.rsplit("/", 1)[0]
-            fs.makedirs(parent, exist_ok=True)
-            tmp = f"{parent}/.tmp-{os.getpid()}-{uuid.uuid4().hex}"
-            fs.pipe_file(tmp, data)
+            tmp = self._write_aside(path, data)
             try:
                 os.link(tmp, path)  # atomic create-if-absent, with content
                 return True
