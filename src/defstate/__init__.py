@@ -3,23 +3,57 @@
 A component implements ``write_state_to_path`` (slow, rare) and ``build_defs_from_state``
 (fast, every load); defstate decides when to refresh, where state lives and which version
 each process sees.
+
+The loader (YAML, project discovery) is imported on first use of ``load_defs`` and friends,
+so component modules that only ``from defstate import StateBackedComponent`` stay cheap.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from defstate.components import (
     Component,
     ComponentLoadContext,
     DefsStateConfig,
+    RefreshGuard,
+    RetryPolicy,
     StateBackedComponent,
     register_component_type,
 )
 from defstate.definitions import AssetKey, AssetSpec, Definitions
 from defstate.errors import DefstateError, TerminalRefreshError
-from defstate.loader import LoadError, LoadResult, RefreshReport, load_defs, refresh_state
 from defstate.state_storage import ManagementType, StateInfo, StateVersion
+
+if TYPE_CHECKING:
+    from defstate.loader import LoadError, LoadResult, RefreshReport, load_defs, refresh_state
+    from defstate.loader.history import StateHistory, state_history
+    from defstate.loader.refresh import RefreshOptions
 
 __version__ = "0.1.0"
 
 DefsStateManagementType = ManagementType  # the name Dagster users know
+
+_LAZY = {
+    "LoadError": "defstate.loader",
+    "LoadResult": "defstate.loader",
+    "RefreshReport": "defstate.loader",
+    "load_defs": "defstate.loader",
+    "refresh_state": "defstate.loader",
+    "RefreshOptions": "defstate.loader.refresh",
+    "StateHistory": "defstate.loader.history",
+    "state_history": "defstate.loader.history",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'defstate' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AssetKey",
@@ -33,8 +67,12 @@ __all__ = [
     "LoadError",
     "LoadResult",
     "ManagementType",
+    "RefreshGuard",
+    "RefreshOptions",
     "RefreshReport",
+    "RetryPolicy",
     "StateBackedComponent",
+    "StateHistory",
     "StateInfo",
     "StateVersion",
     "TerminalRefreshError",
@@ -42,4 +80,5 @@ __all__ = [
     "load_defs",
     "refresh_state",
     "register_component_type",
+    "state_history",
 ]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -152,6 +150,9 @@ def instantiate(config: ProjectConfig, document: YamlDocument) -> ComponentInsta
         raise DefsYamlError(
             f"{type_name}: {exc.message}", document.location(("attributes", *exc.path))
         ) from None
+    import hashlib
+    import json
+
     digest = hashlib.sha256(
         json.dumps([type_name, attributes], sort_keys=True, default=str).encode()
     ).hexdigest()

@@ -9,8 +9,6 @@ from defstate.loader.project import ProjectConfig
 from defstate.state_storage.base import StateStorage
 from defstate.state_storage.local import LocalStateStorage
 from defstate.state_storage.management import ManagementType
-from defstate.state_storage.snapshots import SnapshotStateStorage
-from defstate.state_storage.versioned import VersionedStateStorage
 
 
 @attrs.define
@@ -35,6 +33,8 @@ class StateStorages:
         if management_type is ManagementType.LOCAL_FILESYSTEM:
             return LocalStateStorage.for_defs_dir(self.config.defs_dir)
         if management_type is ManagementType.LEGACY_CODE_SERVER_SNAPSHOTS:
+            from defstate.state_storage.snapshots import SnapshotStateStorage
+
             return SnapshotStateStorage(max_bytes=self.config.snapshot_max_bytes)
         settings = self.config.state_storage
         if settings is None:
@@ -44,4 +44,6 @@ class StateStorages:
                 "(or DEFSTATE_STATE_STORAGE_URL)",
                 SourceLocation(self.config.pyproject),
             )
+        from defstate.state_storage.versioned import VersionedStateStorage
+
         return VersionedStateStorage(settings.url, dict(settings.storage_options))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import socket
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -32,7 +31,7 @@ class RefreshRecord:
     error: str | None = None
     version: str | None = None
     bytes: int | None = None
-    host: str = attrs.field(factory=socket.gethostname)
+    host: str = attrs.field(factory=lambda: _hostname())
     record_id: str = attrs.field(factory=lambda: uuid.uuid4().hex)
 
     @property
@@ -51,3 +50,9 @@ class RefreshRecord:
     def from_json_dict(cls, data: Mapping[str, Any]) -> RefreshRecord:
         names = {f.name for f in attrs.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _hostname() -> str:
+    import socket  # only refreshes write records; keep `import defstate` light
+
+    return socket.gethostname()
