@@ -300,6 +300,10 @@ def test_from_attributes_resolves_paths_and_names_the_key(tmp_path: Path) -> Non
         {"project_dir": str(project), "defs_state": {"key": "analytics"}}, _context(tmp_path)
     )
     assert custom.defs_state_key == "analytics"
+    assert custom.profiles_dir == str(project)  # default: the project's own profiles.yml
+    (project / "profiles.yml").unlink()
+    bare = DbtProjectComponent.from_attributes({"project_dir": str(project)}, _context(tmp_path))
+    assert bare.profiles_dir is None  # dbt's own lookup: $DBT_PROFILES_DIR, ~/.dbt
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,8 @@ A ``defs.yaml`` entry::
       target: dev                  # optional: the profile's default target otherwise
       vars: {start_date: "2024-01-01"}
 
-``profiles_dir`` defaults to what dbt itself uses when run inside ``project_dir``:
-``$DBT_PROFILES_DIR``, else ``project_dir`` when it holds a ``profiles.yml``, else
-``~/.dbt``. ``vars`` are passed to dbt as JSON (values JSON cannot express, such as YAML
+``profiles_dir`` defaults to ``project_dir`` when it holds a ``profiles.yml``; otherwise
+dbt's own lookup applies (``$DBT_PROFILES_DIR``, else ``~/.dbt``). ``vars`` are passed to dbt as JSON (values JSON cannot express, such as YAML
 dates, are passed as their text).
 
 **State key**: ``DbtProject[<name>]``, ``<name>`` being ``name:`` in ``dbt_project.yml``;
@@ -144,7 +143,8 @@ class DbtProjectComponent(StateBackedComponent):
     project_dir: str
     """The folder holding ``dbt_project.yml``; relative to the defstate project root."""
     profiles_dir: str | None = None
-    """The folder holding ``profiles.yml``; ``None``: where dbt looks by default."""
+    """The folder holding ``profiles.yml``; default: ``project_dir`` when it has one, else
+    where dbt looks by itself (``$DBT_PROFILES_DIR``, ``~/.dbt``)."""
     target: str | None = None
     """The profile target to parse with; ``None``: the profile's default target."""
     vars: dict[str, Any] = attrs.field(factory=dict)
@@ -164,6 +164,8 @@ class DbtProjectComponent(StateBackedComponent):
             profiles_dir = context.resolve_path(component.profiles_dir)
             if not profiles_dir.is_dir():
                 raise AttributeValueError(("profiles_dir",), f"{profiles_dir} is not a folder")
+        elif (project_dir / "profiles.yml").is_file():
+            profiles_dir = project_dir  # the documented default, even if DBT_PROFILES_DIR is set
         return attrs.evolve(
             component,
             project_dir=str(project_dir),
