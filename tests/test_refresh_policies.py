@@ -162,15 +162,24 @@ def _refresh_process(root: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-@pytest.mark.parametrize("strategy", ["local", "versioned"])
+@pytest.mark.parametrize("strategy", ["local", "file", "s3", "gcs"])
 def test_single_flight_across_processes(
-    make_project: ProjectFactory, counter_dir: Path, tmp_path: Path, strategy: str
+    make_project: ProjectFactory,
+    counter_dir: Path,
+    tmp_path: Path,
+    strategy: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     state = ""
     extra = ""
-    if strategy == "versioned":
+    if strategy != "local":
+        url = {
+            "file": lambda: f"file://{tmp_path}/store",
+            "s3": lambda: f"s3://{request.getfixturevalue('s3_bucket')}/state",
+            "gcs": lambda: f"gs://{request.getfixturevalue('gcs_bucket')}/state",
+        }[strategy]()
         state = "    management_type: VERSIONED_STATE_STORAGE\n"
-        extra = f'[tool.defstate.state_storage]\nurl = "file://{tmp_path}/store"\n'
+        extra = f'[tool.defstate.state_storage]\nurl = "{url}"\n'
     root, _ = _project(make_project, counter_dir, "  sleep: 1.5\n", state, extra)
     first = _refresh_process(root)
     while call_count(counter_dir, "api") == 0:  # the first one is inside write_state_to_path
