@@ -31,8 +31,17 @@ pytest: install-dev
 
 test: lint pytest
 
+# Benchmarks (never part of `make test`): ARGS="--quick" or e.g. ARGS="--sizes 1,100 --repeat 3"
 bench: install-dev
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(ARGS)
+
+bench-smoke: install-dev
+	$(BIN)/python -m bench.run --smoke
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache
+
+# A PEX of the quickstart with its state baked in: build/pex/app.pex (examples/pex_build/).
+.PHONY: pex
+pex: install-dev
+	$(BIN)/python examples/pex_build/build.py --project examples/quickstart

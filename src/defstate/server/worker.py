@@ -137,7 +137,7 @@ class WorkerPool:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env=_worker_environment(),
             )
             self._running.add(process)
         try:
@@ -169,3 +169,11 @@ class WorkerPool:
 def _last_line(stderr: str, returncode: int) -> str:
     lines = [line for line in stderr.splitlines() if line.strip()]
     return lines[-1] if lines else f"exit code {returncode}"
+
+
+def _worker_environment() -> dict[str, str]:
+    """The server's environment, plus its import path: a worker must import what the server
+    imports, also where that is not a plain install (e.g. inside a zipapp PEX)."""
+    inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    paths = list(dict.fromkeys([*(p for p in sys.path if p), *inherited]))
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(paths)}
