@@ -15,8 +15,8 @@ A ``defs.yaml`` entry::
       vars: {start_date: "2024-01-01"}
 
 ``profiles_dir`` defaults to ``project_dir`` when it holds a ``profiles.yml``; otherwise
-dbt's own lookup applies (``$DBT_PROFILES_DIR``, else ``~/.dbt``). ``vars`` are passed to dbt as JSON (values JSON cannot express, such as YAML
-dates, are passed as their text).
+dbt's own lookup applies (``$DBT_PROFILES_DIR``, else ``~/.dbt``). ``vars`` are passed to
+dbt as JSON (values JSON cannot express, such as YAML dates, are passed as their text).
 
 **State key**: ``DbtProject[<name>]``, ``<name>`` being ``name:`` in ``dbt_project.yml``;
 ``defs_state: {key: ...}`` overrides it.
