@@ -11,7 +11,8 @@ import pytest
 
 from conftest import ProjectFactory, subprocess_env
 from defstate import load_defs, refresh_state
-from defstate.state_storage import LocalStateStorage, ManagementType, encode_key
+from defstate.state_storage import ManagementType, encode_key
+from defstate.state_storage.local import LocalStateStorage
 
 DIR_COMPONENT = """
 type: fixture_components.DirectoryComponent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -25,7 +26,7 @@ def _key_parts(path: Iterable[str]) -> tuple[str, ...]:
     return parts
 
 
-@attrs.frozen(order=True)
+@attrs.frozen(order=True, cache_hash=True)
 class AssetKey:
     """The identity of an asset: a non-empty tuple of path parts, written ``a/b`` in text."""
 
@@ -52,12 +53,18 @@ class AssetKey:
         return self.to_string()
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _key_from_text(text: str) -> AssetKey:
+    # A project names the same keys over and over (as assets and as deps): parse each once.
+    return AssetKey.from_string(text)
+
+
 def _to_key(value: AssetKey | str | Sequence[str]) -> AssetKey:
-    return AssetKey.from_user(value)
+    return _key_from_text(value) if isinstance(value, str) else AssetKey.from_user(value)
 
 
 def _to_keys(values: Iterable[AssetKey | str | Sequence[str]]) -> tuple[AssetKey, ...]:
-    return tuple(dict.fromkeys(AssetKey.from_user(v) for v in values))
+    return tuple(dict.fromkeys(_to_key(v) for v in values))
 
 
 def _to_sorted_strings(values: Iterable[str]) -> tuple[str, ...]:
@@ -72,9 +79,14 @@ def _to_tags(values: Mapping[str, str]) -> dict[str, str]:
     return {str(k): str(v) for k, v in values.items()}
 
 
+_JSON_CHECK = json.JSONEncoder(allow_nan=False)
+
+
 def _check_json(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not value:
+        return
     try:
-        json.dumps(value, allow_nan=False)
+        _JSON_CHECK.encode(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{attribute.name} must be JSON-serialisable: {exc}") from None
 

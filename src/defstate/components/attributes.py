@@ -52,12 +52,23 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+class _Mismatch(Exception):
+    """``value`` does not fit ``hint``; the message is built only then (loads are hot)."""
+
+
 def convert_value(value: Any, hint: Any, path: tuple[str | int, ...]) -> Any:
     """Check ``value`` against ``hint`` and convert it (e.g. ``str`` to ``Path``)."""
-    where = f"attribute {'.'.join(map(str, path))!r}: " if path else ""
-    fail = AttributeValueError(
-        path, f"{where}expected {describe_type(hint)}, got {_type_name(value)} {value!r}"
-    )
+    try:
+        return _convert(value, hint, path)
+    except _Mismatch:
+        where = f"attribute {'.'.join(map(str, path))!r}: " if path else ""
+        raise AttributeValueError(
+            path, f"{where}expected {describe_type(hint)}, got {_type_name(value)} {value!r}"
+        ) from None
+
+
+def _convert(value: Any, hint: Any, path: tuple[str | int, ...]) -> Any:
+    fail = _Mismatch
     if hint is Any or hint is object:
         return value
     if hint is type(None):
@@ -137,14 +148,25 @@ def convert_value(value: Any, hint: Any, path: tuple[str | int, ...]) -> Any:
         if isinstance(value, hint):
             return value
         raise fail
+    where = f"attribute {'.'.join(map(str, path))!r}: " if path else ""
     raise AttributeValueError(path, f"{where}unsupported field type {hint!r}")
+
+
+_FIELDS: dict[type[Any], tuple[dict[str, Any], dict[str, attrs.Attribute[Any]]]] = {}
+
+
+def _fields(cls: type[Any]) -> tuple[dict[str, Any], dict[str, attrs.Attribute[Any]]]:
+    """Type hints and init fields (by alias) of an attrs class, resolved once per class."""
+    found = _FIELDS.get(cls)
+    if found is None:
+        hints = typing.get_type_hints(cls)
+        found = _FIELDS[cls] = (hints, {f.alias or f.name: f for f in attrs.fields(cls) if f.init})
+    return found
 
 
 def construct(cls: type[Any], values: Mapping[str, Any], path: tuple[str | int, ...] = ()) -> Any:
     """Build an attrs class from a mapping, checking unknown, missing and ill-typed fields."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in attrs.fields(cls) if f.init}
-    by_alias = {f.alias or f.name: f for f in fields.values()}
+    hints, by_alias = _fields(cls)
     for name in values:
         if name not in by_alias:
             known = ", ".join(sorted(by_alias)) or "none"

@@ -105,7 +105,7 @@ class LoadResult:
     def to_json_dict(self) -> dict[str, Any]:
         """The ``defstate list defs --json`` document: assets, the pin, errors."""
         assets = []
-        for spec in sorted(self.definitions.assets, key=lambda s: s.key):
+        for spec in sorted(self.definitions.assets, key=lambda s: s.key.path):
             data = spec.to_json_dict()
             data["component"] = self.asset_sources.get(spec.key)
             assets.append(data)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ class ProjectConfig:
 
     root: Path
     defs_dir: Path
-    refresh_concurrency: int = 8
+    refresh_concurrency: int = 32
     snapshot_max_bytes: int = 10 * 1024 * 1024
     state_storage: StateStorageConfig | None = None
     raw: Mapping[str, Any] = attrs.field(factory=dict)
@@ -58,6 +57,8 @@ def find_project_root(start: Path | None = None) -> Path:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib
+
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
@@ -90,7 +91,7 @@ def load_project_config(root: Path) -> ProjectConfig:
     return ProjectConfig(
         root=root,
         defs_dir=(root / defs_dir).resolve(),
-        refresh_concurrency=_positive_int(table, "refresh_concurrency", 8, where),
+        refresh_concurrency=_positive_int(table, "refresh_concurrency", 32, where),
         snapshot_max_bytes=_positive_int(table, "snapshot_max_bytes", 10 * 1024 * 1024, where),
         state_storage=_state_storage_config(table.get("state_storage"), root, where),
         raw=table,

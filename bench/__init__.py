@@ -1,0 +1,1 @@
+"""Benchmarks of defstate: a project generator and a runner (`python -m bench.run`)."""
