@@ -277,11 +277,17 @@ def _refresh_errors(project: Project, results: Sequence[RefreshResult]) -> list[
 def _resolve_state(
     project: Project, pin: StateInfo | None
 ) -> tuple[dict[str, StateVersion], dict[str, Path | None], list[LoadError]]:
-    """For every key: the version to use (latest, or pinned) and its local path."""
+    """For every key: the version to use (latest, or pinned) and its local path.
+
+    Keys in object storage are resolved concurrently: each needs a pointer read and, with a
+    cold cache, a download, and those are network round trips.
+    """
     versions: dict[str, StateVersion] = {}
     paths: dict[str, Path | None] = {}
     errors: list[LoadError] = []
-    for key, group in sorted(project.groups.items()):
+    groups = sorted(project.groups.items())
+
+    def resolve(key: str, group: KeyGroup) -> None:
         writer = group.writer
         try:
             storage = project.storages.get(group.management_type, writer.source)
@@ -294,11 +300,24 @@ def _resolve_state(
                     version = None
             if version is None:
                 paths[key] = None
-                continue
+                return
             paths[key] = storage.state_path(version)
             versions[key] = version
         except DefstateError as exc:
             errors.append(LoadError(exc.message, writer.location, writer.source, key))
+
+    remote = [
+        (k, g) for k, g in groups if g.management_type is ManagementType.VERSIONED_STATE_STORAGE
+    ]
+    for key, group in groups:
+        if len(remote) <= 1 or group.management_type is not ManagementType.VERSIONED_STATE_STORAGE:
+            resolve(key, group)
+    if len(remote) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(16, len(remote))) as pool:
+            list(pool.map(lambda item: resolve(*item), remote))
+    errors.sort(key=lambda e: e.key or "")
     return versions, paths, errors
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import attrs
 
 from defstate.errors import ProjectConfigError, SourceLocation
@@ -20,14 +22,19 @@ class StateStorages:
 
     config: ProjectConfig
     _cache: dict[ManagementType, StateStorage] = attrs.field(factory=dict, init=False)
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
 
     def get(self, management_type: ManagementType, component: str) -> StateStorage:
-        """The storage for ``management_type``; ``component`` names the asker in errors."""
-        storage = self._cache.get(management_type)
-        if storage is None:
-            storage = self._create(management_type, component)
-            self._cache[management_type] = storage
-        return storage
+        """The storage for ``management_type``; ``component`` names the asker in errors.
+
+        Thread-safe: keys are resolved concurrently.
+        """
+        with self._lock:
+            storage = self._cache.get(management_type)
+            if storage is None:
+                storage = self._create(management_type, component)
+                self._cache[management_type] = storage
+            return storage
 
     def _create(self, management_type: ManagementType, component: str) -> StateStorage:
         if management_type is ManagementType.LOCAL_FILESYSTEM:

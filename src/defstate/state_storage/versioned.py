@@ -133,6 +133,7 @@ class VersionedStateStorage:
     _fs: Any = attrs.field(default=None, init=False)
     _root: str = attrs.field(default="", init=False)
     _root_checked: bool = attrs.field(default=False, init=False)
+    _fs_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
 
     def describe(self) -> str:
         return redact_url(self.url)
@@ -141,6 +142,12 @@ class VersionedStateStorage:
 
     @property
     def fs(self) -> Any:
+        if self._fs is None:
+            with self._fs_lock:  # loads resolve keys from several threads
+                self._open()
+        return self._fs
+
+    def _open(self) -> None:
         if self._fs is None:
             import fsspec  # heavy: only when versioned storage is used
 
@@ -158,7 +165,6 @@ class VersionedStateStorage:
                     f"cannot open state storage {self.describe()}: {describe_error(exc)}"
                 ) from None
             self._root = root.rstrip("/")
-        return self._fs
 
     @property
     def is_local(self) -> bool:
