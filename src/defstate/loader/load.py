@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from defstate.loader.refresh import (
     select_groups,
 )
 from defstate.loader.storage import StateStorages
+from defstate.state_storage.base import StateStorage
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.state_info import StateInfo, StateVersion
 
@@ -279,46 +280,82 @@ def _resolve_state(
 ) -> tuple[dict[str, StateVersion], dict[str, Path | None], list[LoadError]]:
     """For every key: the version to use (latest, or pinned) and its local path.
 
-    Keys in object storage are resolved concurrently: each needs a pointer read and, with a
-    cold cache, a download, and those are network round trips.
+    Work that goes over the network — reading latest pointers, downloading versions missing
+    from the cache — runs concurrently; local work stays on this thread (threads only cost).
     """
     versions: dict[str, StateVersion] = {}
     paths: dict[str, Path | None] = {}
     errors: list[LoadError] = []
-    groups = sorted(project.groups.items())
-
-    def resolve(key: str, group: KeyGroup) -> None:
-        writer = group.writer
+    storages: dict[str, StateStorage] = {}
+    for key, group in sorted(project.groups.items()):
         try:
-            storage = project.storages.get(group.management_type, writer.source)
-            if pin is None:
-                version = storage.latest(key)
-            else:
-                version = pin.get(key)
-                if version is not None and version.management_type != group.management_type:
-                    # The strategy changed since the pin: never read the other one's state.
-                    version = None
-            if version is None:
-                paths[key] = None
-                return
-            paths[key] = storage.state_path(version)
-            versions[key] = version
+            storages[key] = project.storages.get(group.management_type, group.writer.source)
         except DefstateError as exc:
-            errors.append(LoadError(exc.message, writer.location, writer.source, key))
+            errors.append(_key_error(project, key, exc))
 
-    remote = [
-        (k, g) for k, g in groups if g.management_type is ManagementType.VERSIONED_STATE_STORAGE
-    ]
-    for key, group in groups:
-        if len(remote) <= 1 or group.management_type is not ManagementType.VERSIONED_STATE_STORAGE:
-            resolve(key, group)
+    def choose(key: str) -> None:
+        group = project.groups[key]
+        if pin is None:
+            version = storages[key].latest(key)
+        else:
+            version = pin.get(key)
+            if version is not None and version.management_type != group.management_type:
+                version = None  # the strategy changed since the pin: never read the other's
+        if version is None:
+            paths[key] = None
+        else:
+            versions[key] = version
+
+    def fetch(key: str) -> None:
+        paths[key] = storages[key].state_path(versions[key])
+
+    def remote(key: str) -> bool:
+        return project.groups[key].management_type is ManagementType.VERSIONED_STATE_STORAGE
+
+    _run_each(choose, list(storages), remote if pin is None else lambda key: False, errors, project)
+    _run_each(
+        fetch,
+        list(versions),
+        lambda key: not storages[key].has_local_copy(versions[key]),
+        errors,
+        project,
+    )
+    for key in [k for k in versions if k not in paths]:
+        del versions[key]
+    errors.sort(key=lambda e: e.key or "")
+    return versions, paths, errors
+
+
+def _key_error(project: Project, key: str, exc: DefstateError) -> LoadError:
+    writer = project.groups[key].writer
+    return LoadError(exc.message, writer.location, writer.source, key)
+
+
+def _run_each(
+    work: Callable[[str], None],
+    keys: list[str],
+    is_remote: Callable[[str], bool],
+    errors: list[LoadError],
+    project: Project,
+) -> None:
+    """``work(key)`` for every key: remote ones on a thread pool, the others here."""
+
+    def guarded(key: str) -> None:
+        try:
+            work(key)
+        except DefstateError as exc:
+            errors.append(_key_error(project, key, exc))
+
+    remote = [k for k in keys if is_remote(k)]
+    remote_set = set(remote)
+    here = keys if len(remote) <= 1 else [k for k in keys if k not in remote_set]
+    for key in here:
+        guarded(key)
     if len(remote) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=min(16, len(remote))) as pool:
-            list(pool.map(lambda item: resolve(*item), remote))
-    errors.sort(key=lambda e: e.key or "")
-    return versions, paths, errors
+            list(pool.map(guarded, remote))
 
 
 @attrs.frozen

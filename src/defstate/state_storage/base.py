@@ -56,6 +56,11 @@ class StateStorage(Protocol):
         """A local path holding exactly ``version``'s state (a file or a directory)."""
         ...
 
+    def has_local_copy(self, version: StateVersion) -> bool:
+        """Whether ``state_path(version)`` needs no network (a loader runs the others
+        concurrently)."""
+        ...
+
     def begin_write(self, key: str, metadata: Mapping[str, str] | None = None) -> StateWrite:
         """Start a refresh of ``key``; ``metadata`` (e.g. the component type) is recorded
         with the version where the storage keeps manifests. See :class:`StateWrite`."""

@@ -47,16 +47,27 @@ class DownloadCache:
     def entry_dir(self, version: StateVersion) -> Path:
         return self.root.joinpath(*encode_key(version.key).parts, version.version)
 
+    def contains(self, version: StateVersion) -> bool:
+        """Whether an entry for ``version`` exists (cheap: checked, not verified)."""
+        return (self.entry_dir(version) / _VERIFIED).is_file()
+
     def get(self, version: StateVersion, what: str) -> Path | None:
         """The cached state of ``version``, or ``None``; raises if the file was corrupted."""
         entry = self.entry_dir(version)
-        state = entry / "state"
-        marker = entry / _VERIFIED
-        if not marker.is_file() or not os.path.lexists(state):
+        try:
+            verified = (entry / _VERIFIED).read_text().strip()
+        except (FileNotFoundError, NotADirectoryError):
             return None
-        if marker.read_text().strip() != version.sha256:
+        if verified != version.sha256:
             return None  # an entry for different bytes: not ours
-        if state.is_file() and sha256_file(state) != version.sha256:
+        state = entry / "state"
+        if version.is_directory:
+            return state if state.is_dir() else None
+        try:
+            digest = sha256_file(state)
+        except FileNotFoundError:
+            return None
+        if digest != version.sha256:
             raise StateIntegrityError(
                 f"{what}: the cached copy {state} does not match its sha256 (corrupted on "
                 "disk); delete it to download again"

@@ -172,6 +172,9 @@ class LocalStateStorage:
             is_directory=path.is_dir(),
         )
 
+    def has_local_copy(self, version: StateVersion) -> bool:
+        return True
+
     def state_path(self, version: StateVersion) -> Path:
         path = self._current_path(version.key)
         return path if path is not None else self.key_dir(version.key) / STATE_NAME

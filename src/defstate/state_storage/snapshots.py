@@ -110,6 +110,9 @@ class SnapshotStateStorage:
     def latest(self, key: str) -> StateVersion | None:
         return self.snapshots.get(key)
 
+    def has_local_copy(self, version: StateVersion) -> bool:
+        return True  # the bytes are in the pin
+
     def state_path(self, version: StateVersion) -> Path:
         if version.snapshot is None:
             raise StateStorageError(f"the pin holds no snapshot bytes for key {version.key!r}")

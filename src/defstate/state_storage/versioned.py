@@ -134,6 +134,7 @@ class VersionedStateStorage:
     _root: str = attrs.field(default="", init=False)
     _root_checked: bool = attrs.field(default=False, init=False)
     _fs_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
+    _cache: DownloadCache | None = attrs.field(default=None, init=False)
 
     def describe(self) -> str:
         return redact_url(self.url)
@@ -178,9 +179,11 @@ class VersionedStateStorage:
 
     @property
     def cache(self) -> DownloadCache:
-        from defstate.state_storage.cache import default_cache_dir
+        if self._cache is None:
+            from defstate.state_storage.cache import default_cache_dir
 
-        return DownloadCache.for_storage(self.cache_dir or default_cache_dir(), self.url)
+            self._cache = DownloadCache.for_storage(self.cache_dir or default_cache_dir(), self.url)
+        return self._cache
 
     def key_path(self, key: str) -> str:
         self.fs  # noqa: B018  (sets _root)
@@ -278,6 +281,9 @@ class VersionedStateStorage:
                 f"state for key {key!r} at {self.describe()}: {where} is not a valid manifest "
                 f"({exc})"
             ) from None
+
+    def has_local_copy(self, version: StateVersion) -> bool:
+        return self.cache.contains(version)
 
     def state_path(self, version: StateVersion) -> Path:
         what = f"state for key {version.key!r} version {version.version} at {self.describe()}"
