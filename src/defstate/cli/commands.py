@@ -11,6 +11,7 @@ import click
 
 from defstate.cli.app import CliState, cli, handle_errors, json_dumps, pass_state
 from defstate.cli.render import (
+    exit_on_errors,
     print_errors,
     render_components,
     render_defs,
@@ -90,9 +91,7 @@ def list_defs(
         click.echo(json_dumps(result.to_json_dict()))
     else:
         render_defs(result)
-    print_errors(result.errors)
-    if result.errors:
-        sys.exit(1)
+    exit_on_errors(result.errors)
 
 
 @list_group.command("components")
@@ -106,9 +105,7 @@ def list_components(state: CliState, as_json: bool) -> None:
         click.echo(json_dumps({"components": project.components_json()}))
     else:
         render_components(project)
-    print_errors(project.errors)
-    if project.errors:
-        sys.exit(1)
+    exit_on_errors(project.errors)
 
 
 @cli.command("check")

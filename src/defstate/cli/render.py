@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,13 @@ def print_errors(errors: Sequence[LoadError]) -> None:
     """One ``error:`` line per problem, on stderr."""
     for error in errors:
         click.echo(f"error: {error}", err=True)
+
+
+def exit_on_errors(errors: Sequence[LoadError]) -> None:
+    """Print the errors, and exit 1 when there are any."""
+    print_errors(errors)
+    if errors:
+        sys.exit(1)
 
 
 def format_bytes(size: int | None) -> str:

@@ -134,3 +134,17 @@ class PendingWrite:
     ) -> None:
         if not self.committed:
             self.abort()
+
+
+class WorkdirWrite(PendingWrite):
+    """A pending write whose component writes into a private temporary folder, uploaded or
+    copied on commit; aborting (or finishing) removes the folder."""
+
+    workdir: Path
+
+    @property
+    def path(self) -> Path:
+        return self.workdir / "state"
+
+    def abort(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)

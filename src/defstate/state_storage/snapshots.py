@@ -25,7 +25,7 @@ from defstate.state_storage.archive import (
     unpack_directory,
     verify,
 )
-from defstate.state_storage.base import AlreadyRefreshingError, PendingWrite, require_written
+from defstate.state_storage.base import AlreadyRefreshingError, WorkdirWrite, require_written
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.records import RefreshRecord
 from defstate.state_storage.state_info import CODE_SERVER_VERSION, StateVersion, utc_now_iso
@@ -34,15 +34,11 @@ DEFAULT_SNAPSHOT_LIMIT = 10 * 1024 * 1024
 
 
 @attrs.define
-class SnapshotStateWrite(PendingWrite):
+class SnapshotStateWrite(WorkdirWrite):
     storage: SnapshotStateStorage
     key: str
     workdir: Path
     committed: bool = False
-
-    @property
-    def path(self) -> Path:
-        return self.workdir / "state"
 
     def commit(self) -> StateVersion:
         require_written(self.path, self.key)
@@ -69,9 +65,6 @@ class SnapshotStateWrite(PendingWrite):
         self.committed = True
         self.abort()  # the bytes live in the pin now: the working copy can go
         return version
-
-    def abort(self) -> None:
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 @attrs.define

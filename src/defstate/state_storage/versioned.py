@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import socket
 import tempfile
 import threading
@@ -33,7 +32,7 @@ import attrs
 
 from defstate.errors import StateIntegrityError, StateStorageError
 from defstate.state_storage.archive import pack_directory, sha256_bytes
-from defstate.state_storage.base import AlreadyRefreshingError, PendingWrite, require_written
+from defstate.state_storage.base import AlreadyRefreshingError, WorkdirWrite, require_written
 from defstate.state_storage.cache import DownloadCache
 from defstate.state_storage.keys import encode_key
 from defstate.state_storage.management import ManagementType
@@ -97,7 +96,7 @@ def describe_error(exc: BaseException) -> str:
 
 
 @attrs.define
-class VersionedStateWrite(PendingWrite):
+class VersionedStateWrite(WorkdirWrite):
     """A pending versioned refresh: the component writes into a local temporary folder."""
 
     storage: VersionedStateStorage
@@ -106,19 +105,12 @@ class VersionedStateWrite(PendingWrite):
     workdir: Path
     committed: bool = False
 
-    @property
-    def path(self) -> Path:
-        return self.workdir / "state"
-
     def commit(self) -> StateVersion:
         require_written(self.path, self.key)
         version = self.storage.publish(self.key, self.path, self.metadata)
         self.committed = True
         self.abort()  # the bytes are uploaded: the local working copy can go
         return version
-
-    def abort(self) -> None:
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 @attrs.define
