@@ -189,6 +189,24 @@ def test_broken_model_fails_with_dbts_message(tmp_path: Path) -> None:
     assert not state.exists()
 
 
+@pytest.mark.slow
+def test_broken_yaml_fails_the_refresh_and_keeps_the_previous_state(tmp_path: Path) -> None:
+    """Through the loader: a refresh that dbt rejects leaves the last good state loadable."""
+    project = _copy_example(tmp_path / "shop")
+    (project / "pyproject.toml").write_text("[tool.defstate]\n")
+    (project / "defs" / "shop").mkdir(parents=True, exist_ok=True)
+    (project / "defs" / "shop" / "defs.yaml").write_text(
+        "type: defstate.contrib.dbt.DbtProjectComponent\nattributes:\n  project_dir: .\n"
+    )
+    assert refresh_state(project).ok
+    before = load_defs(project).definitions
+    (project / "models" / "staging" / "_staging.yml").write_text("version: 2\nmodels: [oops\n")
+    (result,) = refresh_state(project).results
+    assert not result.ok and result.attempts == 1
+    assert "_staging.yml" in (result.error or "")
+    assert load_defs(project).definitions == before
+
+
 DBT_PROJECT_YML = """
     name: warehouse
     version: "1.0.0"
