@@ -345,3 +345,95 @@ def schedule_run(state: CliState, name: str, as_json: bool, no_wait: bool) -> No
 
     report = run_schedule(state.project or Path.cwd(), name, wait=not no_wait)
     _print_report(report, as_json)
+
+
+@state_group.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+@handle_errors
+def state_ls(state: CliState, as_json: bool) -> None:
+    """List state keys with their latest version."""
+    from defstate.cli.render import render_state_list
+    from defstate.loader.state_admin import list_state
+
+    rows = list_state(state.project)
+    if as_json:
+        click.echo(json_dumps({"keys": [r.to_json_dict() for r in rows]}))
+    else:
+        render_state_list(rows)
+    if any(r.error for r in rows):
+        for row in rows:
+            if row.error:
+                click.echo(f"error: [{row.key}] {row.error}", err=True)
+        sys.exit(1)
+
+
+@state_group.command("show")
+@click.argument("key")
+@click.option("--version", help="A stored version (default: the latest).")
+@pass_state
+@handle_errors
+def state_show(state: CliState, key: str, version: str | None) -> None:
+    """Show one version of a key (JSON: version, created_at, size, sha256, ...)."""
+    from defstate.loader.state_admin import show_state
+
+    shown = show_state(state.project, key, version)
+    click.echo(json_dumps({"key": key, **shown.to_json_dict()}))
+
+
+@state_group.command("diff")
+@click.argument("key")
+@click.argument("old", required=False)
+@click.argument("new", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+@handle_errors
+def state_diff(state: CliState, key: str, old: str | None, new: str | None, as_json: bool) -> None:
+    """Which assets NEW adds, removes and changes compared with OLD.
+
+    Defaults: NEW is the latest version, OLD the one stored before it.
+    """
+    from defstate.loader.state_admin import diff_state
+
+    diff = diff_state(state.project, key, old, new)
+    if as_json:
+        click.echo(json_dumps(diff.to_json_dict()))
+        return
+    click.echo(
+        f"{key}: {diff.old} -> {diff.new}: +{len(diff.added)} -{len(diff.removed)} "
+        f"~{len(diff.changed)}"
+    )
+    for sign, keys in (("+", diff.added), ("-", diff.removed), ("~", diff.changed)):
+        for asset in keys:
+            click.echo(f"  {sign} {asset}")
+
+
+@state_group.command("rollback")
+@click.argument("key")
+@click.argument("version")
+@pass_state
+@handle_errors
+def state_rollback(state: CliState, key: str, version: str) -> None:
+    """Make a stored VERSION the latest of KEY again (versioned storage)."""
+    from defstate.loader.state_admin import rollback_state
+
+    restored = rollback_state(state.project, key, version)
+    click.echo(f"rolled back {key}  latest={restored.version}  ({restored.created_at})")
+
+
+@state_group.command("gc")
+@click.option("--keep", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--key", "keys", multiple=True, help="Only this key (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+@handle_errors
+def state_gc(state: CliState, keep: int, keys: tuple[str, ...], as_json: bool) -> None:
+    """Delete old versions, keeping the latest and the KEEP newest of each key."""
+    from defstate.loader.state_admin import gc_state
+
+    deleted = gc_state(state.project, keep=keep, keys=keys)
+    if as_json:
+        click.echo(json_dumps({"deleted": deleted}))
+        return
+    for key, versions in deleted.items():
+        click.echo(f"{key}: deleted {len(versions)} version(s)")

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from defstate.loader.history import StateHistory
     from defstate.loader.load import LoadResult, Project
+    from defstate.loader.state_admin import KeyState
 
 
 def console(stderr: bool = False) -> Console:
@@ -138,3 +139,22 @@ def render_history(history: StateHistory) -> None:
     for v in history.versions:
         versions.add_row(v.version, v.created_at, format_bytes(v.size), (v.sha256 or "")[:12])
     out.print(versions)
+
+
+def render_state_list(rows: Sequence[KeyState]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} state keys", title_justify="left")
+    for column in ("key", "management type", "latest", "created_at", "bytes", "components"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        latest = row.latest
+        table.add_row(
+            row.key,
+            row.management_type.value,
+            latest.version if latest else ("error" if row.error else "none"),
+            latest.created_at if latest else "",
+            format_bytes(latest.size if latest else None),
+            ", ".join(row.components),
+        )
+    console().print(table)

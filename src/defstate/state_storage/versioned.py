@@ -337,6 +337,44 @@ class VersionedStateStorage:
         pointer = f"{self.key_path(key)}/{POINTER_NAME}"
         self._call("write", key, lambda: self._put(pointer, manifest_bytes))
 
+    def version(self, key: str, version: str) -> StateVersion:
+        """Stored version ``version`` of ``key``, from its manifest."""
+        manifest = f"{self.version_path(key, version)}/{MANIFEST_NAME}"
+
+        def read() -> bytes | None:
+            try:
+                data: bytes = self.fs.cat_file(manifest)
+                return data
+            except FileNotFoundError:
+                return None
+
+        data = self._call("read", key, read)
+        if data is None:
+            raise StateStorageError(f"no version {version} of key {key!r} at {self.describe()}")
+        return self._parse_manifest(key, data, manifest)
+
+    def rollback(self, key: str, version: str) -> StateVersion:
+        """Make stored ``version`` the key's latest again (it must be complete)."""
+        target = self.version(key, version)
+        name = DIRECTORY_STATE_NAME if target.is_directory else FILE_STATE_NAME
+        state = f"{self.version_path(key, version)}/{name}"
+        if not self._call("read", key, lambda: self.fs.exists(state)):
+            raise StateStorageError(
+                f"version {version} of key {key!r} at {self.describe()} has no state bytes"
+            )
+        manifest = self._call(
+            "read",
+            key,
+            lambda: self.fs.cat_file(f"{self.version_path(key, version)}/{MANIFEST_NAME}"),
+        )
+        self._move_pointer(key, manifest)
+        return target
+
+    def delete_version(self, key: str, version: str) -> None:
+        """Remove a stored version (never the latest: callers check)."""
+        path = self.version_path(key, version)
+        self._call("delete", key, lambda: self.fs.rm(path, recursive=True))
+
     def versions(self, key: str) -> list[StateVersion]:
         """Every stored version of ``key`` with a manifest, oldest first."""
         root = f"{self.key_path(key)}/versions"

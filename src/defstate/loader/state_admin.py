@@ -1,0 +1,187 @@
+"""Inspecting and maintaining stored state: ``state ls / show / diff / rollback / gc``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from defstate.errors import DefstateError, StateStorageError, UnknownStateKeyError
+from defstate.loader.load import Project, open_project
+from defstate.loader.refresh import KeyGroup
+from defstate.state_storage.base import StateStorage
+from defstate.state_storage.management import ManagementType
+from defstate.state_storage.state_info import StateVersion
+from defstate.state_storage.versioned import VersionedStateStorage
+
+
+@attrs.frozen
+class KeyState:
+    """One state key of a project and its current (latest) version, if any."""
+
+    key: str
+    management_type: ManagementType
+    components: tuple[str, ...]
+    latest: StateVersion | None
+    error: str | None = None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "management_type": self.management_type.value,
+            "components": list(self.components),
+            "latest": self.latest.to_json_dict() if self.latest else None,
+            "error": self.error,
+        }
+
+
+def _group(project: Project, key: str) -> KeyGroup:
+    group = project.groups.get(key)
+    if group is None:
+        known = ", ".join(project.keys) or "none"
+        raise UnknownStateKeyError(f"unknown state key: {key} (known keys: {known})")
+    return group
+
+
+def _storage(project: Project, group: KeyGroup) -> StateStorage:
+    return project.storages.get(group.management_type, group.writer.source)
+
+
+def _versioned(project: Project, key: str, what: str) -> VersionedStateStorage:
+    group = _group(project, key)
+    storage = _storage(project, group)
+    if not isinstance(storage, VersionedStateStorage):
+        raise DefstateError(
+            f"cannot {what} key {key!r}: it is {group.management_type.value}, which keeps no "
+            "versions (only VERSIONED_STATE_STORAGE does)"
+        )
+    return storage
+
+
+def list_state(project_root: Path | str | None = None) -> list[KeyState]:
+    """Every state key of the project with its latest version (snapshot keys have none:
+    they live in the pins of loads)."""
+    project = open_project(project_root)
+    rows = []
+    for key, group in sorted(project.groups.items()):
+        sources = tuple(i.source for i in group.instances)
+        try:
+            latest = _storage(project, group).latest(key)
+            rows.append(KeyState(key, group.management_type, sources, latest))
+        except DefstateError as exc:
+            rows.append(KeyState(key, group.management_type, sources, None, exc.message))
+    return rows
+
+
+def show_state(
+    project_root: Path | str | None, key: str, version: str | None = None
+) -> StateVersion:
+    """The latest version of ``key``, or stored ``version`` (versioned storage)."""
+    project = open_project(project_root)
+    group = _group(project, key)
+    if version is not None:
+        return _versioned(project, key, "show versions of").version(key, version)
+    latest = _storage(project, group).latest(key)
+    if latest is None:
+        raise StateStorageError(
+            f"key {key!r} has no state yet: create it with `defstate state refresh --key '{key}'`"
+        )
+    return latest
+
+
+@attrs.frozen
+class DefsDiff:
+    """Which assets a version adds, removes and changes compared with another."""
+
+    key: str
+    old: str
+    new: str
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    changed: tuple[str, ...]
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+def _asset_dicts(project: Project, group: KeyGroup, state: Path) -> dict[str, dict[str, Any]]:
+    result: dict[str, dict[str, Any]] = {}
+    for instance in group.instances:
+        context = attrs.evolve(instance.context, state_path=state)
+        for spec in instance.component.build_defs(context).assets:
+            result[spec.key.to_string()] = spec.to_json_dict()
+    return result
+
+
+def diff_state(
+    project_root: Path | str | None, key: str, old: str | None = None, new: str | None = None
+) -> DefsDiff:
+    """Compare the definitions two stored versions of ``key`` produce.
+
+    Defaults: ``new`` is the latest version, ``old`` the version stored before ``new``.
+    """
+    project = open_project(project_root)
+    storage = _versioned(project, key, "diff")
+    versions = storage.versions(key)
+    latest = storage.latest(key)
+    if new is None:
+        if latest is None:
+            raise StateStorageError(f"key {key!r} has no state at {storage.describe()}")
+        new = latest.version
+    if old is None:
+        ids = [v.version for v in versions]
+        if new not in ids or ids.index(new) == 0:
+            raise StateStorageError(f"version {new} of key {key!r} has no earlier version")
+        old = ids[ids.index(new) - 1]
+    group = _group(project, key)
+    before = _asset_dicts(project, group, storage.state_path(storage.version(key, old)))
+    after = _asset_dicts(project, group, storage.state_path(storage.version(key, new)))
+    return DefsDiff(
+        key,
+        old,
+        new,
+        added=tuple(sorted(set(after) - set(before))),
+        removed=tuple(sorted(set(before) - set(after))),
+        changed=tuple(sorted(k for k in set(after) & set(before) if after[k] != before[k])),
+    )
+
+
+def rollback_state(project_root: Path | str | None, key: str, version: str) -> StateVersion:
+    """Point ``key``'s latest back at stored ``version`` (versioned storage only).
+
+    Code locations pick it up at their next reload (``--reload-on-new-state`` notices it).
+    """
+    project = open_project(project_root)
+    return _versioned(project, key, "roll back").rollback(key, version)
+
+
+def gc_state(
+    project_root: Path | str | None = None, *, keep: int = 5, keys: Sequence[str] = ()
+) -> dict[str, list[str]]:
+    """Delete old versions of versioned keys, keeping the latest and the ``keep`` newest.
+
+    Returns the deleted versions per key. Versions pinned by running code locations are not
+    known here: keep enough of them for the pins in use.
+    """
+    if keep < 1:
+        raise ValueError("keep must be at least 1")
+    project = open_project(project_root)
+    deleted: dict[str, list[str]] = {}
+    for key, group in sorted(project.groups.items()):
+        if keys and key not in keys:
+            continue
+        if group.management_type is not ManagementType.VERSIONED_STATE_STORAGE:
+            continue
+        storage = _versioned(project, key, "collect")
+        latest = storage.latest(key)
+        versions = storage.versions(key)  # oldest first
+        survivors = {v.version for v in versions[-keep:]}
+        if latest is not None:
+            survivors.add(latest.version)
+        gone = [v.version for v in versions if v.version not in survivors]
+        for version in gone:
+            storage.delete_version(key, version)
+        deleted[key] = gone
+    return deleted
