@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from stat import S_ISDIR
 from typing import Any
 
 import attrs
@@ -162,6 +163,7 @@ class LocalStateStorage:
         if path is None:
             return None
         stat = path.stat()
+        is_directory = S_ISDIR(stat.st_mode)
         return StateVersion(
             key=key,
             version=LOCAL_VERSION,
@@ -169,7 +171,8 @@ class LocalStateStorage:
                 timespec="microseconds"
             ),
             management_type=ManagementType.LOCAL_FILESYSTEM,
-            is_directory=path.is_dir(),
+            size=None if is_directory else stat.st_size,  # loads are hot: no directory walk
+            is_directory=is_directory,
         )
 
     def has_local_copy(self, version: StateVersion) -> bool:
