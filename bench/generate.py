@@ -135,6 +135,8 @@ def generate(
             f"  cpu_iterations: {cpu_iterations}\n"
             "  defs_state:\n"
             f"    management_type: {management}\n"
+            # CPU-bound components opt in to worker processes, as the README recommends
+            + ("    executor: process\n" if mode == "cpu" else "")
         )
     return root
 

@@ -173,3 +173,23 @@ class BrokenComponent(Component):
 
     def build_defs(self, context: ComponentLoadContext) -> Definitions:
         raise RuntimeError("boom while building")
+
+
+@attrs.define(kw_only=True)
+class PidComponent(StateBackedComponent):
+    """Records which process ran ``write_state_to_path``: one asset named ``pid_<pid>``."""
+
+    name: str
+
+    def get_defs_state_key(self) -> str:
+        return f"Pid[{self.name}]"
+
+    def write_state_to_path(self, state_path: Path) -> None:
+        state_path.write_text(json.dumps([f"{self.name}_pid_{os.getpid()}"]))
+
+    def build_defs_from_state(
+        self, context: ComponentLoadContext, state_path: Path | None
+    ) -> Definitions:
+        if state_path is None:
+            return Definitions()
+        return Definitions([AssetSpec(key=n) for n in json.loads(state_path.read_text())])

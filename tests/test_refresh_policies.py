@@ -333,3 +333,25 @@ def test_key_patterns_treat_brackets_literally(key: str, pattern: str, matches: 
     from defstate.loader.refresh import key_matches
 
     assert key_matches(key, pattern) is matches
+
+
+def test_process_executor_runs_refreshes_in_worker_processes(
+    make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    process = "  defs_state:\n    executor: process\n"
+    root = make_project(
+        {
+            f"defs/{name}/defs.yaml": (
+                f"type: fixture_components.PidComponent\nattributes:\n  name: {name}\n" + extra
+            )
+            for name, extra in (("p1", process), ("p2", process), ("t", ""))
+        }
+    )
+    report = refresh_state(root)
+    assert report.ok, report
+    keys = [str(k) for k in load_defs(root).definitions.asset_keys]
+    pids = {key.split("_pid_")[0]: int(key.split("_pid_")[1]) for key in keys}
+    assert pids["t"] == os.getpid()  # the default: a thread of this process
+    assert pids["p1"] != os.getpid() and pids["p2"] != os.getpid()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from pathlib import Path
+from typing import Literal
 
 import attrs
 
@@ -16,7 +17,12 @@ from defstate.state_storage.management import ManagementType
 
 @attrs.frozen(kw_only=True)
 class DefsStateConfig:
-    """The ``defs_state:`` attribute of every state-backed component."""
+    """The ``defs_state:`` attribute of every state-backed component.
+
+    ``executor: process`` runs ``write_state_to_path`` in a pool of worker processes (one per
+    core) instead of a thread, for refreshes that are CPU-bound in Python; the component must
+    then be picklable (attrs components of importable classes are).
+    """
 
     management_type: ManagementType = ManagementType.LOCAL_FILESYSTEM
     refresh_if_dev: bool = True
@@ -26,6 +32,7 @@ class DefsStateConfig:
         default=None, validator=attrs.validators.optional(attrs.validators.gt(0))
     )
     guard: RefreshGuard | None = None
+    executor: Literal["thread", "process"] = "thread"
 
 
 @attrs.define(kw_only=True)

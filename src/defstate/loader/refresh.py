@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -26,6 +28,9 @@ from defstate.state_storage.base import AlreadyRefreshingError, StateStorage, re
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.records import RefreshRecord
 from defstate.state_storage.state_info import StateVersion, utc_now_iso
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 log = logging.getLogger("defstate.refresh")
 
@@ -203,13 +208,50 @@ def _check_guard(target: RefreshTarget, guard: RefreshGuard, pending: Path) -> N
         )
 
 
+def _write_state(component: StateBackedComponent, state_path: Path) -> None:
+    """``write_state_to_path`` in a worker process (a top-level function: it is pickled)."""
+    import asyncio
+    import inspect
+
+    outcome = component.write_state_to_path(state_path)
+    if inspect.isawaitable(outcome):
+        asyncio.run(_await(outcome, None))
+
+
+_PROCESS_POOL: ProcessPoolExecutor | None = None
+_PROCESS_POOL_LOCK = threading.Lock()
+
+
+def _process_pool() -> ProcessPoolExecutor:
+    """One pool per process, one worker per core; ``spawn``: forking a threaded process is
+    unsafe, and spawned workers receive this process's ``sys.path`` to import components."""
+    global _PROCESS_POOL
+    with _PROCESS_POOL_LOCK:
+        if _PROCESS_POOL is None:
+            import multiprocessing
+            import os
+            from concurrent.futures import ProcessPoolExecutor
+
+            _PROCESS_POOL = ProcessPoolExecutor(
+                max_workers=os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn")
+            )
+        return _PROCESS_POOL
+
+
+def _writer(target: RefreshTarget, state_path: Path) -> Callable[[], object]:
+    component = target.component
+    if component.defs_state.executor == "process":
+        return lambda: _process_pool().submit(_write_state, component, state_path).result()
+    return lambda: component.write_state_to_path(state_path)
+
+
 def _attempt(
     target: RefreshTarget, timeout: float | None, guard: RefreshGuard | None
 ) -> StateVersion:
     instance = target.instance
     metadata = {"component_type": instance.type_name, "component": instance.source}
     with target.storage.begin_write(target.key, metadata) as write:
-        _call_with_timeout(lambda: target.component.write_state_to_path(write.path), timeout)
+        _call_with_timeout(_writer(target, write.path), timeout)
         if guard is not None:
             require_written(write.path, target.key)
             _check_guard(target, guard, write.path)
