@@ -50,6 +50,7 @@ class ListComponent(StateBackedComponent):
     prefix: str = ""
     fail_times: int = 0
     terminal: bool = False
+    chatty: bool = False
 
     def get_defs_state_key(self) -> str:
         return f"List[{self.name}]"
@@ -57,6 +58,8 @@ class ListComponent(StateBackedComponent):
     def write_state_to_path(self, state_path: Path) -> None:
         if self.counter_dir:
             record_call(self.counter_dir, self.name)
+        if self.chatty:
+            print(f"fetching {self.name}...")
         if self.barrier:
             _barrier(self.barrier).wait(timeout=10)
         if self.sleep:

@@ -216,3 +216,20 @@ def test_missing_state_is_loud_in_deploy_and_strict_mode(
         assert api.startswith("error: " + str(root / "defs/api/defs.yaml") + ":1:")
         assert "defstate state refresh --key 'List[api]'" in api
         assert call_count(counter_dir, "api") == 0  # deploy mode never refreshes
+
+
+def test_json_output_survives_components_that_print(
+    make_project: ProjectFactory, counter_dir: Path
+) -> None:
+    root = make_project(
+        {
+            "defs/a/defs.yaml": "type: fixture_components.ListComponent\nattributes:\n"
+            "  name: chat\n  assets: [c]\n  chatty: true\n"
+        }
+    )
+    refreshed = run_cli("state", "refresh", "--json", cwd=root)
+    assert refreshed.returncode == 0, refreshed.stderr
+    assert json.loads(refreshed.stdout)["results"][0]["ok"]
+    assert "fetching chat..." in refreshed.stderr
+    listed = run_cli("list", "defs", "--json", cwd=root)  # a dev load refreshes, and prints
+    assert [a["key"] for a in json.loads(listed.stdout)["assets"]] == ["c"]

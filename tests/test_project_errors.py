@@ -158,3 +158,31 @@ def test_missing_defs_dir_is_an_error(make_project: ProjectFactory) -> None:
     root = make_project({}, pyproject_extra='defs_dir = "nowhere"')
     (error,) = load_defs(root).errors
     assert "nowhere" in str(error) and "does not exist" in str(error)
+
+
+def test_yaml_merge_keys_can_be_overridden(make_project: ProjectFactory) -> None:
+    root = make_project(
+        {
+            "defs/a/defs.yaml": """
+            type: fixture_components.PlainComponent
+            attributes:
+              <<: &base {assets: [one], group: base}
+              group: mine
+            """
+        }
+    )
+    result = load_defs(root)
+    assert result.ok, result.errors
+    assert result.definitions.assets[0].group_name == "mine"
+
+
+def test_recursive_alias_is_an_error_of_its_file(make_project: ProjectFactory) -> None:
+    root = make_project(
+        {
+            "defs/good/defs.yaml": GOOD,
+            "defs/bad/defs.yaml": "type: fixture_components.PlainComponent\nattributes:\n"
+            "  assets: &x [a, *x]\n",
+        }
+    )
+    text = _only_error(root, "defs/bad/defs.yaml")
+    assert "recursive alias" in text

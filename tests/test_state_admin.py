@@ -81,7 +81,7 @@ def test_rollback_moves_latest_back(make_project: ProjectFactory, tmp_path: Path
     assert sorted(str(k) for k in load_defs(root).definitions.asset_keys) == ["a", "b", "c"]
 
     unknown = run_cli("state", "rollback", "List[api]", "no-such-version", cwd=root)
-    assert unknown.returncode == 1 and "no version no-such-version" in unknown.stderr
+    assert unknown.returncode == 1 and "'no-such-version' is not a version" in unknown.stderr
     local = run_cli("state", "rollback", "List[here]", "local", cwd=root)
     assert local.returncode == 1 and "keeps no versions" in local.stderr
     with pytest.raises(DefstateError, match="unknown state key"):

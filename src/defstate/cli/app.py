@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -86,3 +88,22 @@ def json_dumps(data: Any) -> str:
     if sys.stdout.isatty():
         return json.dumps(data, indent=2)
     return json.dumps(data, separators=(",", ":"))
+
+
+@contextlib.contextmanager
+def user_output_to_stderr(active: bool = True) -> Iterator[None]:
+    """Send what components print (also from child processes) to stderr, so that stdout
+    carries only the command's own output, e.g. a ``--json`` document."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)

@@ -9,7 +9,14 @@ from typing import Any
 
 import click
 
-from defstate.cli.app import CliState, cli, handle_errors, json_dumps, pass_state
+from defstate.cli.app import (
+    CliState,
+    cli,
+    handle_errors,
+    json_dumps,
+    pass_state,
+    user_output_to_stderr,
+)
 from defstate.cli.render import (
     exit_on_errors,
     print_errors,
@@ -86,7 +93,8 @@ def list_defs(
     """
     pin = _read_state_info(state_info)
     dev = pin is None and not no_refresh and not is_deploy()
-    result = load_defs(state.project, dev=dev, state_info=pin, strict=strict or None)
+    with user_output_to_stderr(as_json):
+        result = load_defs(state.project, dev=dev, state_info=pin, strict=strict or None)
     if as_json:
         click.echo(json_dumps(result.to_json_dict()))
     else:
@@ -238,13 +246,14 @@ def _run_refresh(
                 options=options,
             )
     else:
-        report = refresh_state(
-            state.project,
-            keys=keys,
-            management_types=types,
-            concurrency=concurrency,
-            options=options,
-        )
+        with user_output_to_stderr(as_json):
+            report = refresh_state(
+                state.project,
+                keys=keys,
+                management_types=types,
+                concurrency=concurrency,
+                options=options,
+            )
     _print_report(report, as_json)
 
 
@@ -343,7 +352,8 @@ def schedule_run(state: CliState, name: str, as_json: bool, no_wait: bool) -> No
     """Run one schedule once (for cron, Kubernetes CronJobs, Airflow, Dagster...)."""
     from defstate.loader.schedules import run_schedule
 
-    report = run_schedule(state.project or Path.cwd(), name, wait=not no_wait)
+    with user_output_to_stderr(as_json):
+        report = run_schedule(state.project or Path.cwd(), name, wait=not no_wait)
     _print_report(report, as_json)
 
 

@@ -326,9 +326,10 @@ def _resolve_state(
     return versions, paths, errors
 
 
-def _key_error(project: Project, key: str, exc: DefstateError) -> LoadError:
+def _key_error(project: Project, key: str, exc: Exception) -> LoadError:
     writer = project.groups[key].writer
-    return LoadError(exc.message, writer.location, writer.source, key)
+    message = exc.message if isinstance(exc, DefstateError) else f"{type(exc).__name__}: {exc}"
+    return LoadError(message, writer.location, writer.source, key)
 
 
 def _run_each(
@@ -343,7 +344,7 @@ def _run_each(
     def guarded(key: str) -> None:
         try:
             work(key)
-        except DefstateError as exc:
+        except Exception as exc:  # one key's failure must not hide the other components
             errors.append(_key_error(project, key, exc))
 
     remote = [k for k in keys if is_remote(k)]

@@ -47,31 +47,42 @@ class _LineLoader(_SafeLoader):  # type: ignore[valid-type,misc]
     """A safe loader whose nodes keep their line numbers (see ``_walk``)."""
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 def _walk(
-    loader: _LineLoader, node: yaml.Node, path: ValuePath, lines: dict[ValuePath, int]
+    loader: _LineLoader,
+    node: yaml.Node,
+    path: ValuePath,
+    lines: dict[ValuePath, int],
+    active: frozenset[int] = frozenset(),
 ) -> Any:
+    where = SourceLocation(Path(loader.name), node.start_mark.line + 1)
+    if id(node) in active:
+        raise DefsYamlError("recursive alias: a value contains itself", where)
+    active = active | {id(node)}
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # resolves '<<' merge keys
+        own = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
+        loader.flatten_mapping(node)  # resolves '<<' merge keys, putting merged pairs first
+        merged = len(node.value) - own
         result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
+        explicit: set[Any] = set()
+        for index, (key_node, value_node) in enumerate(node.value):
             key = loader.construct_object(key_node, deep=True)
+            key_where = SourceLocation(Path(loader.name), key_node.start_mark.line + 1)
             if not isinstance(key, (str, int, float, bool)) and key is not None:
-                raise DefsYamlError(
-                    "mapping keys must be scalars",
-                    SourceLocation(Path(loader.name), key_node.start_mark.line + 1),
-                )
-            if key in result:
-                raise DefsYamlError(
-                    f"duplicate key {key!r}",
-                    SourceLocation(Path(loader.name), key_node.start_mark.line + 1),
-                )
+                raise DefsYamlError("mapping keys must be scalars", key_where)
+            if index >= merged:  # written here: may override a merged key, not repeat itself
+                if key in explicit:
+                    raise DefsYamlError(f"duplicate key {key!r}", key_where)
+                explicit.add(key)
             key_path = (*path, str(key))
-            result[key] = _walk(loader, value_node, key_path, lines)
+            result[key] = _walk(loader, value_node, key_path, lines, active)
             lines[key_path] = key_node.start_mark.line + 1
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_walk(loader, item, (*path, i), lines) for i, item in enumerate(node.value)]
+        return [_walk(loader, item, (*path, i), lines, active) for i, item in enumerate(node.value)]
     return loader.construct_object(node, deep=True)
 
 

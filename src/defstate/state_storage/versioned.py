@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import tempfile
@@ -40,6 +41,7 @@ from defstate.state_storage.records import RefreshRecord
 from defstate.state_storage.state_info import StateVersion, utc_now_iso
 
 T = TypeVar("T")
+log = logging.getLogger("defstate.state_storage")
 
 _MEMORY_LOCK = threading.Lock()  # memory:// has no conditional writes; one process shares it
 
@@ -62,6 +64,16 @@ _PERMANENT = (
     StateStorageError,
 )
 _TRANSIENT_NAMES = ("connect", "timeout", "throttl", "slowdown", "unavailable", "temporar")
+
+
+def _check_version_id(key: str, version: str) -> None:
+    """Versions are uuid4 strings; anything else (say ``../other``) never reaches a path."""
+    try:
+        valid = str(uuid.UUID(version)) == version
+    except (ValueError, TypeError, AttributeError):
+        valid = False
+    if not valid:
+        raise StateStorageError(f"{version!r} is not a version of key {key!r} (a uuid4)")
 
 
 def redact_url(url: str) -> str:
@@ -152,12 +164,13 @@ class VersionedStateStorage:
             options = {"use_listings_cache": False, "skip_instance_cache": True}
             options.update(self.storage_options)
             try:
-                self._fs, root = fsspec.core.url_to_fs(self.url, **options)
+                fs, root = fsspec.core.url_to_fs(self.url, **options)
             except (ImportError, ValueError) as exc:
                 raise StateStorageError(
                     f"cannot open state storage {self.describe()}: {describe_error(exc)}"
                 ) from None
             self._root = root.rstrip("/")
+            self._fs = fs  # last: other threads check only _fs before using _root
 
     @property
     def is_local(self) -> bool:
@@ -182,6 +195,7 @@ class VersionedStateStorage:
         return "/".join((self._root, *encode_key(key).parts))
 
     def version_path(self, key: str, version: str) -> str:
+        _check_version_id(key, version)
         return f"{self.key_path(key)}/versions/{version}"
 
     def _call(self, what: str, key: str, func: Callable[[], T]) -> T:
@@ -278,6 +292,7 @@ class VersionedStateStorage:
         return self.cache.contains(version)
 
     def state_path(self, version: StateVersion) -> Path:
+        _check_version_id(version.key, version.version)  # before it names a cache folder
         what = f"state for key {version.key!r} version {version.version} at {self.describe()}"
         cache = self.cache
         cached = cache.get(version, what)
@@ -330,7 +345,10 @@ class VersionedStateStorage:
         self._call("write", key, lambda: self._put(f"{base}/{MANIFEST_NAME}", manifest_bytes))
         self._move_pointer(key, manifest_bytes)
         what = f"state for key {key!r} version {version.version} at {self.describe()}"
-        self.cache.put(version, data, what)  # the writer's next load needs no download
+        try:  # the writer's next load needs no download; the publication is done either way
+            self.cache.put(version, data, what)
+        except Exception as exc:
+            log.warning("published %s but could not cache it locally: %s", what, exc)
         return version
 
     def _move_pointer(self, key: str, manifest_bytes: bytes) -> None:
@@ -496,11 +514,13 @@ class VersionedStateStorage:
 
         def renew() -> None:
             while not stop.wait(ttl / 3):
-                current = self._read_lease(path)
-                if current is None or current.get("holder") != holder:
-                    return  # taken over after we stalled: nothing to renew
-                with contextlib.suppress(Exception):
+                try:
+                    current = self._read_lease(path)
+                    if current is not None and current.get("holder") != holder:
+                        return  # taken over after we stalled: nothing to renew
                     self._put(path, lease_bytes())
+                except Exception as exc:  # a blip must not end renewal: try again next cycle
+                    log.warning("could not renew the refresh lease of %s: %s", key, exc)
 
         renewer = threading.Thread(target=renew, name="defstate-lease", daemon=True)
         renewer.start()
