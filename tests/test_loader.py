@@ -181,3 +181,17 @@ def test_pin_round_trips_and_reconstruction_never_refreshes(
     again = load_defs(root, dev=True, state_info=pin)
     assert call_count(counter_dir, "api") == 1  # only the explicit refresh
     assert again.definitions == first.definitions
+
+
+def test_reconstruction_with_missing_local_state_names_the_key(
+    make_project: ProjectFactory, counter_dir: Path
+) -> None:
+    import shutil
+
+    root = make_project({"defs/a/defs.yaml": _list("api", counter_dir)})
+    assert refresh_state(root).ok
+    pin = load_defs(root).state_info
+    shutil.rmtree(root / "defs" / ".local_defs_state")
+    (error,) = load_defs(root, state_info=pin).errors
+    assert error.key == "List[api]" and "pinned local state" in error.message
+    assert "defstate state refresh --key 'List[api]'" in error.message

@@ -355,3 +355,19 @@ def test_process_executor_runs_refreshes_in_worker_processes(
     pids = {key.split("_pid_")[0]: int(key.split("_pid_")[1]) for key in keys}
     assert pids["t"] == os.getpid()  # the default: a thread of this process
     assert pids["p1"] != os.getpid() and pids["p2"] != os.getpid()
+
+
+def test_process_refresh_that_hangs_is_killed_at_its_timeout(
+    make_project: ProjectFactory, counter_dir: Path
+) -> None:
+    root, _ = _project(
+        make_project,
+        counter_dir,
+        "  sleep: 30\n",
+        "    executor: process\n    timeout: 1\n",
+    )
+    started = time.monotonic()
+    done = run_cli("state", "refresh", cwd=root)
+    assert time.monotonic() - started < 20  # the CLI exits: the hung process was killed
+    assert done.returncode == 1 and "timed_out" in done.stderr
+    assert load_defs(root).definitions.assets == ()

@@ -105,6 +105,17 @@ def _positive_int(table: Mapping[str, Any], name: str, default: int, where: Sour
     return value
 
 
+def _expand_nested(value: Any, root: Path) -> Any:
+    """Templates in every string of a (nested) storage options table."""
+    if isinstance(value, str):
+        return expand_templates(value, root, os.environ)
+    if isinstance(value, Mapping):
+        return {k: _expand_nested(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_nested(v, root) for v in value]
+    return value
+
+
 def _state_storage_config(
     table: Any, root: Path, where: SourceLocation
 ) -> StateStorageConfig | None:
@@ -125,10 +136,7 @@ def _state_storage_config(
         raise ProjectConfigError("[tool.defstate.state_storage] url must be a string", where)
     try:
         url = expand_templates(url, root, os.environ)
-        options = {
-            name: expand_templates(value, root, os.environ) if isinstance(value, str) else value
-            for name, value in options.items()
-        }
+        options = _expand_nested(options, root)
     except TemplateError as exc:
         raise ProjectConfigError(f"[tool.defstate.state_storage]: {exc}", where) from None
     return StateStorageConfig(url=url, storage_options=options)

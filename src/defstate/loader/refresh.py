@@ -31,6 +31,7 @@ from defstate.state_storage.state_info import StateVersion, utc_now_iso
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing.connection import Connection
 
 log = logging.getLogger("defstate.refresh")
 
@@ -238,11 +239,60 @@ def _process_pool() -> ProcessPoolExecutor:
         return _PROCESS_POOL
 
 
-def _writer(target: RefreshTarget, state_path: Path) -> Callable[[], object]:
+def _write_state_and_report(
+    component: StateBackedComponent, state_path: Path, connection: Connection
+) -> None:
+    """Child side of :func:`_write_in_own_process`: report success or the error."""
+    try:
+        _write_state(component, state_path)
+        connection.send(None)
+    except BaseException as exc:
+        try:
+            connection.send(exc)
+        except Exception:  # not picklable: send its text
+            connection.send(RuntimeError(f"{type(exc).__name__}: {exc}"))
+
+
+def _write_in_own_process(
+    component: StateBackedComponent, state_path: Path, timeout: float
+) -> None:
+    """A process refresh with a timeout gets a process of its own, so that a refresh that
+    hangs can be killed (a pool worker cannot be, and would keep the pool busy)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(
+        target=_write_state_and_report, args=(component, state_path, sender), daemon=True
+    )
+    process.start()
+    sender.close()
+    try:
+        if not receiver.poll(timeout):
+            raise RefreshTimeoutError(f"write_state_to_path did not finish within {timeout:g}s")
+        try:
+            error = receiver.recv()
+        except EOFError:  # the child died without a word (killed, crashed)
+            error = RuntimeError(f"the refresh process exited with code {process.exitcode}")
+        if error is not None:
+            raise error
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join()
+        receiver.close()
+
+
+def _writer(
+    target: RefreshTarget, state_path: Path, timeout: float | None
+) -> tuple[Callable[[], object], float | None]:
+    """What runs ``write_state_to_path``, and the timeout left for the caller to enforce."""
     component = target.component
     if component.defs_state.executor == "process":
-        return lambda: _process_pool().submit(_write_state, component, state_path).result()
-    return lambda: component.write_state_to_path(state_path)
+        if timeout is not None:
+            return lambda: _write_in_own_process(component, state_path, timeout), None
+        return lambda: _process_pool().submit(_write_state, component, state_path).result(), None
+    return lambda: component.write_state_to_path(state_path), timeout
 
 
 def _attempt(
@@ -251,7 +301,7 @@ def _attempt(
     instance = target.instance
     metadata = {"component_type": instance.type_name, "component": instance.source}
     with target.storage.begin_write(target.key, metadata) as write:
-        _call_with_timeout(_writer(target, write.path), timeout)
+        _call_with_timeout(*_writer(target, write.path, timeout))
         if guard is not None:
             require_written(write.path, target.key)
             _check_guard(target, guard, write.path)

@@ -55,14 +55,20 @@ def decode_key(path: PurePosixPath | str) -> str:
     while i < len(text):
         char = text[i]
         if char == "%":
-            raw.append(int(text[i + 1 : i + 3], 16))
+            digits = text[i + 1 : i + 3]
+            if len(digits) != 2 or not all(c in string.hexdigits for c in digits):
+                raise InvalidStateKeyError(f"{path!s} is not an encoded state key")
+            raw.append(int(digits, 16))
             i += 3
         elif ord(char) < 128 and ord(char) in _SAFE:
             raw.append(ord(char))
             i += 1
         else:
             raise InvalidStateKeyError(f"{path!s} is not an encoded state key")
-    key = raw.decode("utf-8")
+    try:
+        key = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidStateKeyError(f"{path!s} is not an encoded state key") from None
     if encode_key(key) != PurePosixPath(path):
         raise InvalidStateKeyError(f"{path!s} is not an encoded state key")
     return key

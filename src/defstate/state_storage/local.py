@@ -23,6 +23,7 @@ from typing import Any
 
 import attrs
 
+from defstate.errors import StateStorageError
 from defstate.state_storage.base import (
     AlreadyRefreshingError,
     PendingWrite,
@@ -180,7 +181,12 @@ class LocalStateStorage:
 
     def state_path(self, version: StateVersion) -> Path:
         path = self._current_path(version.key)
-        return path if path is not None else self.key_dir(version.key) / STATE_NAME
+        if path is None:
+            raise StateStorageError(
+                f"the pinned local state of key {version.key!r} is missing from {self.root}: "
+                f"create it with `defstate state refresh --key '{version.key}'`"
+            )
+        return path
 
     def begin_write(self, key: str, metadata: Mapping[str, str] | None = None) -> LocalStateWrite:
         key_dir = self.key_dir(key)

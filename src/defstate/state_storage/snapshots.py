@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
+import os
 import shutil
 import tempfile
 import threading
@@ -26,6 +27,7 @@ from defstate.state_storage.archive import (
     verify,
 )
 from defstate.state_storage.base import AlreadyRefreshingError, WorkdirWrite, require_written
+from defstate.state_storage.keys import encode_key
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.records import RefreshRecord
 from defstate.state_storage.state_info import CODE_SERVER_VERSION, StateVersion, utc_now_iso
@@ -116,14 +118,21 @@ class SnapshotStateStorage:
             sha256=version.sha256,
             what=f"code-server snapshot for key {version.key!r}",
         )
-        target = self._tmpdir() / (version.sha256 or "unverified")
+        # one folder per key and content, written aside and renamed: never shared by two keys
+        target = self._tmpdir() / f"{encode_key(version.key).as_posix().replace('/', '_')}"
+        target = target / sha256_bytes(data)
         state = target / "state"
         if not target.exists():
-            target.mkdir()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=target.parent))
             if version.is_directory:
-                unpack_directory(data, state)
+                unpack_directory(data, tmp / "state")
             else:
-                state.write_bytes(data)
+                (tmp / "state").write_bytes(data)
+            try:
+                os.rename(tmp, target)
+            except OSError:  # another thread made it first: same bytes
+                shutil.rmtree(tmp, ignore_errors=True)
         return state
 
     def begin_write(

@@ -43,7 +43,8 @@ from defstate.state_storage.state_info import StateVersion, utc_now_iso
 T = TypeVar("T")
 log = logging.getLogger("defstate.state_storage")
 
-_MEMORY_LOCK = threading.Lock()  # memory:// has no conditional writes; one process shares it
+_MEMORY_LOCK = threading.Lock()
+_TAKEOVER_SETTLE_SECONDS = 1.0  # memory:// has no conditional writes; one process shares it
 
 POINTER_NAME = "latest.json"
 LEASE_NAME = "lease.json"
@@ -494,7 +495,19 @@ class VersionedStateStorage:
             ).encode()
 
         waited = False
-        while not self._call("write", key, lambda: self._create_exclusive(path, lease_bytes())):
+        took_over = False
+        while True:
+            if self._call("write", key, lambda: self._create_exclusive(path, lease_bytes())):
+                if not took_over:
+                    break
+                # Two processes can both see the same expired lease; the later one may delete
+                # the earlier one's fresh lease. Settle, then check the lease is still ours.
+                time.sleep(_TAKEOVER_SETTLE_SECONDS)
+                mine = self._call("read", key, lambda: self._read_lease(path))
+                if mine is not None and mine.get("holder") == holder:
+                    break
+                took_over = False
+                continue
             current = self._call("read", key, lambda: self._read_lease(path))
             if current and float(current.get("expires_at", 0)) < time.time():
                 # Expired: its holder died. Remove it only if it is still that same lease.
@@ -502,6 +515,7 @@ class VersionedStateStorage:
                 if again == current:
                     with contextlib.suppress(FileNotFoundError):
                         self.fs.rm_file(path)
+                    took_over = True
                 continue
             if not wait:
                 raise AlreadyRefreshingError(
