@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +10,8 @@ from typing import Any
 
 from defstate.loader.project import ProjectConfig
 from defstate.server.worker import WorkerLoad
+
+log = logging.getLogger("defstate.server")
 
 IGNORED_DIRS = frozenset(
     {
@@ -80,7 +83,10 @@ def watch_and_reload(
         if ready is not None:
             ready.set()
         if changes:
-            reload()
+            try:
+                reload()
+            except Exception:  # keep watching: the next edit may fix it
+                log.exception("reload failed; still watching for changes")
 
 
 def _asset_map(load: WorkerLoad | None) -> dict[str, Any]:

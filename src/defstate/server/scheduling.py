@@ -39,4 +39,7 @@ def schedule_runner(location: CodeLocation) -> Callable[[Schedule], bool]:
 def run_scheduler(scheduler: Scheduler, stop: threading.Event, interval: float = 1.0) -> None:
     """Tick ``scheduler`` with the wall clock until ``stop``."""
     while not stop.wait(interval):
-        scheduler.tick(datetime.now(UTC))
+        try:
+            scheduler.tick(datetime.now(UTC))
+        except Exception:  # one bad run must not stop the schedules of a long-lived server
+            log.exception("scheduler tick failed; schedules keep running")
