@@ -59,7 +59,7 @@ def watch_and_reload(
     reload: Callable[[], Any],
     stop: threading.Event,
     ready: threading.Event | None = None,
-    debounce_ms: int = 400,
+    quiet_ms: int = 300,
 ) -> None:
     """Block, calling ``reload()`` after each burst of relevant changes, until ``stop``.
 
@@ -73,8 +73,10 @@ def watch_and_reload(
     for changes in watchfiles.watch(
         config.root,
         watch_filter=accept,
-        debounce=debounce_ms,  # a burst of saves within this window is one reload
-        step=50,
+        # A burst of saves is one reload: changes are collected until none arrive for
+        # quiet_ms (at most 3 s of collecting, so a busy editor still gets reloads).
+        step=quiet_ms,
+        debounce=3000,
         stop_event=stop,
         raise_interrupt=False,
         rust_timeout=200,
