@@ -180,7 +180,7 @@ def test_single_flight_across_processes(
         }[strategy]()
         state = "    management_type: VERSIONED_STATE_STORAGE\n"
         extra = f'[tool.defstate.state_storage]\nurl = "{url}"\n'
-    root, _ = _project(make_project, counter_dir, "  sleep: 1.5\n", state, extra)
+    root, _ = _project(make_project, counter_dir, "  sleep: 4\n", state, extra)
     first = _refresh_process(root)
     while call_count(counter_dir, "api") == 0:  # the first one is inside write_state_to_path
         time.sleep(0.02)
