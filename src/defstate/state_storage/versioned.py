@@ -253,19 +253,23 @@ class VersionedStateStorage:
             )
         self._root_checked = True
 
-    # -- StateStorage -----------------------------------------------------------------------
-
-    def latest(self, key: str) -> StateVersion | None:
-        pointer = f"{self.key_path(key)}/{POINTER_NAME}"
+    def _read_optional(self, key: str, path: str) -> bytes | None:
+        """An object's bytes, or ``None`` when it does not exist (with retries, wrapped)."""
 
         def read() -> bytes | None:
             try:
-                data: bytes = self.fs.cat_file(pointer)
+                data: bytes = self.fs.cat_file(path)
                 return data
             except FileNotFoundError:
                 return None
 
-        data = self._call("read", key, read)
+        return self._call("read", key, read)
+
+    # -- StateStorage -----------------------------------------------------------------------
+
+    def latest(self, key: str) -> StateVersion | None:
+        pointer = f"{self.key_path(key)}/{POINTER_NAME}"
+        data = self._read_optional(key, pointer)
         if data is None:
             self._check_root(key)
             return None
@@ -359,15 +363,7 @@ class VersionedStateStorage:
     def version(self, key: str, version: str) -> StateVersion:
         """Stored version ``version`` of ``key``, from its manifest."""
         manifest = f"{self.version_path(key, version)}/{MANIFEST_NAME}"
-
-        def read() -> bytes | None:
-            try:
-                data: bytes = self.fs.cat_file(manifest)
-                return data
-            except FileNotFoundError:
-                return None
-
-        data = self._call("read", key, read)
+        data = self._read_optional(key, manifest)
         if data is None:
             raise StateStorageError(f"no version {version} of key {key!r} at {self.describe()}")
         return self._parse_manifest(key, data, manifest)
