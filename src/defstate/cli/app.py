@@ -39,7 +39,8 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         ctx = click.get_current_context()
-        debug = bool(ctx.find_object(CliState) and ctx.find_object(CliState).debug)  # type: ignore[union-attr]
+        options = ctx.find_object(CliState)
+        debug = options is not None and options.debug
         try:
             return func(*args, **kwargs)
         except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):

@@ -316,10 +316,10 @@ def schedule_ls(state: CliState, as_json: bool) -> None:
     """List schedules with their next run time."""
     from datetime import UTC, datetime
 
-    from defstate.loader.project import find_project_root, load_project_config
+    from defstate.loader.project import load_project_config
     from defstate.loader.schedules import load_schedules
 
-    config = load_project_config(state.project or find_project_root())
+    config = load_project_config(state.project)
     now = datetime.now(UTC)
     rows = [
         {
@@ -353,7 +353,7 @@ def schedule_run(state: CliState, name: str, as_json: bool, no_wait: bool) -> No
     from defstate.loader.schedules import run_schedule
 
     with user_output_to_stderr(as_json):
-        report = run_schedule(state.project or Path.cwd(), name, wait=not no_wait)
+        report = run_schedule(state.project, name, wait=not no_wait)
     _print_report(report, as_json)
 
 

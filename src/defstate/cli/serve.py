@@ -14,12 +14,8 @@ import click
 
 from defstate.cli.app import CliState, cli, handle_errors, pass_state
 from defstate.errors import DefstateError
-from defstate.loader.project import find_project_root, load_project_config
+from defstate.loader.project import load_project_config
 from defstate.state_storage.state_info import StateInfo
-
-
-def _project_root(state: CliState) -> Path:
-    return (state.project or find_project_root()).resolve()
 
 
 def _echo(line: str) -> None:
@@ -56,8 +52,8 @@ def _run_location(
     from defstate.server.poller import poll_for_new_state
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    root = _project_root(state)
-    config = load_project_config(root)
+    config = load_project_config(state.project)
+    root = config.root
 
     def report(previous: object, new: object, error: str | None) -> None:
         for line in summarize_reload(previous, new, error):  # type: ignore[arg-type]

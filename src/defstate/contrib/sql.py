@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
@@ -247,16 +247,9 @@ def introspect_sqlite(path: Path) -> list[dict[str, Any]]:
     # mode=ro: a missing file is an error instead of a new, empty database, and nothing the
     # refresh does can change the data.
     uri = f"{path.resolve().as_uri()}?mode=ro"
-    try:
-        connection = sqlite3.connect(uri, uri=True)
-    except sqlite3.Error as exc:
-        raise DatabaseIntrospectionError(f"cannot open SQLite database {path}: {exc}") from None
-    try:
-        return _sqlite_tables(connection)
-    except sqlite3.Error as exc:
-        raise DatabaseIntrospectionError(f"cannot read SQLite database {path}: {exc}") from None
-    finally:
-        connection.close()
+    return _read_tables(
+        "SQLite", path, lambda: sqlite3.connect(uri, uri=True), _sqlite_tables, sqlite3.Error
+    )
 
 
 def _sqlite_tables(connection: sqlite3.Connection) -> list[dict[str, Any]]:
@@ -322,14 +315,31 @@ def introspect_duckdb(path: Path) -> list[dict[str, Any]]:
         ) from None
 
     _require_file(path)
+    return _read_tables(
+        "DuckDB",
+        path,
+        lambda: duckdb.connect(str(path), read_only=True),
+        _duckdb_tables,
+        duckdb.Error,
+    )
+
+
+def _read_tables(
+    dialect: str,
+    path: Path,
+    connect: Callable[[], Any],
+    read: Callable[[Any], list[dict[str, Any]]],
+    error: type[Exception],
+) -> list[dict[str, Any]]:
+    """Open, read and close a database, turning its driver's errors into one message."""
     try:
-        connection = duckdb.connect(str(path), read_only=True)
-    except duckdb.Error as exc:
-        raise DatabaseIntrospectionError(f"cannot open DuckDB database {path}: {exc}") from None
+        connection = connect()
+    except error as exc:
+        raise DatabaseIntrospectionError(f"cannot open {dialect} database {path}: {exc}") from None
     try:
-        return _duckdb_tables(connection)
-    except duckdb.Error as exc:
-        raise DatabaseIntrospectionError(f"cannot read DuckDB database {path}: {exc}") from None
+        return read(connection)
+    except error as exc:
+        raise DatabaseIntrospectionError(f"cannot read {dialect} database {path}: {exc}") from None
     finally:
         connection.close()
 

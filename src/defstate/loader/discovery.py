@@ -67,16 +67,18 @@ class ComponentInstance:
     context: ComponentLoadContext
     location: SourceLocation
     entry_digest: str = ""
+    # resolved once: get_defs_state_key() may read files (the dbt component reads its project)
+    state_key: str | None = attrs.field(init=False)
+
+    @state_key.default
+    def _state_key(self) -> str | None:
+        if isinstance(self.component, StateBackedComponent):
+            return self.component.defs_state_key
+        return None
 
     @property
     def source(self) -> str:
         return self.context.source
-
-    @property
-    def state_key(self) -> str | None:
-        if isinstance(self.component, StateBackedComponent):
-            return self.component.defs_state_key
-        return None
 
 
 def find_defs_yaml_files(defs_dir: Path) -> list[Path]:

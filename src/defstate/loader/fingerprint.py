@@ -29,10 +29,14 @@ def _module_digest(module_name: str) -> str:
 def key_fingerprints(groups: Mapping[str, KeyGroup]) -> dict[str, str]:
     """``{key: fingerprint}`` for every state key of a project."""
     fingerprints = {}
+    modules: dict[str, str] = {}  # many keys share one component module: read it once
     for key, group in groups.items():
         digest = hashlib.sha256()
         for instance in group.instances:
+            module = type(instance.component).__module__
+            if module not in modules:
+                modules[module] = _module_digest(module)
             digest.update(instance.entry_digest.encode())
-            digest.update(_module_digest(type(instance.component).__module__).encode())
+            digest.update(modules[module].encode())
         fingerprints[key] = digest.hexdigest()
     return fingerprints

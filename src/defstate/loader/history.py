@@ -7,7 +7,6 @@ from typing import Any
 
 import attrs
 
-from defstate.errors import UnknownStateKeyError
 from defstate.loader.load import open_project
 from defstate.state_storage.records import RefreshRecord
 from defstate.state_storage.state_info import StateVersion
@@ -37,10 +36,7 @@ class StateHistory:
 def state_history(project_root: Path | str | None, key: str, limit: int = 50) -> StateHistory:
     """The records and versions of ``key``; raises ``UnknownStateKeyError`` for unknown keys."""
     project = open_project(project_root)
-    group = project.groups.get(key)
-    if group is None:
-        known = ", ".join(project.keys) or "none"
-        raise UnknownStateKeyError(f"unknown state key: {key} (known keys: {known})")
+    group = project.group(key)
     storage = project.storages.get(group.management_type, group.writer.source)
     latest = storage.latest(key)
     if isinstance(storage, VersionedStateStorage):

@@ -11,14 +11,14 @@ from typing import Any
 import attrs
 
 from defstate.definitions import AssetKey, Definitions, merge_definitions
-from defstate.errors import DefstateError
+from defstate.errors import DefstateError, UnknownStateKeyError
 from defstate.loader.discovery import (
     ComponentInstance,
     LoadError,
     discover_components,
 )
 from defstate.loader.fingerprint import key_fingerprints
-from defstate.loader.project import ProjectConfig, find_project_root, load_project_config
+from defstate.loader.project import ProjectConfig, load_project_config
 from defstate.loader.refresh import (
     KeyGroup,
     RefreshListener,
@@ -49,6 +49,14 @@ class Project:
     def keys(self) -> list[str]:
         return sorted(self.groups)
 
+    def group(self, key: str) -> KeyGroup:
+        """The instances using ``key``; ``UnknownStateKeyError`` lists the known keys."""
+        group = self.groups.get(key)
+        if group is None:
+            known = ", ".join(self.keys) or "none"
+            raise UnknownStateKeyError(f"unknown state key: {key} (known keys: {known})")
+        return group
+
     def components_json(self) -> list[dict[str, Any]]:
         """One row per component instance: source, type, state key, management type."""
         rows = []
@@ -68,8 +76,7 @@ class Project:
 
 def open_project(project_root: Path | str | None = None) -> Project:
     """Read the configuration and build every component (no state is read or refreshed)."""
-    root = Path(project_root) if project_root is not None else find_project_root()
-    config = load_project_config(root)
+    config = load_project_config(project_root)
     discovered = discover_components(config)
     groups, key_errors = group_by_key(discovered.instances)
     return Project(
@@ -151,7 +158,8 @@ def load_defs(
     project = open_project(project_root)
     errors: list[LoadError] = list(project.errors)
     refreshes: list[RefreshResult] = []
-    fingerprints = key_fingerprints(project.groups)
+    # only dev reloads compare fingerprints; other loads skip reading the module files
+    fingerprints = key_fingerprints(project.groups) if dev else {}
     if state_info is None:
         # Snapshots live only in the pin, so every initialization load makes them anew.
         due = [

@@ -68,9 +68,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ProjectConfigError(f"cannot read: {exc.strerror}", SourceLocation(path)) from None
 
 
-def load_project_config(root: Path) -> ProjectConfig:
-    """Read ``<root>/pyproject.toml``; an absent ``[tool.defstate]`` table means defaults."""
-    root = root.resolve()
+def load_project_config(root: Path | str | None = None) -> ProjectConfig:
+    """Read ``<root>/pyproject.toml``; an absent ``[tool.defstate]`` table means defaults.
+
+    ``root=None`` walks up from the current folder (:func:`find_project_root`).
+    """
+    root = (Path(root) if root is not None else find_project_root()).resolve()
     path = root / PYPROJECT
     if not path.is_file():
         raise ProjectConfigError(f"{path} does not exist: {root} is not a defstate project")

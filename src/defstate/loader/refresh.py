@@ -144,14 +144,9 @@ def _call_with_timeout(func: Callable[[], object], timeout: float | None) -> Non
     A sync function cannot be stopped from outside; it is abandoned on a daemon thread, and
     whatever it still writes goes to a pending location that is never published.
     """
-    import asyncio  # only refreshes need these; keep `import defstate` light
-    import inspect
-    import threading
 
     def run() -> None:
-        outcome = func()
-        if inspect.isawaitable(outcome):
-            asyncio.run(_await(outcome, timeout))
+        _complete(func(), timeout)
 
     if timeout is None:
         run()
@@ -171,6 +166,15 @@ def _call_with_timeout(func: Callable[[], object], timeout: float | None) -> Non
         raise RefreshTimeoutError(f"write_state_to_path did not finish within {timeout:g}s")
     if errors:
         raise errors[0]
+
+
+def _complete(outcome: object, timeout: float | None) -> None:
+    """Await ``outcome`` when ``write_state_to_path`` was an ``async def``."""
+    import asyncio  # only refreshes need these; keep `import defstate` light
+    import inspect
+
+    if inspect.isawaitable(outcome):
+        asyncio.run(_await(outcome, timeout))
 
 
 async def _await(awaitable: Awaitable[object], timeout: float | None) -> None:
@@ -211,12 +215,7 @@ def _check_guard(target: RefreshTarget, guard: RefreshGuard, pending: Path) -> N
 
 def _write_state(component: StateBackedComponent, state_path: Path) -> None:
     """``write_state_to_path`` in a worker process (a top-level function: it is pickled)."""
-    import asyncio
-    import inspect
-
-    outcome = component.write_state_to_path(state_path)
-    if inspect.isawaitable(outcome):
-        asyncio.run(_await(outcome, None))
+    _complete(component.write_state_to_path(state_path), None)
 
 
 _PROCESS_POOL: ProcessPoolExecutor | None = None

@@ -82,15 +82,15 @@ def load_schedules(config: ProjectConfig) -> dict[str, Schedule]:
     return schedules
 
 
-def get_schedule(project_root: Path | str, name: str) -> Schedule:
-    schedules = load_schedules(load_project_config(Path(project_root)))
+def get_schedule(project_root: Path | str | None, name: str) -> Schedule:
+    schedules = load_schedules(load_project_config(project_root))
     if name not in schedules:
         known = ", ".join(sorted(schedules)) or "none"
         raise ProjectConfigError(f"no schedule named {name!r} (known schedules: {known})")
     return schedules[name]
 
 
-def run_schedule(project_root: Path | str, name: str, *, wait: bool = True) -> RefreshReport:
+def run_schedule(project_root: Path | str | None, name: str, *, wait: bool = True) -> RefreshReport:
     """Run one schedule once: refresh its keys with its policies (trigger ``schedule``)."""
     schedule = get_schedule(project_root, name)
     return refresh_state(

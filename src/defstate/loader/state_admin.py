@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from defstate.errors import DefstateError, StateStorageError, UnknownStateKeyError
+from defstate.errors import DefstateError, StateStorageError
 from defstate.loader.load import Project, open_project
 from defstate.loader.refresh import KeyGroup
 from defstate.state_storage.base import StateStorage
@@ -37,20 +37,12 @@ class KeyState:
         }
 
 
-def _group(project: Project, key: str) -> KeyGroup:
-    group = project.groups.get(key)
-    if group is None:
-        known = ", ".join(project.keys) or "none"
-        raise UnknownStateKeyError(f"unknown state key: {key} (known keys: {known})")
-    return group
-
-
 def _storage(project: Project, group: KeyGroup) -> StateStorage:
     return project.storages.get(group.management_type, group.writer.source)
 
 
 def _versioned(project: Project, key: str, what: str) -> VersionedStateStorage:
-    group = _group(project, key)
+    group = project.group(key)
     storage = _storage(project, group)
     if not isinstance(storage, VersionedStateStorage):
         raise DefstateError(
@@ -80,7 +72,7 @@ def show_state(
 ) -> StateVersion:
     """The latest version of ``key``, or stored ``version`` (versioned storage)."""
     project = open_project(project_root)
-    group = _group(project, key)
+    group = project.group(key)
     if version is not None:
         return _versioned(project, key, "show versions of").version(key, version)
     latest = _storage(project, group).latest(key)
@@ -135,7 +127,7 @@ def diff_state(
         if new not in ids or ids.index(new) == 0:
             raise StateStorageError(f"version {new} of key {key!r} has no earlier version")
         old = ids[ids.index(new) - 1]
-    group = _group(project, key)
+    group = project.group(key)
     before = _asset_dicts(project, group, storage.state_path(storage.version(key, old)))
     after = _asset_dicts(project, group, storage.state_path(storage.version(key, new)))
     return DefsDiff(
