@@ -371,3 +371,23 @@ def test_process_refresh_that_hangs_is_killed_at_its_timeout(
     assert time.monotonic() - started < 20  # the CLI exits: the hung process was killed
     assert done.returncode == 1 and "timed_out" in done.stderr
     assert load_defs(root).definitions.assets == ()
+
+
+def test_what_is_retried() -> None:
+    from defstate import TerminalRefreshError
+    from defstate.errors import DefsYamlError, ProjectConfigError
+    from defstate.loader.refresh import RefreshTimeoutError, is_retryable
+
+    class NoCredentialsError(Exception):  # botocore's name for missing credentials
+        pass
+
+    assert is_retryable(ConnectionError("reset")) and is_retryable(OSError("flaky"))
+    assert is_retryable(RefreshTimeoutError("slow"))
+    for permanent in (
+        TerminalRefreshError("bad token"),
+        PermissionError("denied"),
+        NoCredentialsError(),
+        ProjectConfigError("bad config"),
+        DefsYamlError("bad yaml"),
+    ):
+        assert not is_retryable(permanent), permanent

@@ -17,6 +17,7 @@ import pytest
 
 from conftest import ProjectFactory, run_cli, subprocess_env
 from defstate import StateInfo, load_defs, refresh_state
+from defstate.errors import DefstateError
 from defstate.state_storage.archive import sha256_bytes
 from defstate.state_storage.versioned import VersionedStateStorage
 from fixture_components import call_count
@@ -433,3 +434,42 @@ def test_denied_credentials_is_a_one_line_error(
     done = run_cli("state", "refresh", cwd=root, env={"TOP_SECRET": "hunter2-very-secret"})
     _assert_one_line_error(done, "s3://private-bucket/state", "List[api]", "access denied")
     assert "hunter2" not in done.stdout + done.stderr
+
+
+def test_transient_storage_errors_are_retried_and_permanent_ones_are_not(
+    tmp_path: Path,
+) -> None:
+    storage = VersionedStateStorage(f"file://{tmp_path}/store", attempts=3)
+    calls: list[str] = []
+
+    def flaky() -> str:
+        calls.append("x")
+        if len(calls) < 3:
+            raise ConnectionError("connection reset by peer")
+        return "ok"
+
+    assert storage._call("read", "k", flaky) == "ok" and len(calls) == 3
+
+    denied: list[str] = []
+
+    def forbidden() -> None:
+        denied.append("x")
+        raise PermissionError("Forbidden")
+
+    with pytest.raises(DefstateError, match="access denied") as info:
+        storage._call("read", "k", forbidden)
+    assert len(denied) == 1 and "key 'k'" in str(info.value)
+
+
+def test_storage_url_env_var_overrides_pyproject(
+    make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from defstate.loader.project import load_project_config
+
+    root = make_project(
+        {}, pyproject_extra='[tool.defstate.state_storage]\nurl = "s3://configured/x"\n'
+    )
+    monkeypatch.delenv("DEFSTATE_STATE_STORAGE_URL", raising=False)
+    assert load_project_config(root).state_storage.url == "s3://configured/x"  # type: ignore[union-attr]
+    monkeypatch.setenv("DEFSTATE_STATE_STORAGE_URL", "memory://override/y")
+    assert load_project_config(root).state_storage.url == "memory://override/y"  # type: ignore[union-attr]
