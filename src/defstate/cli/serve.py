@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
-import signal
 import sys
 import threading
 from pathlib import Path
@@ -25,6 +23,8 @@ def _echo(line: str) -> None:
 
 def _wait_for_signal() -> None:
     """Block until SIGINT or SIGTERM."""
+    import signal
+
     stop = threading.Event()
 
     def handler(signum: int, frame: object) -> None:
@@ -45,6 +45,8 @@ def _run_location(
     refresh_always: bool = False,
     reload_on_new_state: float | None = None,
 ) -> None:
+    import logging  # here, like the server modules: other commands never pay for them
+
     from defstate.loader.schedules import load_schedules
     from defstate.server.dev import summarize_reload, watch_and_reload
     from defstate.server.http import start_http_server

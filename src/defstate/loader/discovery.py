@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,8 @@ class ComponentInstance:
     type_name: str
     context: ComponentLoadContext
     location: SourceLocation
-    entry_digest: str = ""
+    # the entry's attributes after templates: dev mode fingerprints them
+    attributes: Mapping[str, Any] = attrs.field(factory=dict)
     # resolved once: get_defs_state_key() may read files (the dbt component reads its project)
     state_key: str | None = attrs.field(init=False)
 
@@ -152,13 +153,7 @@ def instantiate(config: ProjectConfig, document: YamlDocument) -> ComponentInsta
         raise DefsYamlError(
             f"{type_name}: {exc.message}", document.location(("attributes", *exc.path))
         ) from None
-    import hashlib
-    import json
-
-    digest = hashlib.sha256(
-        json.dumps([type_name, attributes], sort_keys=True, default=str).encode()
-    ).hexdigest()
-    return ComponentInstance(component, type_name, context, where, digest)
+    return ComponentInstance(component, type_name, context, where, attributes)
 
 
 @attrs.frozen

@@ -8,6 +8,7 @@ Editing either changes the fingerprint; editing an unrelated component does not.
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 from collections.abc import Mapping
 
@@ -36,7 +37,8 @@ def key_fingerprints(groups: Mapping[str, KeyGroup]) -> dict[str, str]:
             module = type(instance.component).__module__
             if module not in modules:
                 modules[module] = _module_digest(module)
-            digest.update(instance.entry_digest.encode())
+            entry = [instance.type_name, instance.attributes]
+            digest.update(json.dumps(entry, sort_keys=True, default=str).encode())
             digest.update(modules[module].encode())
         fingerprints[key] = digest.hexdigest()
     return fingerprints

@@ -17,7 +17,6 @@ from defstate.loader.discovery import (
     LoadError,
     discover_components,
 )
-from defstate.loader.fingerprint import key_fingerprints
 from defstate.loader.project import ProjectConfig, load_project_config
 from defstate.loader.refresh import (
     KeyGroup,
@@ -158,8 +157,11 @@ def load_defs(
     project = open_project(project_root)
     errors: list[LoadError] = list(project.errors)
     refreshes: list[RefreshResult] = []
-    # only dev reloads compare fingerprints; other loads skip reading the module files
-    fingerprints = key_fingerprints(project.groups) if dev else {}
+    fingerprints: dict[str, str] = {}
+    if dev:  # only dev reloads compare fingerprints: other loads never read or hash module files
+        from defstate.loader.fingerprint import key_fingerprints
+
+        fingerprints = key_fingerprints(project.groups)
     if state_info is None:
         # Snapshots live only in the pin, so every initialization load makes them anew.
         due = [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 import time
@@ -27,13 +26,11 @@ from defstate.loader.storage import StateStorages
 from defstate.state_storage.base import AlreadyRefreshingError, StateStorage, require_written
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.records import RefreshRecord
-from defstate.state_storage.state_info import StateVersion, utc_now_iso
+from defstate.state_storage.state_info import StateVersion, utc_iso
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing.connection import Connection
-
-log = logging.getLogger("defstate.refresh")
 
 
 @attrs.frozen
@@ -354,7 +351,7 @@ def run_refresh(target: RefreshTarget, options: RefreshOptions | None = None) ->
     timeout = options.timeout if options.timeout is not None else config.timeout
     guard = options.guard or config.guard
     start = time.perf_counter()
-    requested_at = utc_now_iso()
+    requested_at = utc_iso()
     attempts = 0
     version: StateVersion | None = None
     error: BaseException | None = None
@@ -365,7 +362,7 @@ def run_refresh(target: RefreshTarget, options: RefreshOptions | None = None) ->
                 joined = _joined_result(target, requested_at, start)
                 if joined is not None:
                     return joined
-            started_at = utc_now_iso()
+            started_at = utc_iso()
             try:
                 for attempt in Retrying(
                     stop=stop_after_attempt(retry.attempts),
@@ -414,7 +411,7 @@ def _write_record(
         key=target.key,
         trigger=trigger,
         started_at=started_at,
-        finished_at=utc_now_iso(),
+        finished_at=utc_iso(),
         attempts=attempts,
         status="succeeded" if error is None else _status(error),
         error=None if error is None else _message(error),
@@ -424,7 +421,11 @@ def _write_record(
     try:
         target.storage.write_record(record)
     except Exception as exc:  # a record must never fail the refresh it describes
-        log.warning("could not write the refresh record of %s: %s", target.key, exc)
+        import logging  # with traceback and textwrap, ~3 ms at start-up: only on this path
+
+        logging.getLogger("defstate.refresh").warning(
+            "could not write the refresh record of %s: %s", target.key, exc
+        )
 
 
 def run_refreshes(

@@ -7,7 +7,6 @@ path for a version.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -97,6 +96,8 @@ def path_size(path: Path) -> int:
 def remove_path(path: Path) -> None:
     """Delete a file or directory tree if it exists."""
     if path.is_dir() and not path.is_symlink():
+        import shutil  # imports bz2 and lzma: ~3 ms that loads, which only read, never need
+
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
@@ -147,4 +148,4 @@ class WorkdirWrite(PendingWrite):
         return self.workdir / "state"
 
     def abort(self) -> None:
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        remove_path(self.workdir)

@@ -17,10 +17,10 @@ impossible to confuse with a key that happens to fit in one chunk.
 
 from __future__ import annotations
 
-import string
 from pathlib import PurePosixPath
 
-_SAFE = frozenset((string.ascii_letters + string.digits + "_-[]").encode())
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-[]")
+_HEX = frozenset("0123456789abcdefABCDEF")
 _CHUNK = 200
 _CONTINUED = "+"
 
@@ -56,7 +56,7 @@ def decode_key(path: PurePosixPath | str) -> str:
         char = text[i]
         if char == "%":
             digits = text[i + 1 : i + 3]
-            if len(digits) != 2 or not all(c in string.hexdigits for c in digits):
+            if len(digits) != 2 or not all(c in _HEX for c in digits):
                 raise InvalidStateKeyError(f"{path!s} is not an encoded state key")
             raw.append(int(digits, 16))
             i += 3

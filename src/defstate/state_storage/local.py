@@ -14,9 +14,9 @@ import errno
 import functools
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from stat import S_ISDIR
 from typing import Any
@@ -34,7 +34,7 @@ from defstate.state_storage.base import (
 from defstate.state_storage.keys import encode_key
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.records import RefreshRecord
-from defstate.state_storage.state_info import LOCAL_VERSION, StateVersion
+from defstate.state_storage.state_info import LOCAL_VERSION, StateVersion, utc_iso
 
 LOCAL_STATE_DIRNAME = ".local_defs_state"
 STATE_NAME = "state"
@@ -102,7 +102,7 @@ class LocalStateWrite(PendingWrite):
 
     def commit(self) -> StateVersion:
         require_written(self.path, self.key)
-        now = datetime.now(UTC).timestamp()
+        now = time.time()
         os.utime(self.path, (now, now))  # created_at is the publication time
         size = path_size(self.path)
         is_directory = self.path.is_dir()
@@ -120,7 +120,7 @@ class LocalStateWrite(PendingWrite):
         return StateVersion(
             key=self.key,
             version=LOCAL_VERSION,
-            created_at=datetime.fromtimestamp(now, UTC).isoformat(timespec="microseconds"),
+            created_at=utc_iso(now),
             management_type=ManagementType.LOCAL_FILESYSTEM,
             size=size,
             is_directory=is_directory,
@@ -168,9 +168,7 @@ class LocalStateStorage:
         return StateVersion(
             key=key,
             version=LOCAL_VERSION,
-            created_at=datetime.fromtimestamp(stat.st_mtime, UTC).isoformat(
-                timespec="microseconds"
-            ),
+            created_at=utc_iso(stat.st_mtime),
             management_type=ManagementType.LOCAL_FILESYSTEM,
             size=None if is_directory else stat.st_size,  # loads are hot: no directory walk
             is_directory=is_directory,

@@ -30,7 +30,7 @@ from defstate.state_storage.base import AlreadyRefreshingError, WorkdirWrite, re
 from defstate.state_storage.keys import encode_key
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.records import RefreshRecord
-from defstate.state_storage.state_info import CODE_SERVER_VERSION, StateVersion, utc_now_iso
+from defstate.state_storage.state_info import CODE_SERVER_VERSION, StateVersion, utc_iso
 
 DEFAULT_SNAPSHOT_LIMIT = 10 * 1024 * 1024
 
@@ -56,7 +56,7 @@ class SnapshotStateWrite(WorkdirWrite):
         version = StateVersion(
             key=self.key,
             version=CODE_SERVER_VERSION,
-            created_at=utc_now_iso(),
+            created_at=utc_iso(),
             management_type=ManagementType.LEGACY_CODE_SERVER_SNAPSHOTS,
             size=len(data),
             sha256=sha256_bytes(data),

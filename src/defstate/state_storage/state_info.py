@@ -15,9 +15,11 @@ LOCAL_VERSION = "local"
 CODE_SERVER_VERSION = "code-server"
 
 
-def utc_now_iso() -> str:
-    """The current time as an ISO-8601 UTC string with microseconds (sortable)."""
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+def utc_iso(seconds: float | None = None) -> str:
+    """``seconds`` since the epoch (default: now) as an ISO-8601 UTC string with microseconds,
+    the form of every ``created_at`` (sortable as text)."""
+    moment = datetime.now(UTC) if seconds is None else datetime.fromtimestamp(seconds, UTC)
+    return moment.isoformat(timespec="microseconds")
 
 
 @attrs.frozen

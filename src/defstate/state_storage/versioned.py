@@ -38,7 +38,7 @@ from defstate.state_storage.cache import DownloadCache
 from defstate.state_storage.keys import encode_key
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.records import RefreshRecord
-from defstate.state_storage.state_info import StateVersion, utc_now_iso
+from defstate.state_storage.state_info import StateVersion, utc_iso
 
 T = TypeVar("T")
 log = logging.getLogger("defstate.state_storage")
@@ -325,7 +325,7 @@ class VersionedStateStorage:
         version = StateVersion(
             key=key,
             version=str(uuid.uuid4()),
-            created_at=utc_now_iso(),
+            created_at=utc_iso(),
             management_type=self.management_type,
             size=len(data),
             sha256=sha256_bytes(data),
