@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from defstate import AssetKey, AssetSpec, Definitions
@@ -35,9 +38,32 @@ def test_spec_normalises_user_input() -> None:
     assert spec.to_json_dict()["deps"] == ["x", "y/z"]
 
 
-def test_spec_metadata_must_be_json() -> None:
-    with pytest.raises(ValueError, match="JSON-serialisable"):
-        AssetSpec(key="a", metadata={"when": object()})
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"when": object()},
+        {"rows": float("nan")},
+        {"nested": {"columns": [1, {"bad": {1, 2}}]}},
+        {"path": Path("x")},
+    ],
+    ids=["object", "nan", "nested-set", "path"],
+)
+def test_spec_metadata_must_be_json(metadata: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="metadata must be JSON-serialisable"):
+        AssetSpec(key="a", metadata=metadata)
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"rows": 3, "name": "t", "ok": True, "none": None},
+        {"ratio": 0.5, "columns": ["a", "b"], "nested": {"x": [1, 2.5, None]}},
+        {1: "int keys are written as strings"},
+    ],
+    ids=["flat", "nested", "int-key"],
+)
+def test_spec_metadata_accepts_json(metadata: dict[Any, Any]) -> None:
+    assert AssetSpec(key="a", metadata=metadata).metadata == metadata
 
 
 def test_merge_reports_duplicates_naming_both_sources() -> None:

@@ -80,10 +80,17 @@ def _to_tags(values: Mapping[str, str]) -> dict[str, str]:
 
 
 _JSON_CHECK = json.JSONEncoder(allow_nan=False)
+_PLAIN_SCALARS = frozenset({str, int, bool, type(None)})
 
 
 def _check_json(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not value:
+        return
+    # The usual metadata, a flat dict of plain scalars, is valid JSON without encoding it
+    # (a third of building an AssetSpec); anything else is encoded to find out.
+    if type(value) is dict and all(
+        type(k) is str and type(v) in _PLAIN_SCALARS for k, v in value.items()
+    ):
         return
     try:
         _JSON_CHECK.encode(value)

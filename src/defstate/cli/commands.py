@@ -25,6 +25,7 @@ from defstate.cli.render import (
     render_refresh_results,
 )
 from defstate.components.policies import RefreshGuard, RetryPolicy
+from defstate.loader.gc_pause import paused_gc
 from defstate.loader.load import (
     RefreshReport,
     is_deploy,
@@ -96,7 +97,9 @@ def list_defs(
     with user_output_to_stderr(as_json):
         result = load_defs(state.project, dev=dev, state_info=pin, strict=strict or None)
     if as_json:
-        click.echo(json_dumps(result.to_json_dict()))
+        with paused_gc:
+            text = json_dumps(result.to_json_dict())
+        click.echo(text)
     else:
         render_defs(result)
     exit_on_errors(result.errors)

@@ -12,6 +12,7 @@ import click
 
 from defstate.cli.app import CliState, cli, handle_errors, pass_state
 from defstate.errors import DefstateError
+from defstate.loader.gc_pause import paused_gc
 from defstate.loader.project import load_project_config
 from defstate.state_storage.state_info import StateInfo
 
@@ -192,6 +193,8 @@ def worker_load(
         state_info=StateInfo.from_json(state_info.read_text()) if state_info else None,
         unchanged_since=json.loads(unchanged_since.read_text()) if unchanged_since else None,
     )
+    with paused_gc:
+        text = json.dumps(document)
     tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text(json.dumps(document))
+    tmp.write_text(text)
     os.replace(tmp, output)

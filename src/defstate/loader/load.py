@@ -17,6 +17,7 @@ from defstate.loader.discovery import (
     LoadError,
     discover_components,
 )
+from defstate.loader.gc_pause import paused_gc
 from defstate.loader.project import ProjectConfig, load_project_config
 from defstate.loader.refresh import (
     KeyGroup,
@@ -76,8 +77,9 @@ class Project:
 def open_project(project_root: Path | str | None = None) -> Project:
     """Read the configuration and build every component (no state is read or refreshed)."""
     config = load_project_config(project_root)
-    discovered = discover_components(config)
-    groups, key_errors = group_by_key(discovered.instances)
+    with paused_gc:
+        discovered = discover_components(config)
+        groups, key_errors = group_by_key(discovered.instances)
     return Project(
         config,
         discovered.instances,
@@ -187,45 +189,47 @@ def load_defs(
                 else:
                     fingerprints[result.key] = previous
 
-    versions, state_paths, state_errors = _resolve_state(project, state_info)
-    errors.extend(state_errors)
-    if strict:
-        errors.extend(_missing_state_errors(project, state_paths))
+    with paused_gc:  # no refresh runs from here on (see gc_pause)
+        versions, state_paths, state_errors = _resolve_state(project, state_info)
+        errors.extend(state_errors)
+        if strict:
+            errors.extend(_missing_state_errors(project, state_paths))
 
-    parts: list[tuple[str, Definitions]] = []
-    timings: dict[str, float] = {}
-    for instance in project.instances:
-        key = instance.state_key
-        if key is not None and key not in project.groups:
-            continue  # excluded by a key conflict, reported already
-        if key is not None and key not in state_paths:
-            continue  # its storage failed, reported already
-        if strict and key is not None and state_paths[key] is None:
-            continue  # reported above: never build a deployed component from nothing
-        context = attrs.evolve(instance.context, state_path=state_paths.get(key) if key else None)
-        start = time.perf_counter()
-        try:
-            defs = instance.component.build_defs(context)
-            if not isinstance(defs, Definitions):
-                raise TypeError(f"build_defs returned {type(defs).__name__}, not Definitions")
-        except Exception as exc:
-            errors.append(_component_error(instance, exc))
-            continue
-        finally:
-            timings[instance.source] = time.perf_counter() - start
-        parts.append((instance.source, defs))
-    merged = merge_definitions(parts)
-    errors.extend(LoadError(e.message) for e in merged.errors)
-    return LoadResult(
-        definitions=merged.definitions,
-        state_info=StateInfo(versions),
-        errors=tuple(dict.fromkeys(errors)),  # a key's storage error is met twice in dev
-        project=project,
-        asset_sources=merged.sources,
-        refreshes=tuple(refreshes),
-        timings=timings,
-        fingerprints=fingerprints,
-    )
+        parts: list[tuple[str, Definitions]] = []
+        timings: dict[str, float] = {}
+        for instance in project.instances:
+            key = instance.state_key
+            if key is not None and key not in project.groups:
+                continue  # excluded by a key conflict, reported already
+            if key is not None and key not in state_paths:
+                continue  # its storage failed, reported already
+            if strict and key is not None and state_paths[key] is None:
+                continue  # reported above: never build a deployed component from nothing
+            state_path = state_paths.get(key) if key else None
+            context = attrs.evolve(instance.context, state_path=state_path)
+            start = time.perf_counter()
+            try:
+                defs = instance.component.build_defs(context)
+                if not isinstance(defs, Definitions):
+                    raise TypeError(f"build_defs returned {type(defs).__name__}, not Definitions")
+            except Exception as exc:
+                errors.append(_component_error(instance, exc))
+                continue
+            finally:
+                timings[instance.source] = time.perf_counter() - start
+            parts.append((instance.source, defs))
+        merged = merge_definitions(parts)
+        errors.extend(LoadError(e.message) for e in merged.errors)
+        return LoadResult(
+            definitions=merged.definitions,
+            state_info=StateInfo(versions),
+            errors=tuple(dict.fromkeys(errors)),  # a key's storage error is met twice in dev
+            project=project,
+            asset_sources=merged.sources,
+            refreshes=tuple(refreshes),
+            timings=timings,
+            fingerprints=fingerprints,
+        )
 
 
 def _changed(key: str, fingerprints: Mapping[str, str], previous: Mapping[str, str] | None) -> bool:

@@ -50,18 +50,25 @@ class _LineLoader(_SafeLoader):  # type: ignore[valid-type,misc]
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
+def _at(source: Path, node: yaml.Node) -> SourceLocation:
+    return SourceLocation(source, node.start_mark.line + 1)
+
+
 def _walk(
     loader: _LineLoader,
+    source: Path,
     node: yaml.Node,
     path: ValuePath,
     lines: dict[ValuePath, int],
     active: frozenset[int] = frozenset(),
 ) -> Any:
-    where = SourceLocation(Path(loader.name), node.start_mark.line + 1)
-    if id(node) in active:
-        raise DefsYamlError("recursive alias: a value contains itself", where)
-    active = active | {id(node)}
     lines[path] = node.start_mark.line + 1
+    if not isinstance(node, yaml.CollectionNode):
+        return loader.construct_object(node, deep=True)
+    # locations are built only for errors: a project walks tens of thousands of nodes
+    if id(node) in active:
+        raise DefsYamlError("recursive alias: a value contains itself", _at(source, node))
+    active = active | {id(node)}
     if isinstance(node, yaml.MappingNode):
         own = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
         loader.flatten_mapping(node)  # resolves '<<' merge keys, putting merged pairs first
@@ -70,20 +77,19 @@ def _walk(
         explicit: set[Any] = set()
         for index, (key_node, value_node) in enumerate(node.value):
             key = loader.construct_object(key_node, deep=True)
-            key_where = SourceLocation(Path(loader.name), key_node.start_mark.line + 1)
             if not isinstance(key, (str, int, float, bool)) and key is not None:
-                raise DefsYamlError("mapping keys must be scalars", key_where)
+                raise DefsYamlError("mapping keys must be scalars", _at(source, key_node))
             if index >= merged:  # written here: may override a merged key, not repeat itself
                 if key in explicit:
-                    raise DefsYamlError(f"duplicate key {key!r}", key_where)
+                    raise DefsYamlError(f"duplicate key {key!r}", _at(source, key_node))
                 explicit.add(key)
             key_path = (*path, str(key))
-            result[key] = _walk(loader, value_node, key_path, lines, active)
+            result[key] = _walk(loader, source, value_node, key_path, lines, active)
             lines[key_path] = key_node.start_mark.line + 1
         return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_walk(loader, item, (*path, i), lines, active) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    return [
+        _walk(loader, source, item, (*path, i), lines, active) for i, item in enumerate(node.value)
+    ]
 
 
 def load_yaml_documents(path: Path) -> list[YamlDocument]:
@@ -101,7 +107,7 @@ def load_yaml_documents(path: Path) -> list[YamlDocument]:
             if node is None:
                 continue
             lines: dict[ValuePath, int] = {}
-            value = _walk(loader, node, (), lines)
+            value = _walk(loader, path, node, (), lines)
             documents.append(YamlDocument(path, len(documents), value, lines))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

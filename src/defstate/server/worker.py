@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 
 from defstate.errors import DefstateError
+from defstate.loader.gc_pause import paused_gc
 from defstate.loader.load import LoadResult, load_defs
 from defstate.state_storage.state_info import StateInfo
 
@@ -46,10 +47,11 @@ def load_document(
         unchanged_since=unchanged_since,
         trigger="dev" if dev else "serve",
     )
-    document = result.to_json_dict()
-    document["components"] = result.project.components_json()
-    document["fingerprints"] = dict(result.fingerprints)
-    document["refreshes"] = [r.to_json_dict() for r in result.refreshes]
+    with paused_gc:
+        document = result.to_json_dict()
+        document["components"] = result.project.components_json()
+        document["fingerprints"] = dict(result.fingerprints)
+        document["refreshes"] = [r.to_json_dict() for r in result.refreshes]
     document["seconds"] = round(time.perf_counter() - start, 3)
     return document
 

@@ -1,0 +1,98 @@
+"""The collector pause around loads: re-entrant, thread-safe, restoring what it found."""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from conftest import ProjectFactory
+from defstate import load_defs
+from defstate.loader.gc_pause import GcPause
+
+
+@pytest.fixture(autouse=True)
+def _collector_enabled() -> Iterator[None]:
+    was_enabled = gc.isenabled()
+    gc.enable()
+    yield
+    if not was_enabled:
+        gc.disable()
+
+
+def test_pause_disables_and_restores_even_on_error() -> None:
+    pause = GcPause()
+    with pytest.raises(RuntimeError), pause:
+        assert not gc.isenabled()
+        raise RuntimeError("boom")
+    assert gc.isenabled()
+
+
+def test_nested_pauses_resume_only_at_the_outermost_exit() -> None:
+    pause = GcPause()
+    with pause:
+        with pause:
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_a_collector_disabled_by_the_program_stays_disabled() -> None:
+    gc.disable()
+    with GcPause():
+        pass
+    assert not gc.isenabled()
+
+
+def test_overlapping_pauses_from_two_threads() -> None:
+    pause = GcPause()
+    entered, release = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with pause:
+            entered.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=other)
+    with pause:
+        thread.start()
+        assert entered.wait(10)
+    assert not gc.isenabled()  # the other thread's pause is still running
+    release.set()
+    thread.join(10)
+    assert gc.isenabled()
+
+
+def test_load_builds_definitions_with_the_collector_paused(make_project: ProjectFactory) -> None:
+    project = make_project(
+        {
+            "defs/a/defs.yaml": """
+                type: gc_probe_component.GcProbe
+            """,
+            "gc_probe_component.py": """
+                import gc
+
+                import attrs
+
+                from defstate import AssetSpec, Component, Definitions
+
+                SEEN = []
+
+
+                @attrs.define
+                class GcProbe(Component):
+                    def build_defs(self, context):
+                        SEEN.append(gc.isenabled())
+                        return Definitions([AssetSpec(key="a")])
+            """,
+        },
+        name="gcproj",
+    )
+    result = load_defs(project)
+    import gc_probe_component  # type: ignore[import-not-found]
+
+    assert result.ok and [str(k) for k in result.definitions.asset_keys] == ["a"]
+    assert gc_probe_component.SEEN == [False]
+    assert gc.isenabled()
