@@ -44,6 +44,7 @@ def test_bench_smoke_run_writes_results(tmp_path: Path) -> None:
     expected = {(op, n) for op in PER_SIZE_OPS for n in (1, 5)} | {(op, 5) for op in S3_OPS}
     expected |= {
         ("import attrs", None),
+        ("import dependencies", None),
         ("import defstate", None),
         ("import component API", None),
         ("heavy imports", None),
