@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gc
 import threading
-from types import TracebackType
 
 
 class GcPause:
@@ -37,12 +36,7 @@ class GcPause:
                 gc.disable()
             self._depth += 1
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         with self._lock:
             self._depth -= 1
             if self._depth == 0 and self._resume:
