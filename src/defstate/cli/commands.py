@@ -96,12 +96,11 @@ def list_defs(
     dev = pin is None and not no_refresh and not is_deploy()
     with user_output_to_stderr(as_json):
         result = load_defs(state.project, dev=dev, state_info=pin, strict=strict or None)
-    if as_json:
-        with paused_gc:
-            text = json_dumps(result.to_json_dict())
-        click.echo(text)
-    else:
-        render_defs(result)
+    with paused_gc:  # rendering allocates as much as the load did (see gc_pause)
+        if as_json:
+            click.echo(json_dumps(result.to_json_dict()))
+        else:
+            render_defs(result)
     exit_on_errors(result.errors)
 
 
