@@ -53,6 +53,20 @@ def unpack_directory(data: bytes, target: Path) -> None:
         tar.extractall(target, filter="data")  # refuses absolute paths, '..' and links out
 
 
+def pack_state(path: Path) -> tuple[bytes, bool]:
+    """A state's bytes (a directory packed by :func:`pack_directory`) and whether it is one."""
+    is_directory = path.is_dir()
+    return (pack_directory(path) if is_directory else path.read_bytes()), is_directory
+
+
+def unpack_state(data: bytes, target: Path, *, is_directory: bool) -> None:
+    """Write a state made by :func:`pack_state` at ``target``: a file, or a directory."""
+    if is_directory:
+        unpack_directory(data, target)
+    else:
+        target.write_bytes(data)
+
+
 def verify(data: bytes, *, size: int | None, sha256: str | None, what: str) -> None:
     """Raise ``StateIntegrityError`` when ``data`` does not match its recorded size/sha256."""
     if size is not None and len(data) != size:

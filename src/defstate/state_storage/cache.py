@@ -17,7 +17,7 @@ from pathlib import Path
 import attrs
 
 from defstate.errors import StateIntegrityError
-from defstate.state_storage.archive import sha256_file, unpack_directory, verify
+from defstate.state_storage.archive import sha256_file, unpack_state
 from defstate.state_storage.keys import encode_key
 from defstate.state_storage.state_info import StateVersion
 
@@ -74,18 +74,14 @@ class DownloadCache:
             )
         return state
 
-    def put(self, version: StateVersion, data: bytes, what: str) -> Path:
-        """Verify ``data`` against the version's manifest and store it; returns the path."""
-        verify(data, size=version.size, sha256=version.sha256, what=what)
+    def put(self, version: StateVersion, data: bytes) -> Path:
+        """Store ``data``, already verified against the version's manifest; returns the path."""
         entry = self.entry_dir(version)
         entry.parent.mkdir(parents=True, exist_ok=True)
         tmp = entry.parent / f".tmp-{os.getpid()}-{uuid.uuid4().hex}"
         tmp.mkdir()
         try:
-            if version.is_directory:
-                unpack_directory(data, tmp / "state")
-            else:
-                (tmp / "state").write_bytes(data)
+            unpack_state(data, tmp / "state", is_directory=version.is_directory)
             (tmp / _VERIFIED).write_text(str(version.sha256))
             try:
                 os.rename(tmp, entry)

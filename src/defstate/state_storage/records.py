@@ -10,9 +10,6 @@ from typing import Any
 
 import attrs
 
-RECORD_STATUSES = ("succeeded", "failed", "rejected", "timed_out")
-TRIGGERS = ("cli", "schedule", "dev", "serve", "api")
-
 
 @attrs.frozen(kw_only=True)
 class RefreshRecord:

@@ -20,12 +20,7 @@ from pathlib import Path
 import attrs
 
 from defstate.errors import StateStorageError
-from defstate.state_storage.archive import (
-    pack_directory,
-    sha256_bytes,
-    unpack_directory,
-    verify,
-)
+from defstate.state_storage.archive import pack_state, sha256_bytes, unpack_state, verify
 from defstate.state_storage.base import AlreadyRefreshingError, WorkdirWrite, require_written
 from defstate.state_storage.keys import encode_key
 from defstate.state_storage.management import ManagementType
@@ -44,8 +39,7 @@ class SnapshotStateWrite(WorkdirWrite):
 
     def commit(self) -> StateVersion:
         require_written(self.path, self.key)
-        is_directory = self.path.is_dir()
-        data = pack_directory(self.path) if is_directory else self.path.read_bytes()
+        data, is_directory = pack_state(self.path)
         limit = self.storage.max_bytes
         if len(data) > limit:
             raise StateStorageError(
@@ -120,15 +114,12 @@ class SnapshotStateStorage:
         )
         # one folder per key and content, written aside and renamed: never shared by two keys
         target = self._tmpdir() / f"{encode_key(version.key).as_posix().replace('/', '_')}"
-        target = target / sha256_bytes(data)
+        target = target / (version.sha256 or sha256_bytes(data))  # verified just above
         state = target / "state"
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(dir=target.parent))
-            if version.is_directory:
-                unpack_directory(data, tmp / "state")
-            else:
-                (tmp / "state").write_bytes(data)
+            unpack_state(data, tmp / "state", is_directory=version.is_directory)
             try:
                 os.rename(tmp, target)
             except OSError:  # another thread made it first: same bytes

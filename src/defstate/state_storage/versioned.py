@@ -32,9 +32,9 @@ from urllib.parse import urlsplit, urlunsplit
 import attrs
 
 from defstate.errors import StateIntegrityError, StateStorageError
-from defstate.state_storage.archive import pack_directory, sha256_bytes
+from defstate.state_storage.archive import pack_state, sha256_bytes, verify
 from defstate.state_storage.base import AlreadyRefreshingError, WorkdirWrite, require_written
-from defstate.state_storage.cache import DownloadCache
+from defstate.state_storage.cache import DownloadCache, default_cache_dir
 from defstate.state_storage.keys import encode_key
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.records import RefreshRecord
@@ -132,7 +132,6 @@ class VersionedStateStorage:
 
     url: str
     storage_options: Mapping[str, Any] = attrs.field(factory=dict)
-    cache_dir: Path | None = None
     attempts: int = 4
     management_type: ManagementType = ManagementType.VERSIONED_STATE_STORAGE
     _fs: Any = attrs.field(default=None, init=False)
@@ -186,9 +185,7 @@ class VersionedStateStorage:
     @property
     def cache(self) -> DownloadCache:
         if self._cache is None:
-            from defstate.state_storage.cache import default_cache_dir
-
-            self._cache = DownloadCache.for_storage(self.cache_dir or default_cache_dir(), self.url)
+            self._cache = DownloadCache.for_storage(default_cache_dir(), self.url)
         return self._cache
 
     def key_path(self, key: str) -> str:
@@ -198,6 +195,10 @@ class VersionedStateStorage:
     def version_path(self, key: str, version: str) -> str:
         _check_version_id(key, version)
         return f"{self.key_path(key)}/versions/{version}"
+
+    def state_object_path(self, key: str, version: str, *, is_directory: bool) -> str:
+        name = DIRECTORY_STATE_NAME if is_directory else FILE_STATE_NAME
+        return f"{self.version_path(key, version)}/{name}"
 
     def _call(self, what: str, key: str, func: Callable[[], T]) -> T:
         """Run one storage call with retries on transient errors; wrap the final error."""
@@ -303,10 +304,12 @@ class VersionedStateStorage:
         cached = cache.get(version, what)
         if cached is not None:
             return cached
-        name = DIRECTORY_STATE_NAME if version.is_directory else FILE_STATE_NAME
-        source = f"{self.version_path(version.key, version.version)}/{name}"
+        source = self.state_object_path(
+            version.key, version.version, is_directory=version.is_directory
+        )
         data = self._call("download", version.key, lambda: self.fs.cat_file(source))
-        return cache.put(version, data, what)
+        verify(data, size=version.size, sha256=version.sha256, what=what)
+        return cache.put(version, data)
 
     def begin_write(
         self, key: str, metadata: Mapping[str, str] | None = None
@@ -318,8 +321,7 @@ class VersionedStateStorage:
 
     def publish(self, key: str, path: Path, metadata: Mapping[str, str]) -> StateVersion:
         """Upload ``path`` as a new version of ``key``, then move the key's pointer to it."""
-        is_directory = path.is_dir()
-        data = pack_directory(path) if is_directory else path.read_bytes()
+        data, is_directory = pack_state(path)
         from defstate import __version__
 
         version = StateVersion(
@@ -345,13 +347,13 @@ class VersionedStateStorage:
         }
         manifest_bytes = json.dumps(manifest, indent=1, sort_keys=True).encode()
         base = self.version_path(key, version.version)
-        name = DIRECTORY_STATE_NAME if is_directory else FILE_STATE_NAME
-        self._call("write", key, lambda: self._put(f"{base}/{name}", data))
+        state = self.state_object_path(key, version.version, is_directory=is_directory)
+        self._call("write", key, lambda: self._put(state, data))
         self._call("write", key, lambda: self._put(f"{base}/{MANIFEST_NAME}", manifest_bytes))
         self._move_pointer(key, manifest_bytes)
         what = f"state for key {key!r} version {version.version} at {self.describe()}"
         try:  # the writer's next load needs no download; the publication is done either way
-            self.cache.put(version, data, what)
+            self.cache.put(version, data)
         except Exception as exc:
             log.warning("published %s but could not cache it locally: %s", what, exc)
         return version
@@ -362,27 +364,24 @@ class VersionedStateStorage:
 
     def version(self, key: str, version: str) -> StateVersion:
         """Stored version ``version`` of ``key``, from its manifest."""
+        return self._read_manifest(key, version)[0]
+
+    def _read_manifest(self, key: str, version: str) -> tuple[StateVersion, bytes]:
         manifest = f"{self.version_path(key, version)}/{MANIFEST_NAME}"
         data = self._read_optional(key, manifest)
         if data is None:
             raise StateStorageError(f"no version {version} of key {key!r} at {self.describe()}")
-        return self._parse_manifest(key, data, manifest)
+        return self._parse_manifest(key, data, manifest), data
 
     def rollback(self, key: str, version: str) -> StateVersion:
         """Make stored ``version`` the key's latest again (it must be complete)."""
-        target = self.version(key, version)
-        name = DIRECTORY_STATE_NAME if target.is_directory else FILE_STATE_NAME
-        state = f"{self.version_path(key, version)}/{name}"
+        target, manifest = self._read_manifest(key, version)
+        state = self.state_object_path(key, version, is_directory=target.is_directory)
         if not self._call("read", key, lambda: self.fs.exists(state)):
             raise StateStorageError(
                 f"version {version} of key {key!r} at {self.describe()} has no state bytes"
             )
-        manifest = self._call(
-            "read",
-            key,
-            lambda: self.fs.cat_file(f"{self.version_path(key, version)}/{MANIFEST_NAME}"),
-        )
-        self._move_pointer(key, manifest)
+        self._move_pointer(key, manifest)  # the pointer is a copy of the manifest
         return target
 
     def delete_version(self, key: str, version: str) -> None:
