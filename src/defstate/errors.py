@@ -57,10 +57,6 @@ class StateIntegrityError(StateStorageError):
     """Stored state does not match its recorded size or sha256."""
 
 
-class NotSupportedYetError(DefstateError):
-    """A feature that is designed but not implemented in this release."""
-
-
 class UnknownStateKeyError(DefstateError):
     """A state key was asked for that no component of the project uses."""
 

@@ -80,8 +80,8 @@ def _convert(value: Any, hint: Any, path: tuple[str | int, ...]) -> Any:
     if origin in (typing.Union, types.UnionType):
         for arg in args:
             try:
-                return convert_value(value, arg, path)
-            except AttributeValueError:
+                return _convert(value, arg, path)  # no message for the arms that do not fit
+            except (_Mismatch, AttributeValueError):
                 continue
         raise fail
     if origin is typing.Literal:

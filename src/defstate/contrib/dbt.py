@@ -149,6 +149,8 @@ class DbtProjectComponent(StateBackedComponent):
     """The profile target to parse with; ``None``: the profile's default target."""
     vars: dict[str, Any] = attrs.field(factory=dict)
     """dbt ``--vars``."""
+    # read from dbt_project.yml when the attributes are checked, so the key needs no re-read
+    _project_name: str | None = attrs.field(default=None, init=False, repr=False, eq=False)
 
     @classmethod
     def from_attributes(cls, attributes: Mapping[str, Any], context: ComponentLoadContext) -> Self:
@@ -156,7 +158,7 @@ class DbtProjectComponent(StateBackedComponent):
         component = super().from_attributes(attributes, context)
         project_dir = context.resolve_path(component.project_dir)
         try:
-            read_dbt_project_name(project_dir)
+            project_name = read_dbt_project_name(project_dir)
         except DbtProjectError as exc:
             raise AttributeValueError(("project_dir",), str(exc)) from None
         profiles_dir = None
@@ -166,15 +168,18 @@ class DbtProjectComponent(StateBackedComponent):
                 raise AttributeValueError(("profiles_dir",), f"{profiles_dir} is not a folder")
         elif (project_dir / "profiles.yml").is_file():
             profiles_dir = project_dir  # the documented default, even if DBT_PROFILES_DIR is set
-        return attrs.evolve(
+        checked = attrs.evolve(
             component,
             project_dir=str(project_dir),
             profiles_dir=None if profiles_dir is None else str(profiles_dir),
         )
+        checked._project_name = project_name
+        return checked
 
     def get_defs_state_key(self) -> str:
         """``DbtProject[<dbt project name>]``."""
-        return f"DbtProject[{read_dbt_project_name(Path(self.project_dir))}]"
+        name = self._project_name or read_dbt_project_name(Path(self.project_dir))
+        return f"DbtProject[{name}]"
 
     def write_state_to_path(self, state_path: Path) -> None:
         """Run ``dbt parse`` and write the trimmed manifest to the file ``state_path``."""
@@ -542,7 +547,7 @@ def _node_spec(
         kinds=kinds,
         tags=_tags(node.get("tags")),
         owners=node.get("owners") or (),
-        metadata={k: v for k, v in metadata.items() if v is not None},
+        metadata=_without_nulls(metadata),
     )
 
 
@@ -562,8 +567,12 @@ def _source_spec(
         kinds=[*kinds, "source"],
         tags=_tags(source.get("tags")),
         owners=source.get("owners") or (),
-        metadata={k: v for k, v in metadata.items() if v is not None},
+        metadata=_without_nulls(metadata),
     )
+
+
+def _without_nulls(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metadata.items() if v is not None}
 
 
 def _tags(tags: Iterable[str] | None) -> dict[str, str]:

@@ -249,7 +249,7 @@ class HttpCatalogComponent(StateBackedComponent):
             raise HttpCatalogFormatError(
                 f"the response from {redact_url(self.url)}: {exc}"
             ) from None
-        state_path.write_bytes(dump_state(state))
+        state_path.write_bytes(dump_json_state(state))
 
     def build_defs_from_state(
         self, context: ComponentLoadContext, state_path: Path | None
@@ -563,15 +563,11 @@ def make_state(items: Sequence[Any], mapping: FieldMapping) -> dict[str, Any]:
     return {"format": STATE_FORMAT, "fields": fields, "items": [r for _, r in records]}
 
 
-dump_state = dump_json_state
-
-
 def load_state(state_path: Path) -> dict[str, Any]:
     """Read a state file written by this component, checking its format."""
-    state = load_json_state(
+    return load_json_state(
         state_path, state_format=STATE_FORMAT, what="catalog", error=HttpCatalogStateError
     )
-    return state
 
 
 def asset_specs_from_state(state: Mapping[str, Any], mapping: FieldMapping) -> list[AssetSpec]:
@@ -638,10 +634,10 @@ def _deps(record: Mapping[str, Any], path: str | None, where: str) -> list[Asset
     values = value if isinstance(value, list) else [value]
     deps = []
     for dep in values:
-        if isinstance(dep, str):
-            deps.append(AssetKey.from_string(dep))
-        elif isinstance(dep, list) and dep and all(isinstance(p, str) for p in dep):
-            deps.append(AssetKey(tuple(dep)))
+        if isinstance(dep, str) or (
+            isinstance(dep, list) and dep and all(isinstance(p, str) for p in dep)
+        ):
+            deps.append(AssetKey.from_user(dep))
         else:
             raise CatalogMappingError(
                 f"{where}: deps field {path!r} holds {_json_type(dep)}; expected 'a/b' or [a, b]"

@@ -193,7 +193,7 @@ class DatabaseTablesComponent(StateBackedComponent):
             "database": database.path.name,
             "tables": sorted(selected, key=lambda t: (t["schema"], t["name"])),
         }
-        state_path.write_bytes(dump_state(state))
+        state_path.write_bytes(dump_json_state(state))
 
     def build_defs_from_state(
         self, context: ComponentLoadContext, state_path: Path | None
@@ -215,6 +215,20 @@ def _require_file(path: Path) -> None:
     if not path.is_file():
         what = "is not a file" if path.exists() else "does not exist"
         raise DatabaseNotFoundError(f"database file {path} {what}")
+
+
+def _row_count(
+    connection: Any, relation: str, kind: str, driver_error: type[Exception]
+) -> int | None:
+    """``count(*)`` of a table or view; ``None`` for a view that cannot be read (a broken
+    definition), while a table that cannot be counted is an error."""
+    try:
+        counted = connection.execute(f"SELECT count(*) FROM {relation}").fetchone()
+    except driver_error:
+        if kind == "table":
+            raise
+        return None
+    return int(counted[0]) if counted else None
 
 
 def _quote_identifier(name: str) -> str:
@@ -284,14 +298,8 @@ def _sqlite_tables(connection: sqlite3.Connection) -> list[dict[str, Any]]:
             # `to` is NULL when the key references the parent's primary key implicitly
             if target_column is not None:
                 fk["references"]["columns"].append(target_column)
-        try:
-            (row_count,) = connection.execute(
-                f"SELECT count(*) FROM main.{_quote_identifier(name)}"
-            ).fetchone()
-        except sqlite3.Error:
-            if kind == "table":
-                raise
-            row_count = None
+        relation = f"main.{_quote_identifier(name)}"
+        row_count = _row_count(connection, relation, kind, sqlite3.Error)
         tables.append(
             _table_record(
                 "main",
@@ -375,14 +383,7 @@ def _duckdb_tables(connection: duckdb.DuckDBPyConnection) -> list[dict[str, Any]
     for schema, name, table_type in objects:
         kind = "view" if table_type == "VIEW" else "table"
         relation = f"{_quote_identifier(schema)}.{_quote_identifier(name)}"
-        row_count: int | None
-        try:
-            counted = connection.execute(f"SELECT count(*) FROM {relation}").fetchone()
-            row_count = int(counted[0]) if counted else None
-        except duckdb.Error:
-            if kind == "table":
-                raise
-            row_count = None
+        row_count = _row_count(connection, relation, kind, duckdb.Error)
         tables.append(
             _table_record(
                 schema,
@@ -399,15 +400,11 @@ def _duckdb_tables(connection: duckdb.DuckDBPyConnection) -> list[dict[str, Any]
 # --- the state ---------------------------------------------------------------------------
 
 
-dump_state = dump_json_state
-
-
 def load_state(state_path: Path) -> dict[str, Any]:
     """Read a state file written by this component, checking its format."""
-    state = load_json_state(
+    return load_json_state(
         state_path, state_format=STATE_FORMAT, what="database", error=DatabaseStateError
     )
-    return state
 
 
 def asset_specs_from_state(
