@@ -34,12 +34,16 @@ class LoadError:
     kind: str = "error"  # "refresh": a refresh failed and the previous state was used
 
     @classmethod
-    def from_exception(
-        cls, exc: BaseException, component: str | None = None, key: str | None = None
-    ) -> LoadError:
+    def from_exception(cls, exc: BaseException) -> LoadError:
         if isinstance(exc, DefstateError):
-            return cls(exc.message, exc.location, component, key)
-        return cls(f"{type(exc).__name__}: {exc}", None, component, key)
+            return cls(exc.message, exc.location)
+        return cls(f"{type(exc).__name__}: {exc}")
+
+    @classmethod
+    def for_instance(cls, instance: ComponentInstance, exc: BaseException) -> LoadError:
+        """``exc``, raised for ``instance`` or for its key (its storage, its state)."""
+        message = exc.message if isinstance(exc, DefstateError) else f"{type(exc).__name__}: {exc}"
+        return cls(message, instance.location, instance.source, instance.state_key)
 
     def __str__(self) -> str:
         where = str(self.location) if self.location else self.component

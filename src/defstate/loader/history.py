@@ -29,7 +29,7 @@ class StateHistory:
             "management_type": self.management_type,
             "latest": self.latest.version if self.latest else None,
             "records": [r.to_json_dict() for r in self.records],
-            "versions": [{"version": v.version, **v.to_json_dict()} for v in self.versions],
+            "versions": [v.to_json_dict() for v in self.versions],
         }
 
 
@@ -37,7 +37,7 @@ def state_history(project_root: Path | str | None, key: str, limit: int = 50) ->
     """The records and versions of ``key``; raises ``UnknownStateKeyError`` for unknown keys."""
     project = open_project(project_root)
     group = project.group(key)
-    storage = project.storages.get(group.management_type, group.writer.source)
+    storage = project.storage(group)
     latest = storage.latest(key)
     if isinstance(storage, VersionedStateStorage):
         versions = tuple(storage.versions(key))

@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 
 from defstate.definitions import AssetKey, Definitions, merge_definitions
-from defstate.errors import DefstateError, UnknownStateKeyError
+from defstate.errors import UnknownStateKeyError
 from defstate.loader.discovery import (
     ComponentInstance,
     LoadError,
@@ -26,6 +26,7 @@ from defstate.loader.refresh import (
     RefreshResult,
     group_by_key,
     plan_targets,
+    resolve_storages,
     run_refreshes,
     select_groups,
 )
@@ -56,6 +57,10 @@ class Project:
             known = ", ".join(self.keys) or "none"
             raise UnknownStateKeyError(f"unknown state key: {key} (known keys: {known})")
         return group
+
+    def storage(self, group: KeyGroup) -> StateStorage:
+        """The storage of ``group``'s key (created on first use)."""
+        return self.storages.get(group.management_type, group.writer.source)
 
     def components_json(self) -> list[dict[str, Any]]:
         """One row per component instance: source, type, state key, management type."""
@@ -157,7 +162,10 @@ def load_defs(
     if strict:
         dev = False
     project = open_project(project_root)
-    errors: list[LoadError] = list(project.errors)
+    storages, storage_errors = resolve_storages(
+        (group for _, group in sorted(project.groups.items())), project.storages
+    )
+    errors: list[LoadError] = [*project.errors, *storage_errors]
     refreshes: list[RefreshResult] = []
     fingerprints: dict[str, str] = {}
     if dev:  # only dev reloads compare fingerprints: other loads never read or hash module files
@@ -172,10 +180,8 @@ def load_defs(
             if (dev and g.refresh_if_dev and _changed(g.key, fingerprints, unchanged_since))
             or g.management_type is ManagementType.LEGACY_CODE_SERVER_SNAPSHOTS
         ]
-        targets, plan_errors = plan_targets(due, project.storages)
-        errors.extend(plan_errors)
         refreshes = run_refreshes(
-            targets,
+            plan_targets(due, storages),
             concurrency or project.config.refresh_concurrency,
             listener,
             RefreshOptions(trigger=trigger),
@@ -190,7 +196,7 @@ def load_defs(
                     fingerprints[result.key] = previous
 
     with paused_gc:  # no refresh runs from here on (see gc_pause)
-        versions, state_paths, state_errors = _resolve_state(project, state_info)
+        versions, state_paths, state_errors = _resolve_state(project, storages, state_info)
         errors.extend(state_errors)
         if strict:
             errors.extend(_missing_state_errors(project, state_paths))
@@ -213,7 +219,7 @@ def load_defs(
                 if not isinstance(defs, Definitions):
                     raise TypeError(f"build_defs returned {type(defs).__name__}, not Definitions")
             except Exception as exc:
-                errors.append(_component_error(instance, exc))
+                errors.append(LoadError.for_instance(instance, exc))
                 continue
             finally:
                 timings[instance.source] = time.perf_counter() - start
@@ -223,7 +229,7 @@ def load_defs(
         return LoadResult(
             definitions=merged.definitions,
             state_info=StateInfo(versions),
-            errors=tuple(dict.fromkeys(errors)),  # a key's storage error is met twice in dev
+            errors=tuple(errors),
             project=project,
             asset_sources=merged.sources,
             refreshes=tuple(refreshes),
@@ -234,11 +240,6 @@ def load_defs(
 
 def _changed(key: str, fingerprints: Mapping[str, str], previous: Mapping[str, str] | None) -> bool:
     return previous is None or previous.get(key) != fingerprints.get(key)
-
-
-def _component_error(instance: ComponentInstance, exc: BaseException) -> LoadError:
-    message = exc.message if isinstance(exc, DefstateError) else f"{type(exc).__name__}: {exc}"
-    return LoadError(message, instance.location, instance.source, instance.state_key)
 
 
 def _missing_state_errors(
@@ -290,9 +291,9 @@ def _refresh_errors(project: Project, results: Sequence[RefreshResult]) -> list[
 
 
 def _resolve_state(
-    project: Project, pin: StateInfo | None
+    project: Project, storages: Mapping[str, StateStorage], pin: StateInfo | None
 ) -> tuple[dict[str, StateVersion], dict[str, Path | None], list[LoadError]]:
-    """For every key: the version to use (latest, or pinned) and its local path.
+    """For every key with a storage: the version to use (latest, or pinned) and its local path.
 
     Work that goes over the network — reading latest pointers, downloading versions missing
     from the cache — runs concurrently; local work stays on this thread (threads only cost).
@@ -300,12 +301,6 @@ def _resolve_state(
     versions: dict[str, StateVersion] = {}
     paths: dict[str, Path | None] = {}
     errors: list[LoadError] = []
-    storages: dict[str, StateStorage] = {}
-    for key, group in sorted(project.groups.items()):
-        try:
-            storages[key] = project.storages.get(group.management_type, group.writer.source)
-        except DefstateError as exc:
-            errors.append(_key_error(project, key, exc))
 
     def choose(key: str) -> None:
         group = project.groups[key]
@@ -326,7 +321,9 @@ def _resolve_state(
     def remote(key: str) -> bool:
         return project.groups[key].management_type is ManagementType.VERSIONED_STATE_STORAGE
 
-    _run_each(choose, list(storages), remote if pin is None else lambda key: False, errors, project)
+    _run_each(
+        choose, sorted(storages), remote if pin is None else lambda key: False, errors, project
+    )
     _run_each(
         fetch,
         list(versions),
@@ -338,12 +335,6 @@ def _resolve_state(
         del versions[key]
     errors.sort(key=lambda e: e.key or "")
     return versions, paths, errors
-
-
-def _key_error(project: Project, key: str, exc: Exception) -> LoadError:
-    writer = project.groups[key].writer
-    message = exc.message if isinstance(exc, DefstateError) else f"{type(exc).__name__}: {exc}"
-    return LoadError(message, writer.location, writer.source, key)
 
 
 def _run_each(
@@ -359,7 +350,7 @@ def _run_each(
         try:
             work(key)
         except Exception as exc:  # one key's failure must not hide the other components
-            errors.append(_key_error(project, key, exc))
+            errors.append(LoadError.for_instance(project.groups[key].writer, exc))
 
     remote = [k for k in keys if is_remote(k)]
     remote_set = set(remote)
@@ -408,8 +399,11 @@ def refresh_state(
         for g in select_groups(dict(project.groups), keys, management_types)
         if g.management_type is not ManagementType.LEGACY_CODE_SERVER_SNAPSHOTS
     ]
-    targets, errors = plan_targets(groups, project.storages)
+    storages, errors = resolve_storages(groups, project.storages)
     results = run_refreshes(
-        targets, concurrency or project.config.refresh_concurrency, listener, options
+        plan_targets(groups, storages),
+        concurrency or project.config.refresh_concurrency,
+        listener,
+        options,
     )
     return RefreshReport(tuple(results), (*project.errors, *errors))

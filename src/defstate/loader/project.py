@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 
 from defstate.errors import ProjectConfigError, SourceLocation
-from defstate.loader.yaml_source import TemplateError, expand_templates
+from defstate.loader.yaml_source import TemplateError, expand_templates, map_strings
 
 PYPROJECT = "pyproject.toml"
 _KNOWN_KEYS = frozenset(
@@ -45,11 +45,18 @@ class ProjectConfig:
 def find_project_root(start: Path | None = None) -> Path:
     """Walk up from ``start`` (default: cwd) to the first ``pyproject.toml`` with
     a ``[tool.defstate]`` table."""
+    return _find_project(start)[0]
+
+
+def _find_project(start: Path | None) -> tuple[Path, dict[str, Any]]:
+    """The project folder and its parsed ``pyproject.toml`` (see :func:`find_project_root`)."""
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         candidate = folder / PYPROJECT
-        if candidate.is_file() and "defstate" in _read_toml(candidate).get("tool", {}):
-            return folder
+        if candidate.is_file():
+            document = _read_toml(candidate)
+            if "defstate" in document.get("tool", {}):
+                return folder, document
     raise ProjectConfigError(
         f"no {PYPROJECT} with a [tool.defstate] table in {here} or any parent folder "
         "(pass --project DIR)"
@@ -73,11 +80,16 @@ def load_project_config(root: Path | str | None = None) -> ProjectConfig:
 
     ``root=None`` walks up from the current folder (:func:`find_project_root`).
     """
-    root = (Path(root) if root is not None else find_project_root()).resolve()
+    if root is None:
+        root, document = _find_project(None)  # already read: parse it once
+    else:
+        root = Path(root).resolve()
+        path = root / PYPROJECT
+        if not path.is_file():
+            raise ProjectConfigError(f"{path} does not exist: {root} is not a defstate project")
+        document = _read_toml(path)
     path = root / PYPROJECT
-    if not path.is_file():
-        raise ProjectConfigError(f"{path} does not exist: {root} is not a defstate project")
-    table = _read_toml(path).get("tool", {}).get("defstate", {})
+    table = document.get("tool", {}).get("defstate", {})
     where = SourceLocation(path)
     if not isinstance(table, dict):
         raise ProjectConfigError("[tool.defstate] must be a table", where)
@@ -108,17 +120,6 @@ def _positive_int(table: Mapping[str, Any], name: str, default: int, where: Sour
     return value
 
 
-def _expand_nested(value: Any, root: Path) -> Any:
-    """Templates in every string of a (nested) storage options table."""
-    if isinstance(value, str):
-        return expand_templates(value, root, os.environ)
-    if isinstance(value, Mapping):
-        return {k: _expand_nested(v, root) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand_nested(v, root) for v in value]
-    return value
-
-
 def _state_storage_config(
     table: Any, root: Path, where: SourceLocation
 ) -> StateStorageConfig | None:
@@ -139,7 +140,7 @@ def _state_storage_config(
         raise ProjectConfigError("[tool.defstate.state_storage] url must be a string", where)
     try:
         url = expand_templates(url, root, os.environ)
-        options = _expand_nested(options, root)
+        options = map_strings(options, lambda text, _: expand_templates(text, root, os.environ))
     except TemplateError as exc:
         raise ProjectConfigError(f"[tool.defstate.state_storage]: {exc}", where) from None
     return StateStorageConfig(url=url, storage_options=options)

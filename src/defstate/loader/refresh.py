@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -304,16 +304,16 @@ def _attempt(
         return write.commit()
 
 
-def _status(exc: BaseException) -> str:
-    if isinstance(exc, RefreshRejectedError):
-        return "rejected"
-    if isinstance(exc, RefreshTimeoutError):
-        return "timed_out"
-    return "failed"
-
-
-def _message(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, DefstateError) else f"{type(exc).__name__}: {exc}"
+def _outcome(error: BaseException | None) -> tuple[str, str | None]:
+    """The status a refresh ended with, and its error message."""
+    if error is None:
+        return "succeeded", None
+    message = str(error) if isinstance(error, DefstateError) else f"{type(error).__name__}: {error}"
+    if isinstance(error, RefreshRejectedError):
+        return "rejected", message
+    if isinstance(error, RefreshTimeoutError):
+        return "timed_out", message
+    return "failed", message
 
 
 def _joined_result(target: RefreshTarget, requested_at: str, start: float) -> RefreshResult | None:
@@ -387,14 +387,15 @@ def run_refresh(target: RefreshTarget, options: RefreshOptions | None = None) ->
         )
     except Exception as exc:  # the lock itself failed (e.g. storage unreachable)
         error = exc
+    status, message = _outcome(error)
     return RefreshResult(
         target.key,
         target.management_type,
         target.instance.source,
         time.perf_counter() - start,
         version=version,
-        error=None if error is None else _message(error),
-        status="succeeded" if error is None else _status(error),
+        error=message,
+        status=status,
         attempts=attempts,
     )
 
@@ -407,14 +408,15 @@ def _write_record(
     version: StateVersion | None,
     error: BaseException | None,
 ) -> None:
+    status, message = _outcome(error)
     record = RefreshRecord(
         key=target.key,
         trigger=trigger,
         started_at=started_at,
         finished_at=utc_iso(),
         attempts=attempts,
-        status="succeeded" if error is None else _status(error),
-        error=None if error is None else _message(error),
+        status=status,
+        error=message,
         version=version.version if version else None,
         bytes=version.size if version else None,
     )
@@ -544,19 +546,22 @@ def select_groups(
     return selected
 
 
-def plan_targets(
+def resolve_storages(
     groups: Iterable[KeyGroup], storages: StateStorages
-) -> tuple[list[RefreshTarget], list[LoadError]]:
-    """Pair each group with its storage; a storage that cannot be set up is an error."""
-    targets: list[RefreshTarget] = []
+) -> tuple[dict[str, StateStorage], list[LoadError]]:
+    """Each group's storage by key; a storage that cannot be set up is an error of its key."""
+    resolved: dict[str, StateStorage] = {}
     errors: list[LoadError] = []
     for group in groups:
         try:
-            storage = storages.get(group.management_type, group.writer.source)
+            resolved[group.key] = storages.get(group.management_type, group.writer.source)
         except DefstateError as exc:
-            errors.append(
-                LoadError(exc.message, group.writer.location, group.writer.source, group.key)
-            )
-            continue
-        targets.append(RefreshTarget(group.key, group.writer, storage))
-    return targets, errors
+            errors.append(LoadError.for_instance(group.writer, exc))
+    return resolved, errors
+
+
+def plan_targets(
+    groups: Iterable[KeyGroup], storages: Mapping[str, StateStorage]
+) -> list[RefreshTarget]:
+    """A refresh target for each group whose storage could be set up."""
+    return [RefreshTarget(g.key, g.writer, storages[g.key]) for g in groups if g.key in storages]

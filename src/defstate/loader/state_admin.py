@@ -11,7 +11,6 @@ import attrs
 from defstate.errors import DefstateError, StateStorageError
 from defstate.loader.load import Project, open_project
 from defstate.loader.refresh import KeyGroup
-from defstate.state_storage.base import StateStorage
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.state_info import StateVersion
 from defstate.state_storage.versioned import VersionedStateStorage
@@ -37,16 +36,11 @@ class KeyState:
         }
 
 
-def _storage(project: Project, group: KeyGroup) -> StateStorage:
-    return project.storages.get(group.management_type, group.writer.source)
-
-
-def _versioned(project: Project, key: str, what: str) -> VersionedStateStorage:
-    group = project.group(key)
-    storage = _storage(project, group)
+def _versioned(project: Project, group: KeyGroup, what: str) -> VersionedStateStorage:
+    storage = project.storage(group)
     if not isinstance(storage, VersionedStateStorage):
         raise DefstateError(
-            f"cannot {what} key {key!r}: it is {group.management_type.value}, which keeps no "
+            f"cannot {what} key {group.key!r}: it is {group.management_type.value}, which keeps no "
             "versions (only VERSIONED_STATE_STORAGE does)"
         )
     return storage
@@ -60,7 +54,7 @@ def list_state(project_root: Path | str | None = None) -> list[KeyState]:
     for key, group in sorted(project.groups.items()):
         sources = tuple(i.source for i in group.instances)
         try:
-            latest = _storage(project, group).latest(key)
+            latest = project.storage(group).latest(key)
             rows.append(KeyState(key, group.management_type, sources, latest))
         except DefstateError as exc:
             rows.append(KeyState(key, group.management_type, sources, None, exc.message))
@@ -74,8 +68,8 @@ def show_state(
     project = open_project(project_root)
     group = project.group(key)
     if version is not None:
-        return _versioned(project, key, "show versions of").version(key, version)
-    latest = _storage(project, group).latest(key)
+        return _versioned(project, group, "show versions of").version(key, version)
+    latest = project.storage(group).latest(key)
     if latest is None:
         raise StateStorageError(
             f"key {key!r} has no state yet: create it with `defstate state refresh --key '{key}'`"
@@ -98,7 +92,7 @@ class DefsDiff:
         return attrs.asdict(self)
 
 
-def _asset_dicts(project: Project, group: KeyGroup, state: Path) -> dict[str, dict[str, Any]]:
+def _asset_dicts(group: KeyGroup, state: Path) -> dict[str, dict[str, Any]]:
     result: dict[str, dict[str, Any]] = {}
     for instance in group.instances:
         context = attrs.evolve(instance.context, state_path=state)
@@ -115,21 +109,27 @@ def diff_state(
     Defaults: ``new`` is the latest version, ``old`` the version stored before ``new``.
     """
     project = open_project(project_root)
-    storage = _versioned(project, key, "diff")
-    versions = storage.versions(key)
-    latest = storage.latest(key)
+    group = project.group(key)
+    storage = _versioned(project, group, "diff")
+    versions: list[StateVersion] = []  # listed only when old must be found
     if new is None:
+        latest = storage.latest(key)
         if latest is None:
             raise StateStorageError(f"key {key!r} has no state at {storage.describe()}")
         new = latest.version
     if old is None:
+        versions = storage.versions(key)
         ids = [v.version for v in versions]
         if new not in ids or ids.index(new) == 0:
             raise StateStorageError(f"version {new} of key {key!r} has no earlier version")
         old = ids[ids.index(new) - 1]
-    group = project.group(key)
-    before = _asset_dicts(project, group, storage.state_path(storage.version(key, old)))
-    after = _asset_dicts(project, group, storage.state_path(storage.version(key, new)))
+    listed = {v.version: v for v in versions}
+
+    def state_of(version: str) -> Path:
+        return storage.state_path(listed.get(version) or storage.version(key, version))
+
+    before = _asset_dicts(group, state_of(old))
+    after = _asset_dicts(group, state_of(new))
     return DefsDiff(
         key,
         old,
@@ -146,7 +146,7 @@ def rollback_state(project_root: Path | str | None, key: str, version: str) -> S
     Code locations pick it up at their next reload (``--reload-on-new-state`` notices it).
     """
     project = open_project(project_root)
-    return _versioned(project, key, "roll back").rollback(key, version)
+    return _versioned(project, project.group(key), "roll back").rollback(key, version)
 
 
 def gc_state(
@@ -166,7 +166,7 @@ def gc_state(
             continue
         if group.management_type is not ManagementType.VERSIONED_STATE_STORAGE:
             continue
-        storage = _versioned(project, key, "collect")
+        storage = _versioned(project, group, "collect")
         latest = storage.latest(key)
         versions = storage.versions(key)  # oldest first
         survivors = {v.version for v in versions[-keep:]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ class YamlDocument:
     """One YAML document of a file: its plain value and the 1-based line of each value."""
 
     path: Path
-    index: int
     value: Any
     lines: Mapping[ValuePath, int]
 
@@ -108,7 +107,7 @@ def load_yaml_documents(path: Path) -> list[YamlDocument]:
                 continue
             lines: dict[ValuePath, int] = {}
             value = _walk(loader, path, node, (), lines)
-            documents.append(YamlDocument(path, len(documents), value, lines))
+            documents.append(YamlDocument(path, value, lines))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 0
@@ -151,28 +150,26 @@ def expand_templates(text: str, project_root: Path, env: Mapping[str, str]) -> s
     return _TEMPLATE.sub(substitute, text)
 
 
+def map_strings(value: Any, function: Callable[[str, ValuePath], str], path: ValuePath = ()) -> Any:
+    """``value`` with every string in it (at any depth) replaced by ``function(text, path)``."""
+    if isinstance(value, str):
+        return function(value, path)
+    if isinstance(value, list):
+        return [map_strings(v, function, (*path, i)) for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        return {k: map_strings(v, function, (*path, str(k))) for k, v in value.items()}
+    return value
+
+
 def render_templates(
-    value: Any,
-    document: YamlDocument,
-    project_root: Path,
-    path: ValuePath = (),
-    environ: Mapping[str, str] | None = None,
+    value: Any, document: YamlDocument, project_root: Path, path: ValuePath = ()
 ) -> Any:
     """Expand templates in every string of ``value``; errors name the file and line."""
-    env = os.environ if environ is None else environ
-    if isinstance(value, str):
+
+    def expand(text: str, where: ValuePath) -> str:
         try:
-            return expand_templates(value, project_root, env)
+            return expand_templates(text, project_root, os.environ)
         except TemplateError as exc:
-            raise DefsYamlError(str(exc), document.location(path)) from None
-    if isinstance(value, list):
-        return [
-            render_templates(v, document, project_root, (*path, i), env)
-            for i, v in enumerate(value)
-        ]
-    if isinstance(value, dict):
-        return {
-            k: render_templates(v, document, project_root, (*path, str(k)), env)
-            for k, v in value.items()
-        }
-    return value
+            raise DefsYamlError(str(exc), document.location(where)) from None
+
+    return map_strings(value, expand, path)
