@@ -14,7 +14,7 @@ import pytest
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
 
-pytest_plugins = ["storage_servers"]
+pytest_plugins = ["storage_servers", "postgres_server"]
 
 ProjectFactory = Callable[..., Path]
 

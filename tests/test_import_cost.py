@@ -17,6 +17,7 @@ from conftest import ProjectFactory, subprocess_env
 
 # fsspec backends, rich, watchfiles, dbt and tenacity: only the commands that need them.
 HEAVY = {"fsspec", "s3fs", "gcsfs", "botocore", "rich", "watchfiles", "dbt", "tenacity"}
+HEAVY |= {"sqlalchemy", "psycopg", "dlt"}  # contrib drivers: only their refreshes
 # What a load that only reads local state never needs (measured here: logging with traceback
 # ~3 ms, hashlib ~4 ms, shutil with bz2/lzma ~3 ms of every worker's start-up).
 NOT_ON_READ_PATH = {"logging", "hashlib", "shutil", "signal"}

@@ -18,26 +18,32 @@ A ``defs.yaml`` entry::
 **URLs** follow SQLAlchemy's convention: ``sqlite:///relative/path.db`` (relative to the
 project root), ``sqlite:////absolute/path.db``, and the same for ``duckdb:///path.duckdb``
 (needs the ``duckdb`` package). SQLite comes with Python; its only schema is ``main``.
+Every other URL (``postgresql+psycopg://user:{{ env.PGPASSWORD }}@host/db``, ...) is a server
+database read through SQLAlchemy (``defstate[sql]``; see :mod:`defstate.contrib.sqlalchemy`).
 
-**State key**: ``DatabaseTables[<database file stem>]``; ``defs_state: {key: ...}``
+**State key**: ``DatabaseTables[<database file stem or name>]``; ``defs_state: {key: ...}``
 overrides it.
 
 **State format**: one UTF-8 JSON file, keys sorted, two-space indent, trailing newline::
 
     {
       "format": "defstate.sql/1",
-      "dialect": "sqlite" | "duckdb",
+      "dialect": "sqlite" | "duckdb" | "postgresql" | ...,
       "database": "warehouse.db",          # the file name only: state is machine-independent
+      "row_counts": "estimate",            # server databases: counts from catalog statistics
       "tables": [TABLE, ...]               # sorted by (schema, name)
     }
 
-    TABLE:       schema, name, type ("table" | "view"), row_count (null when a view
-                 cannot be counted), columns [{name, type}] (in table order),
-                 foreign_keys [{columns, references: {schema, table, columns}}] (sorted)
+    TABLE:       schema, name, type ("table" | "view" | "materialized_view"), row_count (null
+                 when unknown), columns [{name, type}] (in table order),
+                 foreign_keys [{columns, references: {schema, table, columns}}] (sorted);
+                 server databases add comment, primary_key and, per column, nullable, comment
 
 **Assets**: key ``[*key_prefix, schema, name]``; deps: the tables its foreign keys reference
 (a table referencing itself has no dep on itself); kinds ``{dialect, type}``; metadata
-``columns`` (``[{name, type}]``) and ``row_count``; ``group_name`` from the attribute.
+``columns`` (``[{name, type}]``, plus ``nullable`` and ``comment`` when known), ``row_count``
+(``row_count_estimate`` for server databases) and ``primary_key`` when there is one; the
+table comment as description; ``group_name`` from the attribute.
 """
 
 from __future__ import annotations
@@ -53,6 +59,13 @@ import attrs
 from defstate.components import ComponentLoadContext, StateBackedComponent
 from defstate.components.attributes import AttributeValueError
 from defstate.components.json_state import dump_json_state, load_json_state
+from defstate.contrib.sqlalchemy import (
+    ServerUrl,
+    ServerUrlError,
+    introspect_server,
+    is_server_url,
+    redact_url,
+)
 from defstate.definitions import AssetKey, AssetSpec, Definitions
 from defstate.errors import TerminalRefreshError
 
@@ -67,6 +80,9 @@ STATE_FORMAT: Final = "defstate.sql/1"
 Dialect = Literal["sqlite", "duckdb"]
 
 _DIALECTS: Final[tuple[Dialect, ...]] = ("sqlite", "duckdb")
+
+# Kinds Dagster users know, where they differ from the dialect's name.
+_KINDS: Final = {"postgresql": "postgres"}
 
 # DuckDB's own catalogs; never user tables.
 _DUCKDB_SYSTEM_SCHEMAS: Final = ("information_schema", "pg_catalog")
@@ -99,18 +115,19 @@ class DatabaseUrl:
     def parse(cls, url: str) -> DatabaseUrl:
         """Parse ``<dialect>:///relative`` or ``<dialect>:////absolute`` (SQLAlchemy style)."""
         scheme, separator, rest = url.partition("://")
+        shown = redact_url(url)  # a mistyped server URL may hold a password
         expected = "expected sqlite:///path/to/file.db or duckdb:///path/to/file.duckdb"
         if not separator or scheme not in _DIALECTS:
-            raise DatabaseUrlError(f"unsupported database URL {url!r}: {expected}")
+            raise DatabaseUrlError(f"unsupported database URL {shown!r}: {expected}")
         if not rest.startswith("/"):
             # `sqlite://host/...`: a host part means a server, which neither dialect has
-            raise DatabaseUrlError(f"database URL {url!r} has a host part: {expected}")
+            raise DatabaseUrlError(f"database URL {shown!r} has a host part: {expected}")
         if "?" in rest or "#" in rest:
-            raise DatabaseUrlError(f"database URL {url!r}: query parameters are not supported")
+            raise DatabaseUrlError(f"database URL {shown!r}: query parameters are not supported")
         path = rest[1:]  # `///x` is the relative path `x`; `////x` is the absolute `/x`
         if not path or path == ":memory:":
             raise DatabaseUrlError(
-                f"database URL {url!r} names no database file (in-memory databases are empty)"
+                f"database URL {shown!r} names no database file (in-memory databases are empty)"
             )
         dialect: Dialect = "sqlite" if scheme == "sqlite" else "duckdb"
         return cls(dialect, Path(path))
@@ -132,8 +149,9 @@ class DatabaseTablesComponent(StateBackedComponent):
     foreign keys; see the module documentation for the URL forms, state format and keys.
     """
 
-    url: str
-    """``sqlite:///path.db`` or ``duckdb:///path.duckdb``; relative paths: project root."""
+    url: str = attrs.field(repr=False)
+    """``sqlite:///path.db``, ``duckdb:///path.duckdb`` (relative paths: project root) or a
+    server database's SQLAlchemy URL (may hold credentials: never stored or shown)."""
     schemas: list[str] | None = None
     """Only these schemas; ``None``: all of them."""
     include_views: bool = True
@@ -142,11 +160,26 @@ class DatabaseTablesComponent(StateBackedComponent):
     """The group of every asset."""
     key_prefix: list[str] = attrs.field(factory=list)
     """Key parts put before ``[schema, table]``."""
+    timeout: float = 30.0
+    """Seconds for connecting to a server database and for each of its catalog queries."""
 
     @classmethod
     def from_attributes(cls, attributes: Mapping[str, Any], context: ComponentLoadContext) -> Self:
         """Validate the URL and make its path absolute (relative to the project root)."""
         component = super().from_attributes(attributes, context)
+        if not component.timeout > 0:
+            raise AttributeValueError(("timeout",), "timeout must be more than 0 seconds")
+        for index, part in enumerate(component.key_prefix):
+            if not part or "/" in part:
+                raise AttributeValueError(
+                    ("key_prefix", index), f"key parts must be non-empty, without '/': {part!r}"
+                )
+        if is_server_url(component.url):
+            try:
+                ServerUrl.parse(component.url)
+            except ServerUrlError as exc:
+                raise AttributeValueError(("url",), str(exc)) from None
+            return component
         try:
             parsed = DatabaseUrl.parse(component.url)
         except DatabaseUrlError as exc:
@@ -155,32 +188,35 @@ class DatabaseTablesComponent(StateBackedComponent):
             raise AttributeValueError(
                 ("url",), f"{component.url!r} needs the duckdb package: pip install duckdb"
             )
-        for index, part in enumerate(component.key_prefix):
-            if not part or "/" in part:
-                raise AttributeValueError(
-                    ("key_prefix", index), f"key parts must be non-empty, without '/': {part!r}"
-                )
         # Only the path is resolved: the file may not exist yet (it is checked on refresh),
         # and loading from stored state must work where the database is unreachable.
         resolved = DatabaseUrl(parsed.dialect, context.resolve_path(parsed.path))
         return attrs.evolve(component, url=resolved.to_string())
 
     @property
-    def database(self) -> DatabaseUrl:
-        """The parsed :attr:`url`."""
+    def database(self) -> DatabaseUrl | ServerUrl:
+        """The parsed :attr:`url`: a database file, or a server database."""
+        if is_server_url(self.url):
+            return ServerUrl.parse(self.url)
         return DatabaseUrl.parse(self.url)
 
     def get_defs_state_key(self) -> str:
-        """``DatabaseTables[<database file stem>]``."""
-        return f"DatabaseTables[{self.database.path.stem}]"
+        """``DatabaseTables[<database file stem or name>]``."""
+        database = self.database
+        name = database.database if isinstance(database, ServerUrl) else database.path.stem
+        return f"DatabaseTables[{name}]"
 
     def write_state_to_path(self, state_path: Path) -> None:
         """Introspect the database (read-only) and write its description to ``state_path``."""
         database = self.database
-        if database.dialect == "sqlite":
-            tables = introspect_sqlite(database.path)
+        extra: dict[str, Any] = {}
+        if isinstance(database, ServerUrl):
+            tables = introspect_server(database, timeout=self.timeout)
+            name, extra["row_counts"] = database.database, "estimate"
+        elif database.dialect == "sqlite":
+            tables, name = introspect_sqlite(database.path), database.path.name
         else:
-            tables = introspect_duckdb(database.path)
+            tables, name = introspect_duckdb(database.path), database.path.name
         selected = [
             t
             for t in tables
@@ -190,7 +226,8 @@ class DatabaseTablesComponent(StateBackedComponent):
         state = {
             "format": STATE_FORMAT,
             "dialect": database.dialect,
-            "database": database.path.name,
+            "database": name,
+            **extra,
             "tables": sorted(selected, key=lambda t: (t["schema"], t["name"])),
         }
         state_path.write_bytes(dump_json_state(state))
@@ -415,6 +452,8 @@ def asset_specs_from_state(
 ) -> list[AssetSpec]:
     """The asset specs for a state document (see the module documentation)."""
     dialect = str(state["dialect"])
+    kind = _KINDS.get(dialect, dialect)
+    row_count = "row_count_estimate" if state.get("row_counts") == "estimate" else "row_count"
     specs = []
     for table in state["tables"]:
         key = AssetKey((*key_prefix, table["schema"], table["name"]))
@@ -422,16 +461,20 @@ def asset_specs_from_state(
             AssetKey((*key_prefix, fk["references"]["schema"], fk["references"]["table"]))
             for fk in table["foreign_keys"]
         ]
+        metadata: dict[str, Any] = {
+            "columns": [{k: v for k, v in c.items() if v is not None} for c in table["columns"]],
+            row_count: table["row_count"],
+        }
+        if table.get("primary_key"):
+            metadata["primary_key"] = table["primary_key"]
         specs.append(
             AssetSpec(
                 key=key,
                 deps=[d for d in deps if d != key],
+                description=table.get("comment"),
                 group_name=group_name,
-                kinds=[dialect, table["type"]],
-                metadata={
-                    "columns": [{"name": c["name"], "type": c["type"]} for c in table["columns"]],
-                    "row_count": table["row_count"],
-                },
+                kinds=[kind, table["type"]],
+                metadata=metadata,
             )
         )
     return specs
