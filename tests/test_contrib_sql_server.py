@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import json
 import subprocess
 import sys
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
