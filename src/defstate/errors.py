@@ -60,6 +60,8 @@ class StateIntegrityError(StateStorageError):
 class UnknownStateKeyError(DefstateError):
     """A state key was asked for that no component of the project uses."""
 
+    exit_code = 2
+
 
 class TerminalRefreshError(Exception):
     """Raise from ``write_state_to_path`` for a failure that retrying cannot fix."""

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -13,7 +14,9 @@ from typing import Any, ParamSpec, TypeVar
 import attrs
 import click
 
-from defstate.errors import DefstateError, UnknownStateKeyError
+from defstate.errors import DefstateError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -33,8 +36,33 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+def exit_interrupted() -> None:
+    """Ctrl-C: say so and exit 130, like a shell, without waiting for refresh threads.
+
+    A refresh cut off this way publishes nothing (the previous state stays), so the process
+    ends at once instead of joining worker threads that may run for minutes.
+    """
+    click.echo("interrupted", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if threading.active_count() > 1:
+        os._exit(EXIT_INTERRUPTED)
+    sys.exit(EXIT_INTERRUPTED)
+
+
+def report_error(exc: DefstateError) -> None:
+    """The one-line ``error:`` report of ``exc`` (plus the caret lines of a selection error)."""
+    click.echo(f"error: {exc}", err=True)
+    for line in getattr(exc, "pointer", ()):
+        click.echo(f"  {line}", err=True)
+
+
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn exceptions into one-line errors and non-zero exits (tracebacks only with --debug)."""
+    """Turn exceptions into one-line errors and their exit codes (tracebacks with --debug).
+
+    Exit codes are the same for every command: 0 ok, 1 failure, 2 usage error or unknown key
+    (``exit_code`` of the error class), 130 interrupted.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -43,16 +71,17 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         debug = options is not None and options.debug
         try:
             return func(*args, **kwargs)
-        except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
-        except UnknownStateKeyError as exc:
+        except KeyboardInterrupt:
             if debug:
                 raise
-            fail(str(exc), code=2)
+            exit_interrupted()
         except DefstateError as exc:
             if debug:
                 raise
-            fail(str(exc))
+            report_error(exc)
+            sys.exit(getattr(exc, "exit_code", 1))
         except Exception as exc:
             if debug:
                 raise

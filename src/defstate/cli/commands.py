@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -37,6 +37,9 @@ from defstate.loader.refresh import RefreshOptions
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.state_info import StateInfo
 
+if TYPE_CHECKING:
+    from defstate.selection import AssetSelection
+
 _MANAGEMENT_TYPES = click.Choice([m.value for m in ManagementType], case_sensitive=False)
 
 
@@ -56,6 +59,24 @@ def _read_state_info(path: Path | None) -> StateInfo | None:
     except (ValueError, KeyError, TypeError) as exc:
         raise click.UsageError(f"{path} is not a defstate state info document: {exc}") from None
 
+
+def _selection(text: str | None) -> AssetSelection | None:
+    from defstate.selection import AssetSelection
+
+    return None if text is None else AssetSelection.from_string(text)
+
+
+_SELECT = click.option(
+    "--select",
+    "select",
+    metavar="SELECTION",
+    help="Only these assets, in Dagster's selection syntax: key:raw/*, group:G, tag:T[=V], "
+    "kind:K, owner:O, +X / X+ / 2+X (up/downstream), and, or, not, ( ).",
+)
+
+_WIDE = click.option(
+    "--wide", is_flag=True, help="Full version ids, times and names (tables wider than 80)."
+)
 
 _STRICT = click.option(
     "--strict",
@@ -82,39 +103,53 @@ def list_group() -> None:
     help="Reconstruct from this pin (a JSON file from `list defs --json` or LoadResult).",
 )
 @_STRICT
+@_SELECT
+@_WIDE
 @pass_state
 @handle_errors
 def list_defs(
-    state: CliState, as_json: bool, no_refresh: bool, state_info: Path | None, strict: bool
+    state: CliState,
+    as_json: bool,
+    no_refresh: bool,
+    state_info: Path | None,
+    strict: bool,
+    select: str | None,
+    wide: bool,
 ) -> None:
     """Load the project and print its definitions.
 
     A dev command, like `dg list defs`: it refreshes refresh_if_dev components first unless
     --no-refresh is given or DEFSTATE_DEPLOY=1 is set.
     """
+    selection = _selection(select)  # a syntax error stops before anything loads
     pin = _read_state_info(state_info)
     dev = pin is None and not no_refresh and not is_deploy()
     with user_output_to_stderr(as_json):
         result = load_defs(state.project, dev=dev, state_info=pin, strict=strict or None)
+    if selection is not None:
+        from defstate.loader.select import select_from_load
+
+        result = select_from_load(result, selection)
     with paused_gc:  # rendering allocates as much as the load did (see gc_pause)
         if as_json:
             click.echo(json_dumps(result.to_json_dict()))
         else:
-            render_defs(result)
+            render_defs(result, wide)
     exit_on_errors(result.errors)
 
 
 @list_group.command("components")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_WIDE
 @pass_state
 @handle_errors
-def list_components(state: CliState, as_json: bool) -> None:
+def list_components(state: CliState, as_json: bool, wide: bool) -> None:
     """List the project's component instances and their state keys."""
     project = open_project(state.project)
     if as_json:
         click.echo(json_dumps({"components": project.components_json()}))
     else:
-        render_components(project)
+        render_components(project, wide)
     exit_on_errors(project.errors)
 
 
@@ -172,9 +207,17 @@ def _refresh_options(func: click.decorators.FC) -> click.decorators.FC:
     )(func)
     func = click.option(
         "--key",
+        "--defs-state-key",
         "keys",
         multiple=True,
         help="Only this state key or glob pattern (repeatable; default: every key).",
+    )(func)
+    func = click.option(
+        "--select",
+        "select",
+        metavar="SELECTION",
+        help="Only the keys whose components define these assets (Dagster selection syntax, "
+        "see `list defs --select`; resolved from the current state).",
     )(func)
     return func
 
@@ -197,12 +240,33 @@ def state_refresh(
     management_types: tuple[str, ...],
     concurrency: int | None,
     as_json: bool,
+    select: str | None,
     **policy: Any,
 ) -> None:
     """Refresh state: call write_state_to_path and publish the result, per key."""
-    _run_refresh(
-        state, (*key_args, *keys), management_types, concurrency, as_json, _options(**policy)
-    )
+    selected = (*key_args, *keys)
+    selection = _selection(select)
+    if selection is not None:
+        selected = (*selected, *_keys_of_selection(state, selection, as_json))
+    _run_refresh(state, selected, management_types, concurrency, as_json, _options(**policy))
+
+
+def _keys_of_selection(
+    state: CliState, selection: AssetSelection, as_json: bool
+) -> tuple[str, ...]:
+    from defstate.errors import UnknownStateKeyError
+    from defstate.loader.select import state_keys_for_selection
+
+    with user_output_to_stderr(as_json):
+        keys, result = state_keys_for_selection(selection, state.project)
+    if not keys:
+        print_errors(result.errors)
+        raise UnknownStateKeyError(
+            f"selection {selection.text!r} matches no asset of a state-backed component "
+            "(a component without state defines no assets yet: name its key instead, "
+            f"known keys: {', '.join(result.project.keys) or 'none'})"
+        )
+    return tuple(keys)
 
 
 def _options(
@@ -291,9 +355,10 @@ utils_group.add_command(state_refresh, "refresh-defs-state")
 @click.argument("key")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@_WIDE
 @pass_state
 @handle_errors
-def state_history_command(state: CliState, key: str, as_json: bool, limit: int) -> None:
+def state_history_command(state: CliState, key: str, as_json: bool, limit: int, wide: bool) -> None:
     """Show a key's refresh records (newest first) and its stored versions."""
     from defstate.cli.render import render_history
     from defstate.loader.history import state_history
@@ -302,7 +367,7 @@ def state_history_command(state: CliState, key: str, as_json: bool, limit: int) 
     if as_json:
         click.echo(json_dumps(history.to_json_dict()))
     else:
-        render_history(history)
+        render_history(history, wide)
 
 
 @cli.group("schedule")
@@ -361,9 +426,10 @@ def schedule_run(state: CliState, name: str, as_json: bool, no_wait: bool) -> No
 
 @state_group.command("ls")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_WIDE
 @pass_state
 @handle_errors
-def state_ls(state: CliState, as_json: bool) -> None:
+def state_ls(state: CliState, as_json: bool, wide: bool) -> None:
     """List state keys with their latest version."""
     from defstate.cli.render import render_state_list
     from defstate.loader.state_admin import list_state
@@ -372,7 +438,7 @@ def state_ls(state: CliState, as_json: bool) -> None:
     if as_json:
         click.echo(json_dumps({"keys": [r.to_json_dict() for r in rows]}))
     else:
-        render_state_list(rows)
+        render_state_list(rows, wide)
     if any(r.error for r in rows):
         for row in rows:
             if row.error:

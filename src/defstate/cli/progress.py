@@ -20,7 +20,7 @@ def refresh_progress() -> Iterator[RefreshListener]:
 
     progress = Progress(
         SpinnerColumn(),
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # keys are text, never markup
         TimeElapsedColumn(),
         console=console(stderr=True),
         transient=True,

@@ -13,16 +13,85 @@ from defstate.loader.refresh import RefreshResult
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
     from defstate.loader.history import StateHistory
     from defstate.loader.load import LoadResult, Project
     from defstate.loader.state_admin import KeyState
 
 
-def console(stderr: bool = False) -> Console:
+# --wide: as wide as the content (no terminal is this wide, so nothing wraps or folds)
+_WIDE = 100_000
+SHORT_ID = 8
+_SHORT_MANAGEMENT = {
+    "LOCAL_FILESYSTEM": "local",
+    "VERSIONED_STATE_STORAGE": "versioned",
+    "LEGACY_CODE_SERVER_SNAPSHOTS": "snapshot",
+}
+
+
+def console(stderr: bool = False, wide: bool = False) -> Console:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, markup=False)
+    # Keys, paths and messages are user text: never markup ([/x]), emoji codes (:x:) or
+    # highlighting.
+    return Console(
+        stderr=stderr,
+        highlight=False,
+        markup=False,
+        emoji=False,
+        width=_WIDE if wide else None,
+        soft_wrap=wide,
+    )
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """``1 component``, ``2 components``, ``0 keys``."""
+    word = singular if count == 1 else (plural_form or singular + "s")
+    return f"{count} {word}"
+
+
+def short_id(version: str | None, wide: bool = False) -> str:
+    """A uuid version as its first 8 characters, like git's short hashes (every command that
+    takes a version accepts a unique prefix); ``local``/``code-server`` as they are."""
+    if version is None:
+        return ""
+    return version if wide or len(version) <= SHORT_ID + 4 else version[:SHORT_ID]
+
+
+def short_time(iso: str | None, wide: bool = False) -> str:
+    """An ISO 8601 UTC time to the second (``2026-12-01T21:41:47Z``); full with --wide."""
+    if not iso:
+        return ""
+    if wide or not iso.endswith("+00:00") or len(iso) < 19:
+        return iso
+    return iso[:19] + "Z"
+
+
+def management_name(value: str, wide: bool = False) -> str:
+    return value if wide else _SHORT_MANAGEMENT.get(value, value)
+
+
+def table(title: str, columns: Sequence[str], wide: bool, keep: Sequence[str] = ()) -> Table:
+    """A table that fits the terminal: columns in ``keep`` (keys, ids) never wrap, the others
+    wrap when needed; --wide tables are as wide as their content."""
+    from rich import box
+    from rich.table import Table
+
+    grid = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for column in columns:
+        if column in keep:
+            grid.add_column(column, no_wrap=True, overflow="fold")
+        else:
+            grid.add_column(column, overflow="fold")
+    return grid
 
 
 def print_errors(errors: Sequence[LoadError]) -> None:
@@ -49,43 +118,55 @@ def format_bytes(size: int | None) -> str:
     raise AssertionError("unreachable")
 
 
-def render_defs(result: LoadResult) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"{len(result.definitions.assets)} assets", title_justify="left")
-    for column in ("key", "deps", "group", "kinds", "component"):
-        table.add_column(column, overflow="fold")
-    for spec in sorted(result.definitions.assets, key=lambda s: s.key):
-        table.add_row(
+def render_defs(result: LoadResult, wide: bool = False) -> None:
+    assets = sorted(result.definitions.assets, key=lambda s: s.key)
+    grid = table(
+        plural(len(assets), "asset"),
+        ("key", "deps", "group", "kinds", "component"),
+        wide,
+        keep=("key",),
+    )
+    for spec in assets:
+        grid.add_row(
             spec.key.to_string(),
             ", ".join(d.to_string() for d in spec.deps),
             spec.group_name or "",
             ", ".join(spec.kinds),
             result.asset_sources.get(spec.key, ""),
         )
-    out = console()
-    out.print(table)
+    out = console(wide=wide)
+    out.print(grid)
     if result.state_info:
-        state = Table(title="state", title_justify="left")
-        for column in ("key", "version", "created_at", "management type"):
-            state.add_column(column, overflow="fold")
+        state = table(
+            "state",
+            ("key", "version", "created_at", "storage"),
+            wide,
+            keep=("key", "version", "created_at"),
+        )
         for key, version in sorted(result.state_info.versions.items()):
-            state.add_row(key, version.version, version.created_at, version.management_type.value)
+            state.add_row(
+                key,
+                short_id(version.version, wide),
+                short_time(version.created_at, wide),
+                management_name(version.management_type.value, wide),
+            )
         out.print(state)
 
 
-def render_components(project: Project) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"{len(project.instances)} components", title_justify="left")
-    for column in ("source", "type", "state key", "management type"):
-        table.add_column(column, overflow="fold")
+def render_components(project: Project, wide: bool = False) -> None:
+    grid = table(
+        plural(len(project.instances), "component"),
+        ("source", "type", "state key", "storage"),
+        wide,
+        keep=("state key",),
+    )
     for instance in project.instances:
         management = ""
         if instance.state_key is not None:
-            management = project.groups[instance.state_key].management_type.value
-        table.add_row(instance.source, instance.type_name, instance.state_key or "", management)
-    console().print(table)
+            value = project.groups[instance.state_key].management_type.value
+            management = management_name(value, wide)
+        grid.add_row(instance.source, instance.type_name, instance.state_key or "", management)
+    console(wide=wide).print(grid)
 
 
 def render_refresh_results(results: Sequence[RefreshResult]) -> None:
@@ -107,54 +188,66 @@ def render_refresh_results(results: Sequence[RefreshResult]) -> None:
         else:
             click.echo(
                 f"error: {result.component}: [{result.key}] refresh {result.status} after "
-                f"{result.seconds:.2f}s ({result.attempts} attempt(s)): {result.error}",
+                f"{result.seconds:.2f}s ({plural(result.attempts, 'attempt')}): {result.error}",
                 err=True,
             )
 
 
-def render_history(history: StateHistory) -> None:
-    from rich.table import Table
-
-    out = console()
-    latest = history.latest.version if history.latest else "none"
-    out.print(f"{history.key} ({history.management_type}), latest version: {latest}")
-    records = Table(title="refreshes (newest first)", title_justify="left")
-    for column in ("started", "trigger", "status", "attempts", "version", "bytes", "host", "error"):
-        records.add_column(column, overflow="fold")
+def render_history(history: StateHistory, wide: bool = False) -> None:
+    out = console(wide=wide)
+    latest = short_id(history.latest.version, wide) if history.latest else "none"
+    management = management_name(history.management_type, wide)
+    out.print(f"{history.key} ({management}), latest version: {latest}")
+    columns = ["started", "trigger", "status", "attempts", "version", "bytes"]
+    if wide:
+        columns.append("host")
+    records = table(
+        "refreshes (newest first)", [*columns, "error"], wide, keep=("started", "version")
+    )
     for r in history.records:
-        records.add_row(
-            r.started_at,
+        row = [
+            short_time(r.started_at, wide),
             r.trigger,
             r.status,
             str(r.attempts),
-            r.version or "",
+            short_id(r.version, wide),
             format_bytes(r.bytes),
-            r.host,
-            r.error or "",
-        )
+        ]
+        if wide:
+            row.append(r.host)
+        records.add_row(*row, r.error or "")
     out.print(records)
-    versions = Table(title="stored versions (oldest first)", title_justify="left")
-    for column in ("version", "created_at", "bytes", "sha256"):
-        versions.add_column(column, overflow="fold")
+    versions = table(
+        "stored versions (oldest first)",
+        ("version", "created_at", "bytes", "sha256"),
+        wide,
+        keep=("version", "created_at"),
+    )
     for v in history.versions:
-        versions.add_row(v.version, v.created_at, format_bytes(v.size), (v.sha256 or "")[:12])
+        versions.add_row(
+            short_id(v.version, wide),
+            short_time(v.created_at, wide),
+            format_bytes(v.size),
+            (v.sha256 or "") if wide else (v.sha256 or "")[:12],
+        )
     out.print(versions)
 
 
-def render_state_list(rows: Sequence[KeyState]) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"{len(rows)} state keys", title_justify="left")
-    for column in ("key", "management type", "latest", "created_at", "bytes", "components"):
-        table.add_column(column, overflow="fold")
+def render_state_list(rows: Sequence[KeyState], wide: bool = False) -> None:
+    grid = table(
+        plural(len(rows), "state key"),
+        ("key", "storage", "latest", "created_at", "bytes", "components"),
+        wide,
+        keep=("key", "latest", "created_at"),
+    )
     for row in rows:
         latest = row.latest
-        table.add_row(
+        grid.add_row(
             row.key,
-            row.management_type.value,
-            latest.version if latest else ("error" if row.error else "none"),
-            latest.created_at if latest else "",
+            management_name(row.management_type.value, wide),
+            short_id(latest.version, wide) if latest else ("error" if row.error else "none"),
+            short_time(latest.created_at if latest else None, wide),
             format_bytes(latest.size if latest else None),
             ", ".join(row.components),
         )
-    console().print(table)
+    console(wide=wide).print(grid)
