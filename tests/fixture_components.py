@@ -15,6 +15,7 @@ from pathlib import Path
 import attrs
 
 from defstate import (
+    AssetCheckSpec,
     AssetSpec,
     Component,
     ComponentLoadContext,
@@ -38,7 +39,10 @@ def call_count(counter_dir: Path, name: str) -> int:
 
 @attrs.define(kw_only=True)
 class ListComponent(StateBackedComponent):
-    """State = the ``assets`` list (or the file named by ``source_file``), one asset each."""
+    """State = the ``assets`` list (or the file named by ``source_file``), one asset each.
+
+    An entry ``asset:check`` is an asset check named ``check`` of asset ``asset`` instead.
+    """
 
     assets: list[str] = attrs.field(factory=list)
     source_file: str | None = None
@@ -82,8 +86,14 @@ class ListComponent(StateBackedComponent):
         if state_path is None:
             return Definitions()
         names = json.loads(state_path.read_text())
+        checks = [n.split(":", 1) for n in names if ":" in n]
         return Definitions(
-            [AssetSpec(key=f"{self.prefix}{n}", group_name=self.name) for n in names]
+            [
+                AssetSpec(key=f"{self.prefix}{n}", group_name=self.name)
+                for n in names
+                if ":" not in n
+            ],
+            [AssetCheckSpec(name=c, asset=f"{self.prefix}{a}") for a, c in checks],
         )
 
 
@@ -155,6 +165,8 @@ class PlainComponent(Component):
     retries: int = 0
     ratio: float = 1.0
     enabled: bool = True
+    checks: dict[str, list[str]] = attrs.field(factory=dict)
+    """asset key -> names of blocking checks of it (the asset may be another component's)."""
 
     def build_defs(self, context: ComponentLoadContext) -> Definitions:
         return Definitions(
@@ -166,7 +178,12 @@ class PlainComponent(Component):
                     metadata={"path": self.path} if self.path else {},
                 )
                 for name in self.assets
-            ]
+            ],
+            [
+                AssetCheckSpec(name=check, asset=asset, blocking=True)
+                for asset, names in self.checks.items()
+                for check in names
+            ],
         )
 
 

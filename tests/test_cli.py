@@ -97,7 +97,7 @@ def test_list_defs_json_shape_and_refresh_rules(
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert call_count(counter_dir, "api") == 1
-    assert set(data) == {"assets", "state", "errors"}
+    assert set(data) == {"assets", "asset_checks", "state", "errors"}
     report = next(a for a in data["assets"] if a["key"] == "report")
     assert report == {
         "key": "report",
@@ -108,16 +108,55 @@ def test_list_defs_json_shape_and_refresh_rules(
         "owners": [],
         "metadata": {},
         "description": None,
+        "code_version": None,
         "component": "defs/plain/defs.yaml:1",
     }
     assert set(data["state"]) == {"List[api]", "List[crm]"}
     assert set(data["state"]["List[api]"]) >= {"version", "created_at", "management_type"}
     assert data["state"]["List[api]"]["management_type"] == "LOCAL_FILESYSTEM"
 
+    assert data["asset_checks"] == []
     assert run_cli("list", "defs", "--no-refresh", cwd=root).returncode == 0
     deployed = run_cli("list", "defs", cwd=root, env={"DEFSTATE_DEPLOY": "1"})
     assert deployed.returncode == 0, deployed.stderr
     assert call_count(counter_dir, "api") == 1  # neither refreshed
+
+
+def test_list_defs_shows_asset_checks(make_project: ProjectFactory, counter_dir: Path) -> None:
+    root = _project(make_project, counter_dir)
+    (root / "defs/checks/defs.yaml").parent.mkdir()
+    (root / "defs/checks/defs.yaml").write_text(
+        "type: fixture_components.PlainComponent\n"
+        "attributes:\n  assets: []\n  checks: {crm_1: [not_empty]}\n"
+    )
+    done = run_cli("list", "defs", "--json", cwd=root)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    # a check of another component's asset, named by the component that defines the check
+    assert data["asset_checks"] == [
+        {
+            "asset": "crm_1",
+            "name": "not_empty",
+            "description": None,
+            "blocking": True,
+            "additional_deps": [],
+            "metadata": {},
+            "component": "defs/checks/defs.yaml:1",
+        }
+    ]
+    table = run_cli("list", "defs", "--no-refresh", cwd=root)
+    assert table.returncode == 0, table.stderr
+    assert "1 asset check" in table.stdout
+    check_row = next(line for line in table.stdout.splitlines() if "not_empty" in line)
+    assert "crm_1" in check_row and "yes" in check_row and "defs/checks" in check_row
+    # a check of an asset that no component defines is an error naming the check's source
+    (root / "defs/checks/defs.yaml").write_text(
+        "type: fixture_components.PlainComponent\n"
+        "attributes:\n  assets: []\n  checks: {gone: [not_empty]}\n"
+    )
+    bad = run_cli("list", "defs", "--no-refresh", cwd=root)
+    assert bad.returncode == 1
+    assert "asset check gone:not_empty (defined by defs/checks/defs.yaml:1)" in bad.stderr
 
 
 def test_list_defs_reconstructs_from_a_pin(

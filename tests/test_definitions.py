@@ -5,8 +5,9 @@ from typing import Any
 
 import pytest
 
-from defstate import AssetKey, AssetSpec, Definitions
+from defstate import AssetCheckKey, AssetCheckSpec, AssetKey, AssetSpec, Definitions
 from defstate.definitions import merge_definitions
+from defstate.errors import AssetCheckError
 
 
 def test_asset_key_text_round_trip() -> None:
@@ -79,3 +80,60 @@ def test_merge_reports_duplicates_naming_both_sources() -> None:
     assert "defs/one/defs.yaml:1" in str(error)
     assert "defs/two/defs.yaml:1" in str(error)
     assert "asset b" in str(error)
+
+
+def test_asset_check_spec_shape_and_key() -> None:
+    check = AssetCheckSpec(
+        name="not_null_id",
+        asset=["shop", "orders"],
+        description="id is never null",
+        blocking=True,
+        additional_deps=["customers", "customers"],
+        metadata={"dbt/unique_id": "test.shop.not_null_id"},
+    )
+    assert check.key == AssetCheckKey(AssetKey(("shop", "orders")), "not_null_id")
+    assert str(check.key) == "shop/orders:not_null_id"
+    assert check.to_json_dict() == {
+        "asset": "shop/orders",
+        "name": "not_null_id",
+        "description": "id is never null",
+        "blocking": True,
+        "additional_deps": ["customers"],
+        "metadata": {"dbt/unique_id": "test.shop.not_null_id"},
+    }
+    with pytest.raises(ValueError, match="check name"):
+        AssetCheckSpec(name="", asset="a")
+    with pytest.raises(ValueError, match="metadata must be JSON-serialisable"):
+        AssetCheckSpec(name="c", asset="a", metadata={"x": object()})
+    defs = Definitions(assets=[AssetSpec(key="shop/orders")], asset_checks=[check])
+    assert defs.get_asset_check("shop/orders", "not_null_id") is check
+    with pytest.raises(KeyError):
+        defs.get_asset_check("shop/orders", "other")
+
+
+def test_code_version_is_part_of_the_spec() -> None:
+    spec = AssetSpec(key="a", code_version="abc123")
+    assert spec.to_json_dict()["code_version"] == "abc123"
+    assert spec != AssetSpec(key="a", code_version="def456")
+
+
+def test_merge_checks_across_sources_and_reports_bad_ones() -> None:
+    one = Definitions(
+        [AssetSpec(key="a")],
+        [AssetCheckSpec(name="fresh", asset="a"), AssetCheckSpec(name="rows", asset="b")],
+    )
+    two = Definitions(
+        [AssetSpec(key="b")],
+        [AssetCheckSpec(name="fresh", asset="a"), AssetCheckSpec(name="x", asset="nowhere")],
+    )
+    merged = merge_definitions([("defs/one/defs.yaml:1", one), ("defs/two/defs.yaml:1", two)])
+    # a check of an asset another source defines is fine
+    assert [str(c.key) for c in merged.definitions.asset_checks] == ["a:fresh", "b:rows"]
+    assert merged.check_sources[AssetCheckKey("b", "rows")] == "defs/one/defs.yaml:1"
+    duplicate, unknown = merged.errors
+    assert isinstance(duplicate, AssetCheckError) and isinstance(unknown, AssetCheckError)
+    assert str(duplicate) == (
+        "asset check a:fresh is defined twice: by defs/one/defs.yaml:1 and by defs/two/defs.yaml:1"
+    )
+    assert "nowhere:x" in str(unknown) and "defs/two/defs.yaml:1" in str(unknown)
+    assert "targets asset nowhere, which no component defines" in str(unknown)

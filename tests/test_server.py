@@ -115,11 +115,18 @@ def test_serve_endpoints_and_atomic_reload_under_load(
     make_project: ProjectFactory, counter_dir: Path, servers: list[Server]
 ) -> None:
     root = _project(make_project, counter_dir)
+    (counter_dir.parent / "api.json").write_text(json.dumps(["a1", "a2", "a1:fresh"]))
     assert run_cli("state", "refresh", cwd=root).returncode == 0
     server = Server(["serve"], cwd=root)
     servers.append(server)
     assert server.get("/health")["status"] == "ok"
     assert server.keys() == ["a1", "a2"]
+    (check,) = server.get("/defs")["asset_checks"]
+    assert (check["asset"], check["name"], check["component"]) == (
+        "a1",
+        "fresh",
+        "defs/api/defs.yaml:1",
+    )
     (component,) = server.get("/components")["components"]
     assert component["key"] == "List[api]" and component["management_type"] == "LOCAL_FILESYSTEM"
     state = server.get("/state")["state"]["List[api]"]

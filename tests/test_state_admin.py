@@ -70,6 +70,30 @@ def test_ls_show_and_diff(make_project: ProjectFactory, tmp_path: Path) -> None:
     assert text.stdout.splitlines() == [f"List[api]: {v2} -> {v1}: +1 -1 ~0", "  + a", "  - d"]
 
 
+def test_diff_reports_asset_checks(make_project: ProjectFactory, tmp_path: Path) -> None:
+    root, source = _project(make_project, tmp_path)
+    v1 = _publish(root, source, ["a", "b", "a:fresh", "b:rows"])
+    v2 = _publish(root, source, ["a", "b", "a:fresh", "a:unique"])
+    diff = diff_state(root, "List[api]", v1, v2)
+    assert (diff.added, diff.removed, diff.changed) == ((), (), ())
+    assert (diff.checks_added, diff.checks_removed, diff.checks_changed) == (
+        ("a:unique",),
+        ("b:rows",),
+        (),
+    )
+    assert diff.to_json_dict()["checks_added"] == ("a:unique",)
+    text = run_cli("state", "diff", "List[api]", v1, v2, cwd=root)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.splitlines() == [
+        f"List[api]: {v1} -> {v2}: +0 -0 ~0",
+        "asset checks: +1 -1 ~0",
+        "  + a:unique",
+        "  - b:rows",
+    ]
+    as_json = json.loads(run_cli("state", "diff", "List[api]", v1, v2, "--json", cwd=root).stdout)
+    assert as_json["checks_removed"] == ["b:rows"]
+
+
 def test_rollback_moves_latest_back(make_project: ProjectFactory, tmp_path: Path) -> None:
     root, source = _project(make_project, tmp_path)
     v1 = _publish(root, source, ["a", "b", "c"])

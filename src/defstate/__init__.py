@@ -19,7 +19,7 @@ from defstate.components import (
     StateBackedComponent,
     register_component_type,
 )
-from defstate.definitions import AssetKey, AssetSpec, Definitions
+from defstate.definitions import AssetCheckKey, AssetCheckSpec, AssetKey, AssetSpec, Definitions
 from defstate.errors import DefstateError, TerminalRefreshError
 from defstate.state_storage import ManagementType, StateInfo, StateVersion
 
@@ -56,6 +56,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AssetCheckKey",
+    "AssetCheckSpec",
     "AssetKey",
     "AssetSpec",
     "Component",

@@ -1,17 +1,28 @@
-"""Asset keys, asset specs and the definitions a load produces."""
+"""Asset keys, asset specs, asset checks and the definitions a load produces.
+
+The shapes follow Dagster's (``AssetSpec``, ``AssetCheckSpec``, ``AssetCheckKey``) so a
+defstate definition maps one-to-one onto a Dagster one. Metadata keys Dagster users know keep
+their names: :data:`COLUMN_SCHEMA_METADATA_KEY` and :data:`TABLE_NAME_METADATA_KEY`.
+"""
 
 from __future__ import annotations
 
 import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
-from defstate.errors import DuplicateAssetError
+from defstate.errors import AssetCheckError, DefstateError, DuplicateAssetError
 
 _SEPARATOR = "/"
+
+COLUMN_SCHEMA_METADATA_KEY: Final = "dagster/column_schema"
+"""Metadata key of a table's columns: ``{"columns": [{"name", "type", "description"}...]}``."""
+
+TABLE_NAME_METADATA_KEY: Final = "dagster/table_name"
+"""Metadata key of the relation an asset is stored in, e.g. ``"db"."schema"."table"``."""
 
 
 def _key_parts(path: Iterable[str]) -> tuple[str, ...]:
@@ -110,6 +121,8 @@ class AssetSpec:
     tags: dict[str, str] = attrs.field(factory=dict, converter=_to_tags)
     owners: tuple[str, ...] = attrs.field(default=(), converter=_to_strings)
     metadata: dict[str, Any] = attrs.field(factory=dict, validator=_check_json)
+    code_version: str | None = None
+    """Changes when the code that computes the asset changes (Dagster's ``code_version``)."""
 
     def to_json_dict(self) -> dict[str, Any]:
         """The JSON shape used by ``defstate list defs --json`` (without ``component``)."""
@@ -122,6 +135,58 @@ class AssetSpec:
             "owners": list(self.owners),
             "metadata": self.metadata,
             "description": self.description,
+            "code_version": self.code_version,
+        }
+
+
+@attrs.frozen(order=True, cache_hash=True)
+class AssetCheckKey:
+    """The identity of an asset check: the asset it checks and its name, ``a/b:name`` in text."""
+
+    asset_key: AssetKey = attrs.field(converter=_to_key)
+    name: str
+
+    def to_string(self) -> str:
+        return f"{self.asset_key.to_string()}:{self.name}"
+
+    def __str__(self) -> str:
+        return self.to_string()
+
+
+def _check_name(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"an asset check name must be a non-empty string, got {value!r}")
+
+
+@attrs.frozen
+class AssetCheckSpec:
+    """A check of one asset (a dbt test, a row-count rule...), as Dagster's ``AssetCheckSpec``.
+
+    ``asset`` is the asset it checks; ``additional_deps`` are other assets it reads (a dbt
+    relationships test reads the referenced model too). A ``blocking`` check that fails stops
+    the asset's downstream assets from running.
+    """
+
+    name: str = attrs.field(validator=_check_name)
+    asset: AssetKey = attrs.field(converter=_to_key)
+    description: str | None = None
+    blocking: bool = False
+    additional_deps: tuple[AssetKey, ...] = attrs.field(default=(), converter=_to_keys)
+    metadata: dict[str, Any] = attrs.field(factory=dict, validator=_check_json)
+
+    @property
+    def key(self) -> AssetCheckKey:
+        return AssetCheckKey(self.asset, self.name)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The JSON shape used by ``defstate list defs --json`` (without ``component``)."""
+        return {
+            "asset": self.asset.to_string(),
+            "name": self.name,
+            "description": self.description,
+            "blocking": self.blocking,
+            "additional_deps": [d.to_string() for d in self.additional_deps],
+            "metadata": self.metadata,
         }
 
 
@@ -129,11 +194,20 @@ def _to_specs(values: Iterable[AssetSpec]) -> tuple[AssetSpec, ...]:
     return tuple(values)
 
 
+def _to_check_specs(values: Iterable[AssetCheckSpec]) -> tuple[AssetCheckSpec, ...]:
+    return tuple(values)
+
+
 @attrs.frozen
 class Definitions:
-    """The definitions of one component, or of a whole project after merging."""
+    """The definitions of one component, or of a whole project after merging.
+
+    Checks may target assets of another component; :func:`merge_definitions` reports a check
+    whose asset no component defines.
+    """
 
     assets: tuple[AssetSpec, ...] = attrs.field(default=(), converter=_to_specs)
+    asset_checks: tuple[AssetCheckSpec, ...] = attrs.field(default=(), converter=_to_check_specs)
 
     @property
     def asset_keys(self) -> list[AssetKey]:
@@ -146,25 +220,36 @@ class Definitions:
                 return spec
         raise KeyError(wanted.to_string())
 
+    def get_asset_check(self, asset: AssetKey | str | Sequence[str], name: str) -> AssetCheckSpec:
+        wanted = AssetCheckKey(asset, name)
+        for check in self.asset_checks:
+            if check.key == wanted:
+                return check
+        raise KeyError(wanted.to_string())
+
 
 @attrs.frozen
 class MergedDefinitions:
-    """Definitions merged from several sources, remembering which source defined each asset."""
+    """Definitions merged from several sources, remembering which source defined what."""
 
     definitions: Definitions
     sources: dict[AssetKey, str]
-    errors: tuple[DuplicateAssetError, ...]
+    errors: tuple[DefstateError, ...]
+    check_sources: dict[AssetCheckKey, str] = attrs.field(factory=dict)
 
 
 def merge_definitions(parts: Iterable[tuple[str, Definitions]]) -> MergedDefinitions:
     """Merge ``(source, definitions)`` pairs in order.
 
-    A key defined twice keeps its first definition and yields a ``DuplicateAssetError`` naming
-    both sources (``source`` is typically ``defs/x/defs.yaml:3``).
+    An asset key defined twice keeps its first definition and yields a ``DuplicateAssetError``
+    naming both sources (``source`` is typically ``defs/x/defs.yaml:3``). A check defined twice
+    does the same with an ``AssetCheckError``; a check whose asset no source defines is left
+    out with an ``AssetCheckError`` naming the check's source.
     """
+    parts = list(parts)
     specs: dict[AssetKey, AssetSpec] = {}
     sources: dict[AssetKey, str] = {}
-    errors: list[DuplicateAssetError] = []
+    errors: list[DefstateError] = []
     for source, defs in parts:
         for spec in defs.assets:
             first = sources.get(spec.key)
@@ -177,4 +262,24 @@ def merge_definitions(parts: Iterable[tuple[str, Definitions]]) -> MergedDefinit
                 continue
             specs[spec.key] = spec
             sources[spec.key] = source
-    return MergedDefinitions(Definitions(tuple(specs.values())), sources, tuple(errors))
+    checks: dict[AssetCheckKey, AssetCheckSpec] = {}
+    check_sources: dict[AssetCheckKey, str] = {}
+    for source, defs in parts:
+        for check in defs.asset_checks:
+            key = check.key
+            first = check_sources.get(key)
+            if first is not None:
+                twice = f"asset check {key} is defined twice: by {first} and by {source}"
+                errors.append(AssetCheckError(twice))
+            elif check.asset not in sources:
+                errors.append(
+                    AssetCheckError(
+                        f"asset check {key} (defined by {source}) targets asset {check.asset}, "
+                        "which no component defines"
+                    )
+                )
+            else:
+                checks[key] = check
+                check_sources[key] = source
+    merged = Definitions(tuple(specs.values()), tuple(checks.values()))
+    return MergedDefinitions(merged, sources, tuple(errors), check_sources)

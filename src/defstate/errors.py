@@ -49,6 +49,10 @@ class DuplicateAssetError(DefstateError):
     """Two components define the same asset key."""
 
 
+class AssetCheckError(DefstateError):
+    """An asset check is defined twice, or targets an asset no component defines."""
+
+
 class StateStorageError(DefstateError):
     """State could not be read from or written to its storage."""
 

@@ -467,7 +467,7 @@ def state_show(state: CliState, key: str, version: str | None) -> None:
 @pass_state
 @handle_errors
 def state_diff(state: CliState, key: str, old: str | None, new: str | None, as_json: bool) -> None:
-    """Which assets NEW adds, removes and changes compared with OLD.
+    """Which assets and asset checks NEW adds, removes and changes compared with OLD.
 
     Defaults: NEW is the latest version, OLD the one stored before it.
     """
@@ -484,6 +484,13 @@ def state_diff(state: CliState, key: str, old: str | None, new: str | None, as_j
     for sign, keys in (("+", diff.added), ("-", diff.removed), ("~", diff.changed)):
         for asset in keys:
             click.echo(f"  {sign} {asset}")
+    changed_checks = (diff.checks_added, diff.checks_removed, diff.checks_changed)
+    if any(changed_checks):
+        added, removed, changed = (len(c) for c in changed_checks)
+        click.echo(f"asset checks: +{added} -{removed} ~{changed}")
+        for sign, keys in zip("+-~", changed_checks, strict=True):
+            for check in keys:
+                click.echo(f"  {sign} {check}")
 
 
 @state_group.command("rollback")

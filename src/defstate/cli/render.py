@@ -136,6 +136,8 @@ def render_defs(result: LoadResult, wide: bool = False) -> None:
         )
     out = console(wide=wide)
     out.print(grid)
+    if result.definitions.asset_checks:
+        out.print(_checks_table(result, wide))
     if result.state_info:
         state = table(
             "state",
@@ -151,6 +153,24 @@ def render_defs(result: LoadResult, wide: bool = False) -> None:
                 management_name(version.management_type.value, wide),
             )
         out.print(state)
+
+
+def _checks_table(result: LoadResult, wide: bool) -> Table:
+    checks = sorted(result.definitions.asset_checks, key=lambda c: c.key)
+    grid = table(
+        plural(len(checks), "asset check"),
+        ("asset", "check", "blocking", "component"),
+        wide,
+        keep=("asset", "check"),
+    )
+    for check in checks:
+        grid.add_row(
+            check.asset.to_string(),
+            check.name,
+            "yes" if check.blocking else "",
+            result.check_sources.get(check.key, ""),
+        )
+    return grid
 
 
 def render_components(project: Project, wide: bool = False) -> None:

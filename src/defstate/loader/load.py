@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from defstate.definitions import AssetKey, Definitions, merge_definitions
+from defstate.definitions import AssetCheckKey, AssetKey, Definitions, merge_definitions
 from defstate.errors import UnknownStateKeyError
 from defstate.loader.discovery import (
     ComponentInstance,
@@ -109,6 +109,7 @@ class LoadResult:
     project: Project
     asset_sources: Mapping[AssetKey, str]
     refreshes: tuple[RefreshResult, ...] = ()
+    check_sources: Mapping[AssetCheckKey, str] = attrs.field(factory=dict)
     timings: Mapping[str, float] = attrs.field(factory=dict)
     fingerprints: Mapping[str, str] = attrs.field(factory=dict)
 
@@ -117,14 +118,20 @@ class LoadResult:
         return not self.errors
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The ``defstate list defs --json`` document: assets, the pin, errors."""
+        """The ``defstate list defs --json`` document: assets, asset checks, the pin, errors."""
         assets = []
         for spec in sorted(self.definitions.assets, key=lambda s: s.key.path):
             data = spec.to_json_dict()
             data["component"] = self.asset_sources.get(spec.key)
             assets.append(data)
+        checks = []
+        for check in sorted(self.definitions.asset_checks, key=lambda c: c.key):
+            data = check.to_json_dict()
+            data["component"] = self.check_sources.get(check.key)
+            checks.append(data)
         return {
             "assets": assets,
+            "asset_checks": checks,
             "state": self.state_info.to_json_dict(),
             "errors": [e.to_json_dict() for e in self.errors],
         }
@@ -232,6 +239,7 @@ def load_defs(
             errors=tuple(errors),
             project=project,
             asset_sources=merged.sources,
+            check_sources=merged.check_sources,
             refreshes=tuple(refreshes),
             timings=timings,
             fingerprints=fingerprints,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,10 @@ def show_state(
 
 @attrs.frozen
 class DefsDiff:
-    """Which assets a version adds, removes and changes compared with another."""
+    """Which assets and asset checks a version adds, removes and changes compared with another.
+
+    Assets are named by key (``a/b``), checks by check key (``a/b:name``).
+    """
 
     key: str
     old: str
@@ -87,18 +90,40 @@ class DefsDiff:
     added: tuple[str, ...]
     removed: tuple[str, ...]
     changed: tuple[str, ...]
+    checks_added: tuple[str, ...] = ()
+    checks_removed: tuple[str, ...] = ()
+    checks_changed: tuple[str, ...] = ()
 
     def to_json_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
 
 
-def _asset_dicts(group: KeyGroup, state: Path) -> dict[str, dict[str, Any]]:
-    result: dict[str, dict[str, Any]] = {}
+def _defs_dicts(
+    group: KeyGroup, state: Path
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The JSON shapes of the assets and of the checks a key's state builds, by key."""
+    assets: dict[str, dict[str, Any]] = {}
+    checks: dict[str, dict[str, Any]] = {}
     for instance in group.instances:
         context = attrs.evolve(instance.context, state_path=state)
-        for spec in instance.component.build_defs(context).assets:
-            result[spec.key.to_string()] = spec.to_json_dict()
-    return result
+        defs = instance.component.build_defs(context)
+        for spec in defs.assets:
+            assets[spec.key.to_string()] = spec.to_json_dict()
+        for check in defs.asset_checks:
+            checks[check.key.to_string()] = check.to_json_dict()
+    return assets, checks
+
+
+def _compare(
+    before: Mapping[str, Any], after: Mapping[str, Any]
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(added, removed, changed) names, each sorted."""
+    both = set(after) & set(before)
+    return (
+        tuple(sorted(set(after) - set(before))),
+        tuple(sorted(set(before) - set(after))),
+        tuple(sorted(k for k in both if after[k] != before[k])),
+    )
 
 
 def diff_state(
@@ -128,15 +153,14 @@ def diff_state(
     def state_of(version: str) -> Path:
         return storage.state_path(listed.get(version) or storage.version(key, version))
 
-    before = _asset_dicts(group, state_of(old))
-    after = _asset_dicts(group, state_of(new))
+    assets_before, checks_before = _defs_dicts(group, state_of(old))
+    assets_after, checks_after = _defs_dicts(group, state_of(new))
     return DefsDiff(
         key,
         old,
         new,
-        added=tuple(sorted(set(after) - set(before))),
-        removed=tuple(sorted(set(before) - set(after))),
-        changed=tuple(sorted(k for k in set(after) & set(before) if after[k] != before[k])),
+        *_compare(assets_before, assets_after),
+        *_compare(checks_before, checks_after),
     )
 
 

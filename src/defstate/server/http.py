@@ -58,6 +58,7 @@ class CodeLocationHandler(BaseHTTPRequestHandler):
                 {
                     "generation": load.generation,
                     "assets": document["assets"],
+                    "asset_checks": document["asset_checks"],
                     "state": document["state"],
                     "errors": document["errors"],
                 },
