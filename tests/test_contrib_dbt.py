@@ -16,7 +16,6 @@ import pytest
 
 from conftest import REPO_ROOT, ProjectFactory, run_cli
 from defstate import AssetKey, ComponentLoadContext, TerminalRefreshError, load_defs, refresh_state
-from defstate.components.attributes import AttributeValueError
 from defstate.contrib import dbt as dbt_contrib
 from defstate.contrib.dbt import (
     STATE_FORMAT,
@@ -30,6 +29,7 @@ from defstate.contrib.dbt import (
     summarize_dbt_output,
     trim_manifest,
 )
+from defstate.errors import AttributeValueError
 
 EXAMPLE = REPO_ROOT / "examples" / "dbt_project"
 

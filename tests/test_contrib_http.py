@@ -332,7 +332,7 @@ def test_connection_refused_is_reported(server: CatalogServer) -> None:
     _stop_server(server)
     with pytest.raises(HttpRequestError, match=r"cannot connect to http://127\.0\.0\.1") as caught:
         fetch_json(url, headers={}, timeout=2, retry=RetryPolicy(**FAST_RETRY))
-    assert caught.value.retryable
+    assert caught.value.transient
     assert "gave up after 3 attempts" in str(caught.value)
 
 

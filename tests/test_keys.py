@@ -5,7 +5,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from defstate.state_storage.keys import InvalidStateKeyError, decode_key, encode_key
+from defstate.errors import InvalidStateKeyError
+from defstate.state_storage.keys import decode_key, encode_key
 
 TRICKY = [
     "../x",

@@ -374,15 +374,15 @@ def test_process_refresh_that_hangs_is_killed_at_its_timeout(
 
 
 def test_what_is_retried() -> None:
-    from defstate import TerminalRefreshError
-    from defstate.errors import DefsYamlError, ProjectConfigError
-    from defstate.loader.refresh import RefreshTimeoutError, is_retryable
+    from botocore.exceptions import EndpointConnectionError, NoCredentialsError
 
-    class NoCredentialsError(Exception):  # botocore's name for missing credentials
-        pass
+    from defstate import TerminalRefreshError
+    from defstate.errors import DefsYamlError, ProjectConfigError, RefreshTimeoutError
+    from defstate.loader.refresh import is_retryable
 
     assert is_retryable(ConnectionError("reset")) and is_retryable(OSError("flaky"))
     assert is_retryable(RefreshTimeoutError("slow"))
+    assert is_retryable(EndpointConnectionError(endpoint_url="http://127.0.0.1:9"))
     for permanent in (
         TerminalRefreshError("bad token"),
         PermissionError("denied"),

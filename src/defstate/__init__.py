@@ -24,7 +24,7 @@ from defstate.errors import DefstateError, TerminalRefreshError
 from defstate.state_storage import ManagementType, StateInfo, StateVersion
 
 if TYPE_CHECKING:
-    from defstate.loader import LoadError, LoadResult, RefreshReport, load_defs, refresh_state
+    from defstate.loader import LoadProblem, LoadResult, RefreshReport, load_defs, refresh_state
     from defstate.loader.history import StateHistory, state_history
     from defstate.loader.refresh import RefreshOptions
 
@@ -33,7 +33,7 @@ __version__ = "0.1.0"
 DefsStateManagementType = ManagementType  # the name Dagster users know
 
 _LAZY = {
-    "LoadError": "defstate.loader",
+    "LoadProblem": "defstate.loader",
     "LoadResult": "defstate.loader",
     "RefreshReport": "defstate.loader",
     "load_defs": "defstate.loader",
@@ -66,7 +66,7 @@ __all__ = [
     "DefsStateConfig",
     "DefsStateManagementType",
     "DefstateError",
-    "LoadError",
+    "LoadProblem",
     "LoadResult",
     "ManagementType",
     "RefreshGuard",

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import attrs
 
 from defstate.definitions import AssetKey, AssetSpec
-from defstate.errors import DefstateError
+from defstate.errors import UsageError
 
 ATTRIBUTES = ("key", "tag", "owner", "group", "kind")
 FUNCTIONS = ("sinks", "roots")
@@ -35,10 +35,8 @@ _DIGITS = re.compile(r"[0-9]+")
 _VALUE_END = frozenset(' \t\r\n()+="')
 
 
-class SelectionSyntaxError(DefstateError):
+class SelectionSyntaxError(UsageError):
     """An asset selection string that cannot be parsed; ``column`` is 1-based."""
-
-    exit_code = 2
 
     def __init__(self, expression: str, column: int, problem: str) -> None:
         super().__init__(f"invalid selection at column {column}: {problem}")

@@ -81,7 +81,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             if debug:
                 raise
             report_error(exc)
-            sys.exit(getattr(exc, "exit_code", 1))
+            sys.exit(exc.exit_code)
         except Exception as exc:
             if debug:
                 raise

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from defstate.loader.discovery import LoadError
+from defstate.loader.discovery import LoadProblem
 from defstate.loader.refresh import RefreshResult
 
 if TYPE_CHECKING:
@@ -94,13 +94,13 @@ def table(title: str, columns: Sequence[str], wide: bool, keep: Sequence[str] = 
     return grid
 
 
-def print_errors(errors: Sequence[LoadError]) -> None:
+def print_errors(errors: Sequence[LoadProblem]) -> None:
     """One ``error:`` line per problem, on stderr."""
     for error in errors:
         click.echo(f"error: {error}", err=True)
 
 
-def exit_on_errors(errors: Sequence[LoadError]) -> None:
+def exit_on_errors(errors: Sequence[LoadProblem]) -> None:
     """Print the errors, and exit 1 when there are any."""
     print_errors(errors)
     if errors:

@@ -17,14 +17,7 @@ from typing import Any
 
 import attrs
 
-
-class AttributeValueError(ValueError):
-    """An attribute value does not fit its field; ``path`` is the dotted field path."""
-
-    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
-        super().__init__(message)
-        self.path = path
-        self.message = message
+from defstate.errors import AttributeValueError
 
 
 def describe_type(hint: Any) -> str:

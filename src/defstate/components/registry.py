@@ -5,12 +5,9 @@ from __future__ import annotations
 import importlib
 
 from defstate.components.component import Component
+from defstate.errors import ComponentTypeError
 
 _REGISTERED: dict[str, type[Component]] = {}
-
-
-class ComponentTypeError(LookupError):
-    """A ``type:`` that does not name an importable component class."""
 
 
 def register_component_type(name: str, cls: type[Component]) -> None:

@@ -78,10 +78,14 @@ import attrs
 import yaml
 
 from defstate.components import ComponentLoadContext, StateBackedComponent
-from defstate.components.attributes import AttributeValueError
 from defstate.components.json_state import dump_json_state, load_json_state
 from defstate.definitions import AssetKey, AssetSpec, Definitions
-from defstate.errors import TerminalRefreshError
+from defstate.errors import (
+    AttributeValueError,
+    ComponentStateError,
+    ProjectError,
+    TerminalRefreshError,
+)
 
 STATE_FORMAT: Final = "defstate.dbt/1"
 """The ``format`` of the state this module writes and reads."""
@@ -100,7 +104,7 @@ _DBT_ENTRY_POINT: Final = "from dbt.cli.main import cli; cli(prog_name='dbt')"
 _MAX_ERROR_LINES: Final = 40
 
 
-class DbtProjectError(ValueError):
+class DbtProjectError(ProjectError, ValueError):
     """The dbt project folder or its ``dbt_project.yml`` is missing or unusable."""
 
 
@@ -111,7 +115,7 @@ class DbtParseError(TerminalRefreshError):
     """
 
 
-class DbtStateError(ValueError):
+class DbtStateError(ComponentStateError):
     """Stored state is not a state file this module can read."""
 
 

@@ -74,11 +74,15 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import attrs
 
 from defstate.components import ComponentLoadContext, StateBackedComponent
-from defstate.components.attributes import AttributeValueError
 from defstate.components.json_state import dump_json_state, load_json_state
 from defstate.components.policies import RetryPolicy
 from defstate.definitions import AssetKey, AssetSpec, Definitions
-from defstate.errors import TerminalRefreshError
+from defstate.errors import (
+    AttributeValueError,
+    ComponentStateError,
+    RefreshError,
+    TerminalRefreshError,
+)
 
 if TYPE_CHECKING:
     import urllib.request
@@ -102,14 +106,14 @@ _MASK: Final = "***"
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 
-class HttpCatalogError(Exception):
+class HttpCatalogError(RefreshError):
     """Fetching or reading the catalog failed."""
 
 
 class HttpRequestError(HttpCatalogError):
     """The request failed: an HTTP error status, a timeout or a connection error.
 
-    ``retryable`` is true for 5xx, 429, timeouts and connection errors; ``retry_after`` is
+    ``transient`` is true for 5xx, 429, timeouts and connection errors; ``retry_after`` is
     the server's ``Retry-After`` in seconds, when it sent one.
     """
 
@@ -121,10 +125,8 @@ class HttpRequestError(HttpCatalogError):
         retryable: bool = False,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(message)
-        self.message = message
+        super().__init__(message, transient=retryable)
         self.status = status
-        self.retryable = retryable
         self.retry_after = retry_after
 
     def with_suffix(self, suffix: str) -> HttpRequestError:
@@ -132,7 +134,7 @@ class HttpRequestError(HttpCatalogError):
         return type(self)(
             self.message + suffix,
             status=self.status,
-            retryable=self.retryable,
+            retryable=self.transient,
             retry_after=self.retry_after,
         )
 
@@ -145,11 +147,11 @@ class HttpCatalogFormatError(HttpCatalogError, TerminalRefreshError):
     """The response is not JSON, or does not fit ``items_path`` and ``mapping``."""
 
 
-class CatalogMappingError(ValueError):
+class CatalogMappingError(ComponentStateError):
     """An item's fields do not fit the mapping (e.g. no key field)."""
 
 
-class HttpCatalogStateError(ValueError):
+class HttpCatalogStateError(ComponentStateError):
     """Stored state is unreadable or does not fit the current mapping."""
 
 
@@ -356,7 +358,7 @@ def fetch_json(
             stop=stop_after_attempt(retry.attempts),
             wait=wait,
             retry=retry_if_exception(
-                lambda exc: isinstance(exc, HttpRequestError) and exc.retryable
+                lambda exc: isinstance(exc, HttpRequestError) and exc.transient
             ),
             reraise=True,
         ):

@@ -57,7 +57,6 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Self
 import attrs
 
 from defstate.components import ComponentLoadContext, StateBackedComponent
-from defstate.components.attributes import AttributeValueError
 from defstate.components.json_state import dump_json_state, load_json_state
 from defstate.contrib.sqlalchemy import (
     ServerUrl,
@@ -67,7 +66,13 @@ from defstate.contrib.sqlalchemy import (
     redact_url,
 )
 from defstate.definitions import AssetKey, AssetSpec, Definitions
-from defstate.errors import TerminalRefreshError
+from defstate.errors import (
+    AttributeValueError,
+    ComponentStateError,
+    ProjectError,
+    RefreshError,
+    TerminalRefreshError,
+)
 
 if TYPE_CHECKING:
     import sqlite3
@@ -88,7 +93,7 @@ _KINDS: Final = {"postgresql": "postgres"}
 _DUCKDB_SYSTEM_SCHEMAS: Final = ("information_schema", "pg_catalog")
 
 
-class DatabaseUrlError(ValueError):
+class DatabaseUrlError(ProjectError, ValueError):
     """A connection URL this module cannot use."""
 
 
@@ -96,11 +101,13 @@ class DatabaseNotFoundError(TerminalRefreshError):
     """The database file does not exist; it is never created (opened read-only)."""
 
 
-class DatabaseIntrospectionError(Exception):
-    """The database could not be opened or read."""
+class DatabaseIntrospectionError(RefreshError):
+    """The database could not be opened or read (it may be locked: worth another try)."""
+
+    transient = True
 
 
-class DatabaseStateError(ValueError):
+class DatabaseStateError(ComponentStateError):
     """Stored state is not a state file this module can read."""
 
 

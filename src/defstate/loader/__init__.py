@@ -1,6 +1,6 @@
 """Loading a project: configuration, discovery, refresh decisions, the load itself."""
 
-from defstate.loader.discovery import ComponentInstance, LoadError
+from defstate.loader.discovery import ComponentInstance, LoadProblem
 from defstate.loader.load import (
     LoadResult,
     Project,
@@ -14,7 +14,7 @@ from defstate.loader.refresh import RefreshResult
 
 __all__ = [
     "ComponentInstance",
-    "LoadError",
+    "LoadProblem",
     "LoadResult",
     "Project",
     "ProjectConfig",

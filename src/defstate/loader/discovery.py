@@ -9,12 +9,17 @@ from typing import Any
 
 import attrs
 
-from defstate.components.attributes import AttributeValueError
 from defstate.components.component import Component
 from defstate.components.context import ComponentLoadContext
-from defstate.components.registry import ComponentTypeError, resolve_component_type
+from defstate.components.registry import resolve_component_type
 from defstate.components.state_backed import StateBackedComponent
-from defstate.errors import DefstateError, DefsYamlError, SourceLocation
+from defstate.errors import (
+    AttributeValueError,
+    ComponentTypeError,
+    DefstateError,
+    DefsYamlError,
+    SourceLocation,
+)
 from defstate.loader.project import ProjectConfig
 from defstate.loader.yaml_source import YamlDocument, load_yaml_documents, render_templates
 
@@ -24,8 +29,12 @@ _SKIPPED_DIRS = frozenset({"__pycache__", "node_modules", "target", "logs"})
 
 
 @attrs.frozen
-class LoadError:
-    """One problem of a load: where (file and line), which component and key, and what."""
+class LoadProblem:
+    """One problem of a load: where (file and line), which component and key, and what.
+
+    A record in ``LoadResult.errors``, not an exception: a load reports its problems and
+    still returns what it could build.
+    """
 
     message: str
     location: SourceLocation | None = None
@@ -34,13 +43,13 @@ class LoadError:
     kind: str = "error"  # "refresh": a refresh failed and the previous state was used
 
     @classmethod
-    def from_exception(cls, exc: BaseException) -> LoadError:
+    def from_exception(cls, exc: BaseException) -> LoadProblem:
         if isinstance(exc, DefstateError):
             return cls(exc.message, exc.location)
         return cls(f"{type(exc).__name__}: {exc}")
 
     @classmethod
-    def for_instance(cls, instance: ComponentInstance, exc: BaseException) -> LoadError:
+    def for_instance(cls, instance: ComponentInstance, exc: BaseException) -> LoadProblem:
         """``exc``, raised for ``instance`` or for its key (its storage, its state)."""
         message = exc.message if isinstance(exc, DefstateError) else f"{type(exc).__name__}: {exc}"
         return cls(message, instance.location, instance.source, instance.state_key)
@@ -165,17 +174,17 @@ class DiscoveredComponents:
     """The components of a project, and the entries that could not be built."""
 
     instances: tuple[ComponentInstance, ...]
-    errors: tuple[LoadError, ...]
+    errors: tuple[LoadProblem, ...]
 
 
 def discover_components(config: ProjectConfig) -> DiscoveredComponents:
     """Parse and instantiate every ``defs.yaml`` entry; one bad entry hides no other."""
     ensure_importable(config.root)
     instances: list[ComponentInstance] = []
-    errors: list[LoadError] = []
+    errors: list[LoadProblem] = []
     if not config.defs_dir.is_dir():
         errors.append(
-            LoadError(
+            LoadProblem(
                 f"defs folder {config.defs_dir} does not exist (set [tool.defstate] defs_dir)",
                 SourceLocation(config.pyproject),
             )
@@ -185,16 +194,22 @@ def discover_components(config: ProjectConfig) -> DiscoveredComponents:
         try:
             documents = load_yaml_documents(path)
         except DefstateError as exc:
-            errors.append(LoadError.from_exception(exc))
+            errors.append(LoadProblem.from_exception(exc))
             continue
         for document in documents:
             try:
                 instances.append(instantiate(config, document))
-            except DefstateError as exc:
-                errors.append(LoadError.from_exception(exc))
-            except Exception as exc:  # a component's own code failed while constructing
-                location = document.location(("type",))
-                errors.append(
-                    LoadError(f"{type(exc).__name__}: {exc}", location, _label(config, location))
-                )
+            except Exception as exc:  # a bad entry, or a component's own code failed
+                errors.append(_construction_problem(config, document, exc))
     return DiscoveredComponents(tuple(instances), tuple(errors))
+
+
+def _construction_problem(
+    config: ProjectConfig, document: YamlDocument, exc: Exception
+) -> LoadProblem:
+    """An entry that could not be built, at the place it names (its ``type:`` if none)."""
+    if isinstance(exc, DefstateError) and exc.location is not None:
+        return LoadProblem.from_exception(exc)
+    location = document.location(("type",))
+    message = LoadProblem.from_exception(exc).message
+    return LoadProblem(message, location, _label(config, location))

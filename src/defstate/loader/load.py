@@ -14,7 +14,7 @@ from defstate.definitions import AssetCheckKey, AssetKey, Definitions, merge_def
 from defstate.errors import UnknownStateKeyError
 from defstate.loader.discovery import (
     ComponentInstance,
-    LoadError,
+    LoadProblem,
     discover_components,
 )
 from defstate.loader.gc_pause import paused_gc
@@ -43,7 +43,7 @@ class Project:
     config: ProjectConfig
     instances: tuple[ComponentInstance, ...]
     groups: Mapping[str, KeyGroup]
-    errors: tuple[LoadError, ...]
+    errors: tuple[LoadProblem, ...]
     storages: StateStorages
 
     @property
@@ -105,7 +105,7 @@ class LoadResult:
 
     definitions: Definitions
     state_info: StateInfo
-    errors: tuple[LoadError, ...]
+    errors: tuple[LoadProblem, ...]
     project: Project
     asset_sources: Mapping[AssetKey, str]
     refreshes: tuple[RefreshResult, ...] = ()
@@ -172,7 +172,7 @@ def load_defs(
     storages, storage_errors = resolve_storages(
         (group for _, group in sorted(project.groups.items())), project.storages
     )
-    errors: list[LoadError] = [*project.errors, *storage_errors]
+    errors: list[LoadProblem] = [*project.errors, *storage_errors]
     refreshes: list[RefreshResult] = []
     fingerprints: dict[str, str] = {}
     if dev:  # only dev reloads compare fingerprints: other loads never read or hash module files
@@ -226,13 +226,13 @@ def load_defs(
                 if not isinstance(defs, Definitions):
                     raise TypeError(f"build_defs returned {type(defs).__name__}, not Definitions")
             except Exception as exc:
-                errors.append(LoadError.for_instance(instance, exc))
+                errors.append(LoadProblem.for_instance(instance, exc))
                 continue
             finally:
                 timings[instance.source] = time.perf_counter() - start
             parts.append((instance.source, defs))
         merged = merge_definitions(parts)
-        errors.extend(LoadError(e.message) for e in merged.errors)
+        errors.extend(LoadProblem(e.message) for e in merged.errors)
         return LoadResult(
             definitions=merged.definitions,
             state_info=StateInfo(versions),
@@ -252,7 +252,7 @@ def _changed(key: str, fingerprints: Mapping[str, str], previous: Mapping[str, s
 
 def _missing_state_errors(
     project: Project, state_paths: Mapping[str, Path | None]
-) -> list[LoadError]:
+) -> list[LoadProblem]:
     errors = []
     for key, path in sorted(state_paths.items()):
         if path is not None:
@@ -262,7 +262,7 @@ def _missing_state_errors(
             continue  # refreshed by this very load; its own error says why it is missing
         writer = group.writer
         errors.append(
-            LoadError(
+            LoadProblem(
                 f"no state for key {key!r} ({group.management_type.value}) in strict/deploy "
                 f"mode: create it with `defstate state refresh --key '{key}'` (in the image "
                 "build step for LOCAL_FILESYSTEM)",
@@ -280,14 +280,14 @@ def is_deploy() -> bool:
     return os.environ.get("DEFSTATE_DEPLOY", "").strip().lower() in ("1", "true", "yes")
 
 
-def _refresh_errors(project: Project, results: Sequence[RefreshResult]) -> list[LoadError]:
+def _refresh_errors(project: Project, results: Sequence[RefreshResult]) -> list[LoadProblem]:
     errors = []
     for result in results:
         if result.ok:
             continue
         writer = project.groups[result.key].writer
         errors.append(
-            LoadError(
+            LoadProblem(
                 f"refresh failed, keeping the previous state: {result.error}",
                 writer.location,
                 writer.source,
@@ -300,7 +300,7 @@ def _refresh_errors(project: Project, results: Sequence[RefreshResult]) -> list[
 
 def _resolve_state(
     project: Project, storages: Mapping[str, StateStorage], pin: StateInfo | None
-) -> tuple[dict[str, StateVersion], dict[str, Path | None], list[LoadError]]:
+) -> tuple[dict[str, StateVersion], dict[str, Path | None], list[LoadProblem]]:
     """For every key with a storage: the version to use (latest, or pinned) and its local path.
 
     Work that goes over the network — reading latest pointers, downloading versions missing
@@ -308,7 +308,7 @@ def _resolve_state(
     """
     versions: dict[str, StateVersion] = {}
     paths: dict[str, Path | None] = {}
-    errors: list[LoadError] = []
+    errors: list[LoadProblem] = []
 
     def choose(key: str) -> None:
         group = project.groups[key]
@@ -349,7 +349,7 @@ def _run_each(
     work: Callable[[str], None],
     keys: list[str],
     is_remote: Callable[[str], bool],
-    errors: list[LoadError],
+    errors: list[LoadProblem],
     project: Project,
 ) -> None:
     """``work(key)`` for every key: remote ones on a thread pool, the others here."""
@@ -358,7 +358,7 @@ def _run_each(
         try:
             work(key)
         except Exception as exc:  # one key's failure must not hide the other components
-            errors.append(LoadError.for_instance(project.groups[key].writer, exc))
+            errors.append(LoadProblem.for_instance(project.groups[key].writer, exc))
 
     remote = [k for k in keys if is_remote(k)]
     remote_set = set(remote)
@@ -377,7 +377,7 @@ class RefreshReport:
     """The outcome of ``refresh_state``: one result per selected key, plus project errors."""
 
     results: tuple[RefreshResult, ...]
-    errors: tuple[LoadError, ...]
+    errors: tuple[LoadProblem, ...]
 
     @property
     def ok(self) -> bool:

@@ -9,8 +9,8 @@ from typing import Any
 
 import attrs
 
-from defstate.errors import ProjectConfigError, SourceLocation
-from defstate.loader.yaml_source import TemplateError, expand_templates, map_strings
+from defstate.errors import ProjectConfigError, SourceLocation, TemplateError
+from defstate.loader.yaml_source import expand_templates, map_strings
 
 PYPROJECT = "pyproject.toml"
 _KNOWN_KEYS = frozenset(

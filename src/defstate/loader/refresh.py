@@ -15,15 +15,16 @@ from defstate.components.policies import RefreshGuard, RetryPolicy
 from defstate.components.state_backed import StateBackedComponent
 from defstate.definitions import AssetKey
 from defstate.errors import (
+    AlreadyRefreshingError,
     DefstateError,
-    DefsYamlError,
-    ProjectConfigError,
-    TerminalRefreshError,
+    RefreshRejectedError,
+    RefreshTimeoutError,
     UnknownStateKeyError,
+    is_transient,
 )
-from defstate.loader.discovery import ComponentInstance, LoadError
+from defstate.loader.discovery import ComponentInstance, LoadProblem
 from defstate.loader.storage import StateStorages
-from defstate.state_storage.base import AlreadyRefreshingError, StateStorage, require_written
+from defstate.state_storage.base import StateStorage, require_written
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.records import RefreshRecord
 from defstate.state_storage.state_info import StateVersion, utc_iso
@@ -115,24 +116,11 @@ RefreshListener = Callable[[str, RefreshResult | None], None]
 """Called with ``(key, None)`` when a key starts and ``(key, result)`` when it ends."""
 
 
-class RefreshTimeoutError(DefstateError):
-    """``write_state_to_path`` ran past the refresh's timeout; nothing was published."""
-
-
-class RefreshRejectedError(DefstateError):
-    """The guard refused to publish a refresh (too many assets would disappear)."""
-
-
-_NOT_RETRIED = (TerminalRefreshError, RefreshRejectedError, ProjectConfigError, DefsYamlError)
-
-
 def is_retryable(exc: BaseException) -> bool:
-    """Whether another attempt could succeed: not for invalid configuration, missing or
-    denied credentials, a ``TerminalRefreshError`` or a guard rejection."""
-    if isinstance(exc, (*_NOT_RETRIED, PermissionError)):
-        return False
-    name = type(exc).__name__
-    return "Credential" not in name and "AccessDenied" not in name
+    """Whether another attempt could succeed: defstate's errors say so themselves (never for
+    invalid configuration, a ``TerminalRefreshError`` or a guard rejection); a component's
+    own exception is retried unless it means denied access or missing credentials."""
+    return is_transient(exc, unknown=True)
 
 
 def _call_with_timeout(func: Callable[[], object], timeout: float | None) -> None:
@@ -484,10 +472,10 @@ class KeyGroup:
 
 def group_by_key(
     instances: Iterable[ComponentInstance],
-) -> tuple[dict[str, KeyGroup], list[LoadError]]:
+) -> tuple[dict[str, KeyGroup], list[LoadProblem]]:
     """Group state-backed instances by key; instances of one key must agree on its strategy."""
     grouped: dict[str, list[ComponentInstance]] = {}
-    errors: list[LoadError] = []
+    errors: list[LoadProblem] = []
     for instance in instances:
         key = instance.state_key
         if key is None:
@@ -500,7 +488,7 @@ def group_by_key(
             assert isinstance(this, StateBackedComponent)
             if first.defs_state.management_type != this.defs_state.management_type:
                 errors.append(
-                    LoadError(
+                    LoadProblem(
                         f"state key {key!r} is used with management_type "
                         f"{this.defs_state.management_type.value} here and "
                         f"{first.defs_state.management_type.value} by {members[0].source}",
@@ -548,15 +536,15 @@ def select_groups(
 
 def resolve_storages(
     groups: Iterable[KeyGroup], storages: StateStorages
-) -> tuple[dict[str, StateStorage], list[LoadError]]:
+) -> tuple[dict[str, StateStorage], list[LoadProblem]]:
     """Each group's storage by key; a storage that cannot be set up is an error of its key."""
     resolved: dict[str, StateStorage] = {}
-    errors: list[LoadError] = []
+    errors: list[LoadProblem] = []
     for group in groups:
         try:
             resolved[group.key] = storages.get(group.management_type, group.writer.source)
         except DefstateError as exc:
-            errors.append(LoadError.for_instance(group.writer, exc))
+            errors.append(LoadProblem.for_instance(group.writer, exc))
     return resolved, errors
 
 

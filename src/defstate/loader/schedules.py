@@ -14,9 +14,9 @@ from typing import Any
 
 import attrs
 
-from defstate.components.attributes import AttributeValueError, construct
+from defstate.components.attributes import construct
 from defstate.components.policies import RefreshGuard, RetryPolicy
-from defstate.errors import ProjectConfigError, SourceLocation
+from defstate.errors import AttributeValueError, ProjectConfigError, SourceLocation
 from defstate.loader.load import RefreshReport, refresh_state
 from defstate.loader.project import ProjectConfig, load_project_config
 from defstate.loader.refresh import RefreshOptions

@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 import yaml
 
-from defstate.errors import DefsYamlError, SourceLocation
+from defstate.errors import DefsYamlError, SourceLocation, TemplateError
 
 ValuePath = tuple[str | int, ...]
 
@@ -118,10 +118,6 @@ def load_yaml_documents(path: Path) -> list[YamlDocument]:
     finally:
         loader.dispose()
     return documents
-
-
-class TemplateError(ValueError):
-    """A ``{{ }}`` template that cannot be expanded (unknown expression, unset variable)."""
 
 
 def expand_templates(text: str, project_root: Path, env: Mapping[str, str]) -> str:

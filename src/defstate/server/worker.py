@@ -21,14 +21,10 @@ from typing import Any
 
 import attrs
 
-from defstate.errors import DefstateError
+from defstate.errors import WorkerError
 from defstate.loader.gc_pause import paused_gc
 from defstate.loader.load import LoadResult, load_defs
 from defstate.state_storage.state_info import StateInfo
-
-
-class WorkerError(DefstateError):
-    """A worker process failed to produce a load."""
 
 
 def load_document(

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
 
-from defstate.errors import DefstateError, StateStorageError
+from defstate.errors import StateStorageError
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.records import RefreshRecord
 from defstate.state_storage.state_info import StateVersion
@@ -109,10 +109,6 @@ def require_written(path: Path, key: str) -> None:
         raise StateStorageError(
             f"write_state_to_path for key {key!r} returned without writing anything at {path}"
         )
-
-
-class AlreadyRefreshingError(DefstateError):
-    """Another process is refreshing this key right now (``--no-wait``)."""
 
 
 class PendingWrite:

@@ -19,14 +19,12 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
+from defstate.errors import InvalidStateKeyError
+
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-[]")
 _HEX = frozenset("0123456789abcdefABCDEF")
 _CHUNK = 200
 _CONTINUED = "+"
-
-
-class InvalidStateKeyError(ValueError):
-    """A state key that cannot be stored (empty or not a string)."""
 
 
 def encode_key(key: str) -> PurePosixPath:

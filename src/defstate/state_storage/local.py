@@ -23,9 +23,8 @@ from typing import Any
 
 import attrs
 
-from defstate.errors import StateStorageError
+from defstate.errors import AlreadyRefreshingError, StateStorageError
 from defstate.state_storage.base import (
-    AlreadyRefreshingError,
     PendingWrite,
     path_size,
     remove_path,

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import attrs
 
-from defstate.errors import StateStorageError
+from defstate.errors import AlreadyRefreshingError, StateStorageError
 from defstate.state_storage.archive import pack_state, sha256_bytes, unpack_state, verify
-from defstate.state_storage.base import AlreadyRefreshingError, WorkdirWrite, require_written
+from defstate.state_storage.base import WorkdirWrite, require_written
 from defstate.state_storage.keys import encode_key
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.records import RefreshRecord

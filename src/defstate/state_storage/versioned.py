@@ -31,9 +31,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
-from defstate.errors import StateIntegrityError, StateStorageError
+from defstate.errors import (
+    AlreadyRefreshingError,
+    StateIntegrityError,
+    StateStorageError,
+    is_transient,
+)
 from defstate.state_storage.archive import pack_state, sha256_bytes, verify
-from defstate.state_storage.base import AlreadyRefreshingError, WorkdirWrite, require_written
+from defstate.state_storage.base import WorkdirWrite, require_written
 from defstate.state_storage.cache import DownloadCache, default_cache_dir
 from defstate.state_storage.keys import encode_key
 from defstate.state_storage.management import ManagementType
@@ -53,18 +58,6 @@ MANIFEST_NAME = "manifest.json"
 FILE_STATE_NAME = "state"
 DIRECTORY_STATE_NAME = "state.tar.gz"
 LAYOUT_FORMAT = 1
-
-_PERMANENT = (
-    FileNotFoundError,
-    FileExistsError,
-    PermissionError,
-    IsADirectoryError,
-    NotADirectoryError,
-    ValueError,
-    TypeError,
-    StateStorageError,
-)
-_TRANSIENT_NAMES = ("connect", "timeout", "throttl", "slowdown", "unavailable", "temporar")
 
 
 def _check_version_id(key: str, version: str) -> None:
@@ -86,16 +79,6 @@ def redact_url(url: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Errors worth retrying: network hiccups, throttling, timeouts; not missing or denied."""
-    if isinstance(exc, _PERMANENT):
-        return False
-    if isinstance(exc, (ConnectionError, TimeoutError)):
-        return True
-    name = type(exc).__name__.lower()
-    return any(word in name for word in _TRANSIENT_NAMES) or type(exc) is OSError
 
 
 def describe_error(exc: BaseException) -> str:
@@ -222,7 +205,8 @@ class VersionedStateStorage:
             raise
         except Exception as exc:
             raise StateStorageError(
-                f"cannot {what} state for key {key!r} at {self.describe()}: {describe_error(exc)}"
+                f"cannot {what} state for key {key!r} at {self.describe()}: {describe_error(exc)}",
+                transient=is_transient(exc),
             ) from exc
         raise AssertionError("unreachable")
 
