@@ -35,6 +35,8 @@ from urllib.parse import unquote, urlsplit
 
 import attrs
 
+from defstate.errors import ProjectError
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
     from sqlalchemy.engine.interfaces import ReflectedColumn
@@ -69,7 +71,7 @@ _ROW_ESTIMATES: Final = {
 _ROW_ESTIMATES["mariadb"] = _ROW_ESTIMATES["mysql"]
 
 
-class ServerUrlError(ValueError):
+class ServerUrlError(ProjectError, ValueError):
     """A URL that names no server database this module can read."""
 
 
