@@ -66,7 +66,7 @@ def test_unknown_key_lists_known_keys_and_exits_2(
     done = run_cli("state", "refresh", "--key", "List[nope]", cwd=root)
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        "error: unknown state key(s): List[nope] (known keys: List[api], List[crm])"
+        "error: unknown state key: List[nope] (known keys: List[api], List[crm])"
     )
     assert call_count(counter_dir, "api") == 0
 
@@ -177,9 +177,7 @@ def test_errors_are_one_line_without_traceback_unless_debug(make_project: Projec
     done = run_cli("list", "defs", "--no-refresh", cwd=root)
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
-        "error: "
-        + str(root / "defs/a/defs.yaml")
-        + ":1: fixture_components.PlainComponent: missing required attribute 'assets' (list[str])"
+        "error: defs/a/defs.yaml:1: fixture_components.PlainComponent: missing required attribute 'assets' (list[str])"
     ]
     check = run_cli("check", cwd=root)
     assert check.returncode == 1 and "missing required attribute" in check.stderr
@@ -209,7 +207,12 @@ def test_list_components_and_check(make_project: ProjectFactory, counter_dir: Pa
     assert "List[api]" in table.stdout
     check = run_cli("check", cwd=root)
     assert check.returncode == 0, check.stderr
-    assert check.stdout.strip() == "ok: 3 components, 1 assets, 0 keys with state"
+    assert check.stdout.strip() == "ok: 3 components, 1 asset, 0 of 2 state keys with state"
+    hints = check.stderr.splitlines()
+    assert hints[0] == (
+        "hint: defs/api/defs.yaml:1: [List[api]] no state yet, so its component defines no "
+        "assets: create it with `defstate state refresh --key 'List[api]'`"
+    )
     assert call_count(counter_dir, "api") == 0
 
 
@@ -252,7 +255,7 @@ def test_missing_state_is_loud_in_deploy_and_strict_mode(
         assert done.returncode == 1
         lines = done.stderr.splitlines()
         api = next(line for line in lines if "List[api]" in line)
-        assert api.startswith("error: " + str(root / "defs/api/defs.yaml") + ":1:")
+        assert api.startswith("error: defs/api/defs.yaml:1:")
         assert "defstate state refresh --key 'List[api]'" in api
         assert call_count(counter_dir, "api") == 0  # deploy mode never refreshes
 

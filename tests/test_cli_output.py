@@ -125,3 +125,109 @@ def test_tables_fit_80_columns_with_short_ids_and_wide_shows_full_ones(
         code, wide = run_on_terminal(*args, "--wide", cwd=root, columns=80)
         assert code == 0 and full in wide, wide
         assert "VERSIONED_STATE_STORAGE" in wide or args[1] == "history"
+
+
+def test_exit_codes_unknown_gc_key_snapshot_refresh_and_ctrl_c(
+    make_project: ProjectFactory, counter_dir: Path, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import subprocess_env
+
+    root = make_project(
+        {
+            "defs/slow/defs.yaml": "type: fixture_components.ListComponent\nattributes:\n"
+            f"  name: slow\n  assets: [a]\n  sleep: 60\n  counter_dir: {counter_dir}\n",
+            "defs/snap/defs.yaml": "type: fixture_components.ListComponent\nattributes:\n"
+            "  name: snap\n  assets: [s]\n"
+            "  defs_state: {management_type: LEGACY_CODE_SERVER_SNAPSHOTS}\n",
+        }
+    )
+    gc = run_cli("state", "gc", "--key", "List[nope]", cwd=root)
+    assert gc.returncode == 2
+    assert gc.stderr.startswith("error: unknown state key: List[nope] (known keys: ")
+    snap = run_cli("state", "refresh", "List[snap]", cwd=root)
+    assert snap.returncode == 2
+    assert "LEGACY_CODE_SERVER_SNAPSHOTS state is made by every initialization load" in snap.stderr
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "defstate", "state", "refresh", "List[slow]"],
+        cwd=root,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while call_count(counter_dir, "slow") == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)  # not the 60 s the refresh would take
+    assert process.returncode == 130
+    assert stderr.strip() == "interrupted"
+
+
+def test_check_catches_unmatched_schedule_patterns_and_probes_storage(
+    make_project: ProjectFactory, tmp_path: Path
+) -> None:
+    import socket
+    import time
+
+    store = tmp_path / "store"
+    root = make_project(
+        {
+            "defs/wh/defs.yaml": "type: fixture_components.ListComponent\nattributes:\n"
+            "  name: wh\n  assets: [orders]\n"
+            "  defs_state: {management_type: VERSIONED_STATE_STORAGE}\n",
+        },
+        pyproject_extra=(
+            f'[tool.defstate.state_storage]\nurl = "file://{store}"\n'
+            '[tool.defstate.schedules.hourly]\ncron = "0 * * * *"\n'
+            'keys = ["List[wh]", "Dbt*"]\n'
+        ),
+    )
+    done = run_cli("check", "--storage", cwd=root)
+    assert done.returncode == 1
+    assert (
+        "error: pyproject.toml: [tool.defstate.schedules.hourly]: key pattern 'Dbt*' matches no state key (known keys: List[wh])"
+        in done.stderr
+    )
+    assert f"state storage file://{store}: ok (connect, list, write, read, delete)" in done.stdout
+    assert not list(store.iterdir())  # the probe object is gone
+    report = json.loads(run_cli("check", "--json", cwd=root).stdout)
+    assert report["ok"] is False
+    assert [e["message"].split(":")[0] for e in report["errors"]] == [
+        "[tool.defstate.schedules.hourly]"
+    ]
+    assert report["hints"][0]["key"] == "List[wh]"
+    assert (report["components"], report["keys"], report["keys_with_state"]) == (1, 1, 0)
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    unreachable = make_project(
+        {},
+        name="s3proj",
+        pyproject_extra=(
+            '[tool.defstate.state_storage]\nurl = "s3://bucket/prefix"\n'
+            f'storage_options = {{endpoint_url = "http://127.0.0.1:{port}"}}\n'
+        ),
+    )
+    env = {
+        "AWS_ACCESS_KEY_ID": "k",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    start = time.monotonic()
+    probed = run_cli(
+        "check", "--storage", "--storage-timeout", "3", "--json", cwd=unreachable, env=env
+    )
+    assert time.monotonic() - start < 60
+    assert probed.returncode == 1
+    (storage,) = json.loads(probed.stdout)["storage"]
+    assert storage["ok"] is False and storage["storage"] == "s3://bucket/prefix"
+    assert storage["error"]

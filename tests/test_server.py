@@ -328,7 +328,7 @@ def test_dev_reloads_on_edits_and_refreshes_only_what_changed(
     defs = root / "defs/one/defs.yaml"
     defs.write_text(defs.read_text() + "  defs_state:\n    refresh_if_dev: true\n")
     line = server.wait_for_line("reloaded", timeout=60)
-    assert "3 assets (+1 -0 ~0)" in line and "refreshed 1 key(s): Tables[one]" in line
+    assert "3 assets (+1 -0 ~0)" in line and "refreshed 1 key: Tables[one]" in line
     assert server.keys() == ["one_a", "one_b", "two_a"]
     assert call_count(counter_dir, "one") == 2 and call_count(counter_dir, "two") == 1
 
@@ -337,7 +337,7 @@ def test_dev_reloads_on_edits_and_refreshes_only_what_changed(
         (root / "devproj/notes.py").write_text(f"N = {i}\n")
         time.sleep(0.02)
     line = server.wait_for_line("reloaded", timeout=60)
-    assert "refreshed 0 key(s)" in line
+    assert "refreshed 0 keys" in line
     time.sleep(1.0)
     assert not any(s.startswith("reloaded") for s in _drain(server))
 
@@ -345,7 +345,7 @@ def test_dev_reloads_on_edits_and_refreshes_only_what_changed(
     code = root / "devproj/tables.py"
     code.write_text(code.read_text().replace('PREFIX = ""', 'PREFIX = "v2_"'))
     line = server.wait_for_line("reloaded", timeout=60)
-    assert "refreshed 2 key(s)" in line
+    assert "refreshed 2 keys" in line
     assert server.keys() == ["v2_one_a", "v2_one_b", "v2_two_a"]
     assert call_count(counter_dir, "one") == 3 and call_count(counter_dir, "two") == 2
 

@@ -105,7 +105,13 @@ def test_rollback_moves_latest_back(make_project: ProjectFactory, tmp_path: Path
     assert sorted(str(k) for k in load_defs(root).definitions.asset_keys) == ["a", "b", "c"]
 
     unknown = run_cli("state", "rollback", "List[api]", "no-such-version", cwd=root)
-    assert unknown.returncode == 1 and "'no-such-version' is not a version" in unknown.stderr
+    assert unknown.returncode == 2 and "has no stored version 'no-such-version'" in unknown.stderr
+    by_prefix = run_cli("state", "rollback", "List[api]", v1[:8], cwd=root)  # like git
+    assert by_prefix.returncode == 0 and f"latest={v1}" in by_prefix.stdout
+    shown = run_cli("state", "show", "List[api]", "--version", v1[:6], cwd=root)
+    assert json.loads(shown.stdout)["version"] == v1
+    ambiguous = run_cli("state", "diff", "List[api]", "", cwd=root)
+    assert ambiguous.returncode == 2 and "is ambiguous" in ambiguous.stderr
     local = run_cli("state", "rollback", "List[here]", "local", cwd=root)
     assert local.returncode == 1 and "keeps no versions" in local.stderr
     with pytest.raises(DefstateError, match="unknown state key"):

@@ -135,7 +135,7 @@ def list_defs(
             click.echo(json_dumps(result.to_json_dict()))
         else:
             render_defs(result, wide)
-    exit_on_errors(result.errors)
+    exit_on_errors(result.errors, result.project.config.root)
 
 
 @list_group.command("components")
@@ -150,23 +150,58 @@ def list_components(state: CliState, as_json: bool, wide: bool) -> None:
         click.echo(json_dumps({"components": project.components_json()}))
     else:
         render_components(project, wide)
-    exit_on_errors(project.errors)
+    exit_on_errors(project.errors, project.config.root)
 
 
 @cli.command("check")
 @_STRICT
+@click.option(
+    "--storage",
+    "probe_storage",
+    is_flag=True,
+    help="Also probe the state storage: connect, list, write, read and delete one small "
+    "object, with a short timeout (like `dbt debug`).",
+)
+@click.option(
+    "--storage-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Seconds the storage probe may take.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
 @handle_errors
-def check(state: CliState, strict: bool) -> None:
-    """Validate the project (configuration, defs.yaml, definitions) without refreshing."""
-    result = load_defs(state.project, dev=False, strict=strict or None)
-    print_errors(result.errors)
-    if result.errors:
-        click.echo(f"{len(result.errors)} problem(s) found", err=True)
+def check(
+    state: CliState, strict: bool, probe_storage: bool, storage_timeout: float, as_json: bool
+) -> None:
+    """Validate the project without refreshing: configuration, defs.yaml, definitions,
+    schedule key patterns, keys without state (hints) and, with --storage, the storage."""
+    from defstate.loader.check import check_project
+    from defstate.text import plural
+
+    with user_output_to_stderr(as_json):
+        report = check_project(
+            state.project,
+            strict=strict or None,
+            storage=probe_storage,
+            storage_timeout=storage_timeout,
+        )
+    if as_json:
+        click.echo(json_dumps(report.to_json_dict()))
+        sys.exit(0 if report.ok else 1)
+    for probe in report.storage:
+        if probe.ok:
+            steps = ", ".join(probe.steps)
+            click.echo(f"state storage {probe.storage}: ok ({steps}) in {probe.seconds:.2f}s")
+    print_errors(report.hints, report.root, prefix="hint")
+    print_errors(report.errors, report.root)
+    if not report.ok:
+        click.echo(f"{plural(len(report.errors), 'problem')} found", err=True)
         sys.exit(1)
     click.echo(
-        f"ok: {len(result.project.instances)} components, "
-        f"{len(result.definitions.assets)} assets, {len(result.state_info)} keys with state"
+        f"ok: {plural(report.components, 'component')}, {plural(report.assets, 'asset')}, "
+        f"{report.keys_with_state} of {plural(report.keys, 'state key')} with state"
     )
 
 
@@ -260,7 +295,7 @@ def _keys_of_selection(
     with user_output_to_stderr(as_json):
         keys, result = state_keys_for_selection(selection, state.project)
     if not keys:
-        print_errors(result.errors)
+        print_errors(result.errors, result.project.config.root)
         raise UnknownStateKeyError(
             f"selection {selection.text!r} matches no asset of a state-backed component "
             "(a component without state defines no assets yet: name its key instead, "
@@ -320,10 +355,10 @@ def _run_refresh(
                 concurrency=concurrency,
                 options=options,
             )
-    _print_report(report, as_json)
+    _print_report(state, report, as_json)
 
 
-def _print_report(report: RefreshReport, as_json: bool) -> None:
+def _print_report(state: CliState, report: RefreshReport, as_json: bool) -> None:
     if as_json:
         click.echo(
             json_dumps(
@@ -337,7 +372,10 @@ def _print_report(report: RefreshReport, as_json: bool) -> None:
         render_refresh_results(report.results)
         if not report.results and not report.errors:
             click.echo("no state-backed components selected")
-    print_errors(report.errors)
+    if report.errors:
+        from defstate.loader.project import load_project_config
+
+        print_errors(report.errors, load_project_config(state.project).root)
     if not report.ok:
         sys.exit(1)
 
@@ -421,7 +459,7 @@ def schedule_run(state: CliState, name: str, as_json: bool, no_wait: bool) -> No
 
     with user_output_to_stderr(as_json):
         report = run_schedule(state.project, name, wait=not no_wait)
-    _print_report(report, as_json)
+    _print_report(state, report, as_json)
 
 
 @state_group.command("ls")
@@ -448,7 +486,7 @@ def state_ls(state: CliState, as_json: bool, wide: bool) -> None:
 
 @state_group.command("show")
 @click.argument("key")
-@click.option("--version", help="A stored version (default: the latest).")
+@click.option("--version", help="A stored version or a unique prefix (default: the latest).")
 @pass_state
 @handle_errors
 def state_show(state: CliState, key: str, version: str | None) -> None:
@@ -508,7 +546,7 @@ def state_rollback(state: CliState, key: str, version: str) -> None:
 
 @state_group.command("gc")
 @click.option("--keep", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--key", "keys", multiple=True, help="Only this key (repeatable).")
+@click.option("--key", "keys", multiple=True, help="Only this key or glob pattern (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
 @handle_errors
@@ -520,5 +558,9 @@ def state_gc(state: CliState, keep: int, keys: tuple[str, ...], as_json: bool) -
     if as_json:
         click.echo(json_dumps({"deleted": deleted}))
         return
+    from defstate.text import plural
+
     for key, versions in deleted.items():
-        click.echo(f"{key}: deleted {len(versions)} version(s)")
+        click.echo(f"{key}: deleted {plural(len(versions), 'version')}")
+        for version in versions:
+            click.echo(f"  {version}")

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import attrs
 import click
 
+from defstate.errors import SourceLocation
 from defstate.loader.discovery import LoadProblem
 from defstate.loader.refresh import RefreshResult
+from defstate.text import plural
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -43,12 +47,6 @@ def console(stderr: bool = False, wide: bool = False) -> Console:
         width=_WIDE if wide else None,
         soft_wrap=wide,
     )
-
-
-def plural(count: int, singular: str, plural_form: str | None = None) -> str:
-    """``1 component``, ``2 components``, ``0 keys``."""
-    word = singular if count == 1 else (plural_form or singular + "s")
-    return f"{count} {word}"
 
 
 def short_id(version: str | None, wide: bool = False) -> str:
@@ -94,15 +92,28 @@ def table(title: str, columns: Sequence[str], wide: bool, keep: Sequence[str] = 
     return grid
 
 
-def print_errors(errors: Sequence[LoadProblem]) -> None:
-    """One ``error:`` line per problem, on stderr."""
+def relative_to_project(error: LoadProblem, root: Path | None) -> LoadProblem:
+    """``error`` with its file relative to the project root (how every path is shown)."""
+    if root is None or error.location is None:
+        return error
+    try:
+        relative = error.location.path.relative_to(root)
+    except ValueError:
+        return error
+    return attrs.evolve(error, location=SourceLocation(relative, error.location.line))
+
+
+def print_errors(
+    errors: Sequence[LoadProblem], root: Path | None = None, prefix: str = "error"
+) -> None:
+    """One ``error:`` line per problem, on stderr, with paths relative to ``root``."""
     for error in errors:
-        click.echo(f"error: {error}", err=True)
+        click.echo(f"{prefix}: {relative_to_project(error, root)}", err=True)
 
 
-def exit_on_errors(errors: Sequence[LoadProblem]) -> None:
+def exit_on_errors(errors: Sequence[LoadProblem], root: Path | None = None) -> None:
     """Print the errors, and exit 1 when there are any."""
-    print_errors(errors)
+    print_errors(errors, root)
     if errors:
         sys.exit(1)
 

@@ -402,11 +402,16 @@ def refresh_state(
     Raises ``UnknownStateKeyError`` when a requested key matches no component.
     """
     project = open_project(project_root)
+    selected = select_groups(dict(project.groups), keys, management_types)
     groups = [
-        g
-        for g in select_groups(dict(project.groups), keys, management_types)
-        if g.management_type is not ManagementType.LEGACY_CODE_SERVER_SNAPSHOTS
+        g for g in selected if g.management_type is not ManagementType.LEGACY_CODE_SERVER_SNAPSHOTS
     ]
+    if keys and selected and not groups:
+        raise UnknownStateKeyError(
+            f"{', '.join(g.key for g in selected)}: LEGACY_CODE_SERVER_SNAPSHOTS state is made "
+            "by every initialization load of a code location (serve, dev, list defs), not "
+            "by `state refresh`"
+        )
     storages, errors = resolve_storages(groups, project.storages)
     results = run_refreshes(
         plan_targets(groups, storages),

@@ -526,7 +526,8 @@ def select_groups(
         if unknown:
             known = ", ".join(sorted(groups)) or "none"
             raise UnknownStateKeyError(
-                f"unknown state key(s): {', '.join(unknown)} (known keys: {known})"
+                f"unknown state {'key' if len(unknown) == 1 else 'keys'}: {', '.join(unknown)} "
+                f"(known keys: {known})"
             )
         selected = [g for g in selected if any(key_matches(g.key, k) for k in keys)]
     if management_types:

@@ -8,9 +8,9 @@ from typing import Any
 
 import attrs
 
-from defstate.errors import DefstateError, StateStorageError
+from defstate.errors import DefstateError, StateStorageError, UsageError
 from defstate.loader.load import Project, open_project
-from defstate.loader.refresh import KeyGroup
+from defstate.loader.refresh import KeyGroup, select_groups
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.state_info import StateVersion
 from defstate.state_storage.versioned import VersionedStateStorage
@@ -46,6 +46,28 @@ def _versioned(project: Project, group: KeyGroup, what: str) -> VersionedStateSt
     return storage
 
 
+_UUID_LENGTH = 36
+
+
+def full_version(storage: VersionedStateStorage, key: str, version: str) -> str:
+    """The stored version of ``key`` that ``version`` names: a full id or, like git's short
+    hashes, a unique prefix (``UsageError`` when none or several match)."""
+    if len(version) == _UUID_LENGTH:
+        return version  # a full id: no need to list every manifest
+    ids = [v.version for v in storage.versions(key)]
+    matches = [v for v in ids if v.startswith(version)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise UsageError(
+            f"key {key!r} has no stored version {version!r} at {storage.describe()} "
+            "(`defstate state history KEY` lists them)"
+        )
+    raise UsageError(
+        f"version prefix {version!r} of key {key!r} is ambiguous: {', '.join(matches)}"
+    )
+
+
 def list_state(project_root: Path | str | None = None) -> list[KeyState]:
     """Every state key of the project with its latest version (snapshot keys have none:
     they live in the pins of loads)."""
@@ -68,7 +90,8 @@ def show_state(
     project = open_project(project_root)
     group = project.group(key)
     if version is not None:
-        return _versioned(project, group, "show versions of").version(key, version)
+        storage = _versioned(project, group, "show versions of")
+        return storage.version(key, full_version(storage, key, version))
     latest = project.storage(group).latest(key)
     if latest is None:
         raise StateStorageError(
@@ -136,6 +159,8 @@ def diff_state(
     project = open_project(project_root)
     group = project.group(key)
     storage = _versioned(project, group, "diff")
+    old = full_version(storage, key, old) if old is not None else None
+    new = full_version(storage, key, new) if new is not None else None
     versions: list[StateVersion] = []  # listed only when old must be found
     if new is None:
         latest = storage.latest(key)
@@ -170,7 +195,8 @@ def rollback_state(project_root: Path | str | None, key: str, version: str) -> S
     Code locations pick it up at their next reload (``--reload-on-new-state`` notices it).
     """
     project = open_project(project_root)
-    return _versioned(project, project.group(key), "roll back").rollback(key, version)
+    storage = _versioned(project, project.group(key), "roll back")
+    return storage.rollback(key, full_version(storage, key, version))
 
 
 def gc_state(
@@ -185,8 +211,9 @@ def gc_state(
         raise ValueError("keep must be at least 1")
     project = open_project(project_root)
     deleted: dict[str, list[str]] = {}
+    chosen = {g.key for g in select_groups(dict(project.groups), keys)}  # unknown keys raise
     for key, group in sorted(project.groups.items()):
-        if keys and key not in keys:
+        if key not in chosen:
             continue
         if group.management_type is not ManagementType.VERSIONED_STATE_STORAGE:
             continue

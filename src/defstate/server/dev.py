@@ -10,6 +10,7 @@ from typing import Any
 
 from defstate.loader.project import ProjectConfig
 from defstate.server.worker import WorkerLoad
+from defstate.text import plural
 
 log = logging.getLogger("defstate.server")
 
@@ -108,10 +109,11 @@ def summarize_reload(
     refreshed = [r["key"] for r in new.document.get("refreshes", []) if r["ok"]]
     problems = new.document["errors"]
     lines = [
-        f"reloaded in {new.document.get('seconds', 0):.2f}s: {len(after)} assets "
+        f"reloaded in {new.document.get('seconds', 0):.2f}s: {plural(len(after), 'asset')} "
         f"(+{len(added)} -{len(removed)} ~{len(changed)}), "
-        f"refreshed {len(refreshed)} key(s){': ' + ', '.join(refreshed) if refreshed else ''}, "
-        f"{len(problems)} problem(s)"
+        f"refreshed {plural(len(refreshed), 'key')}"
+        f"{': ' + ', '.join(refreshed) if refreshed else ''}, "
+        f"{plural(len(problems), 'problem')}"
     ]
     for problem in problems:
         where = (
