@@ -12,9 +12,12 @@ from defstate.selection import AssetSelection
 
 
 def select_from_load(result: LoadResult, selection: AssetSelection) -> LoadResult:
-    """``result`` with only the selected assets (the pin and errors are kept whole)."""
+    """``result`` with only the selected assets and their checks (the pin and errors are
+    kept whole)."""
     assets = selection.select(result.definitions.assets)
-    return attrs.evolve(result, definitions=Definitions(assets))
+    keys = {spec.key for spec in assets}
+    checks = [c for c in result.definitions.asset_checks if c.asset in keys]
+    return attrs.evolve(result, definitions=Definitions(assets, checks))
 
 
 def state_keys_for_selection(
