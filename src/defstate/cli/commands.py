@@ -289,14 +289,14 @@ def state_refresh(
 def _keys_of_selection(
     state: CliState, selection: AssetSelection, as_json: bool
 ) -> tuple[str, ...]:
-    from defstate.errors import UnknownStateKeyError
+    from defstate.errors import UsageError
     from defstate.loader.select import state_keys_for_selection
 
     with user_output_to_stderr(as_json):
         keys, result = state_keys_for_selection(selection, state.project)
     if not keys:
         print_errors(result.errors, result.project.config.root)
-        raise UnknownStateKeyError(
+        raise UsageError(
             f"selection {selection.text!r} matches no asset of a state-backed component "
             "(a component without state defines no assets yet: name its key instead, "
             f"known keys: {', '.join(result.project.keys) or 'none'})"

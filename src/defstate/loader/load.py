@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 
 from defstate.definitions import AssetCheckKey, AssetKey, Definitions, merge_definitions
-from defstate.errors import UnknownStateKeyError
+from defstate.errors import UnknownStateKeyError, UsageError
 from defstate.loader.discovery import (
     ComponentInstance,
     LoadProblem,
@@ -407,7 +407,7 @@ def refresh_state(
         g for g in selected if g.management_type is not ManagementType.LEGACY_CODE_SERVER_SNAPSHOTS
     ]
     if keys and selected and not groups:
-        raise UnknownStateKeyError(
+        raise UsageError(
             f"{', '.join(g.key for g in selected)}: LEGACY_CODE_SERVER_SNAPSHOTS state is made "
             "by every initialization load of a code location (serve, dev, list defs), not "
             "by `state refresh`"
