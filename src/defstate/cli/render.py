@@ -209,6 +209,8 @@ def render_refresh_results(results: Sequence[RefreshResult]) -> None:
                 f"refreshed {result.key}  version={result.version.version}  "
                 f"{result.seconds:.2f}s  {format_bytes(result.size)}{attempts}"
             )
+            for warning in result.warnings:
+                click.echo(f"warning: [{result.key}] {warning}", err=True)
         elif result.status == "joined" and result.ok:
             click.echo(
                 f"joined {result.key}  version={result.published}  (refreshed meanwhile by "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +35,15 @@ class DefsStateConfig:
     executor: Literal["thread", "process"] = "thread"
 
 
+@attrs.frozen(kw_only=True)
+class RefreshNotes:
+    """What a refresh's record says besides its outcome: warnings (e.g. items skipped because
+    they did not fit) and counts (``{"items": 250, "skipped_items": 2}``)."""
+
+    warnings: tuple[str, ...] = ()
+    counts: Mapping[str, int] = attrs.field(factory=dict)
+
+
 @attrs.define(kw_only=True)
 class StateBackedComponent(Component):
     """A component whose definitions come from stored state.
@@ -60,6 +69,14 @@ class StateBackedComponent(Component):
         May be ``async def``; defstate awaits it.
         """
         raise NotImplementedError(f"{type(self).__name__} does not implement write_state_to_path")
+
+    def refresh_notes(self, state_path: Path) -> RefreshNotes:
+        """Warnings and counts for the record of a refresh that wrote ``state_path``.
+
+        Called in the refreshing process after ``write_state_to_path`` (whatever executor ran
+        it), before the state is published; reads only the state. Default: nothing to note.
+        """
+        return RefreshNotes()
 
     def build_defs_from_state(
         self, context: ComponentLoadContext, state_path: Path | None

@@ -26,6 +26,20 @@ A ``defs.yaml`` entry::
         tags: labels               # an object, or a list of strings (tags with "" values)
         metadata:
           row_count: stats.rows    # metadata name -> field path
+      pagination:                  # optional: see defstate.contrib.http_pagination
+        kind: cursor               # none | next_link | link_header | cursor | offset
+        cursor_path: data.next_cursor
+        max_pages: 1000
+      oauth2: {token_url: ..., client_id: ..., client_secret: ...}  # see defstate.contrib.oauth2
+      strict: false                # true: an item that does not fit fails the refresh
+
+**Pages** are fetched one after the other, each with the retries below; the items of all
+pages are one catalog. A catalog with more than ``max_pages`` pages fails the refresh.
+
+**Items that do not fit** the mapping (no key field, a field of the wrong type, a key that
+another item already has) are skipped: the state lists them under ``skipped`` (index and
+reason), the refresh prints a warning and its record counts them (``counts.skipped_items``).
+With ``strict: true`` the first such item fails the refresh instead.
 
 **Field paths** are dotted: ``stats.rows`` reads ``item["stats"]["rows"]``; a number
 indexes a list (``owners.0``). A key field whose value is a string containing ``/`` adds
@@ -57,8 +71,10 @@ the URL varies between environments.
     }
 
 Each item holds only the mapped fields present in it, keyed by field path; items are sorted
-by asset key, so an unchanged catalog refreshes to identical bytes. A mapping that uses a
-field the stored state lacks is an error asking for a refresh, never a silent ``null``.
+by asset key, so an unchanged catalog refreshes to identical bytes. ``skipped``
+(``[{"item": INDEX, "reason": ...}]``, by index over all pages) is there when items were.
+A mapping that uses a field the stored state lacks is an error asking for a refresh, never a
+silent ``null``.
 """
 
 from __future__ import annotations
@@ -69,13 +85,17 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import attrs
 
-from defstate.components import ComponentLoadContext, StateBackedComponent
+from defstate.components import ComponentLoadContext, RefreshNotes, StateBackedComponent
 from defstate.components.json_state import dump_json_state, load_json_state
 from defstate.components.policies import RetryPolicy
+from defstate.contrib.http_pagination import Pagination, PaginationError
+from defstate.contrib.json_paths import MISSING, is_field_path, json_type, lookup
+from defstate.contrib.oauth2 import BearerTokens, OAuth2ClientCredentials, OAuth2TokenError
+from defstate.contrib.urls import MASK, host_label, origin, redact_url
 from defstate.definitions import AssetKey, AssetSpec, Definitions
 from defstate.errors import (
     AttributeValueError,
@@ -98,12 +118,11 @@ MAX_RESPONSE_BYTES: Final = 64 * 1024 * 1024
 BODY_EXCERPT_CHARS: Final = 200
 """How much of a response body an error message shows."""
 
+SKIPPED_REASONS_SHOWN: Final = 3
+"""How many skipped items' reasons a refresh's warning quotes."""
+
 # Headers defstate sets itself; every other header came from the user and may be secret.
-_OWN_HEADERS: Final = ("Accept", "User-agent")
-
-_MASK: Final = "***"
-
-_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+_OWN_HEADERS: Final = ("Accept", "User-agent", "Content-type")
 
 
 class HttpCatalogError(RefreshError):
@@ -199,21 +218,27 @@ class HttpCatalogComponent(StateBackedComponent):
     """One asset per item of a JSON catalog fetched over HTTP (see the module doc)."""
 
     url: str
-    """The ``http://`` or ``https://`` URL of the JSON document."""
+    """The ``http://`` or ``https://`` URL of the JSON document (its first page)."""
     headers: dict[str, str] = attrs.field(factory=dict, repr=False)
     """Request headers, e.g. ``Authorization``; never stored or shown."""
     timeout: float = 10.0
-    """Seconds the server may stay silent, and the limit for downloading the response."""
+    """Seconds the server may stay silent, and the limit for downloading one response."""
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     """When failed requests are retried."""
     items_path: str
-    """Dotted path to the list of items in the response; ``""`` for the document itself."""
+    """Dotted path to the list of items in each page; ``""`` for the page itself."""
     mapping: FieldMapping
     """Which item fields make which parts of the asset specs."""
+    pagination: Pagination = attrs.field(factory=Pagination)
+    """How to get from one page to the next (default: one page)."""
+    oauth2: OAuth2ClientCredentials | None = None
+    """Get a bearer token with the OAuth2 client-credentials grant."""
+    strict: bool = False
+    """Fail the refresh on an item that does not fit the mapping, instead of skipping it."""
 
     @classmethod
     def from_attributes(cls, attributes: Mapping[str, Any], context: ComponentLoadContext) -> Self:
-        """Check the URL, timeout, headers and field paths."""
+        """Check the URLs, timeout, headers, pagination and field paths."""
         component = super().from_attributes(attributes, context)
         if not _is_http_url(component.url):
             raise AttributeValueError(
@@ -225,33 +250,51 @@ class HttpCatalogComponent(StateBackedComponent):
             problem = header_problem(name, value)
             if problem:
                 raise AttributeValueError(("headers", name), problem)
+        component.pagination.check()
+        _check_oauth2(component)
         paths: list[tuple[tuple[str | int, ...], str]] = []
         if component.items_path:
             paths.append((("items_path",), component.items_path))
         paths += [(("mapping", *where), path) for where, path in component.mapping.named_paths()]
         for where, path in paths:
-            if not path or any(not segment for segment in path.split(".")):
+            if not is_field_path(path):
                 raise AttributeValueError(where, f"{path!r} is not a dotted field path")
         return component
 
     def get_defs_state_key(self) -> str:
         """``HttpCatalog[<host>[:port]<path>]``."""
         parts = urlsplit(self.url)
-        return f"HttpCatalog[{_host(parts.hostname, parts.port)}{parts.path}]"
+        return f"HttpCatalog[{host_label(parts.hostname, parts.port)}{parts.path}]"
 
     def write_state_to_path(self, state_path: Path) -> None:
-        """Fetch the catalog and write its items' mapped fields to the file ``state_path``."""
-        document = fetch_json(
-            self.url, headers=self.headers, timeout=self.timeout, retry=self.retry
+        """Fetch every page of the catalog; write its items' mapped fields to ``state_path``."""
+        client = CatalogClient(
+            headers=self.headers, timeout=self.timeout, retry=self.retry, oauth2=self.oauth2
         )
+        items = fetch_items(client, self.url, self.items_path, self.pagination)
         try:
-            items = items_at(document, self.items_path)
-            state = make_state(items, self.mapping)
+            state = make_state(items, self.mapping, strict=self.strict)
         except CatalogMappingError as exc:
             raise HttpCatalogFormatError(
                 f"the response from {redact_url(self.url)}: {exc}"
             ) from None
         state_path.write_bytes(dump_json_state(state))
+
+    def refresh_notes(self, state_path: Path) -> RefreshNotes:
+        """How many items were kept and skipped; a warning quoting the first reasons."""
+        state = load_state(state_path)
+        skipped = state.get("skipped", [])
+        counts = {"items": len(state["items"]), "skipped_items": len(skipped)}
+        if not skipped:
+            return RefreshNotes(counts=counts)
+        reasons = "; ".join(s["reason"] for s in skipped[:SKIPPED_REASONS_SHOWN])
+        shown = SKIPPED_REASONS_SHOWN
+        more = f"; and {len(skipped) - shown} more" if len(skipped) > shown else ""
+        warning = (
+            f"skipped {len(skipped)} of {len(skipped) + len(state['items'])} item(s) that do not "
+            f"fit the mapping (strict: true fails instead): {reasons}{more}"
+        )
+        return RefreshNotes(warnings=(warning,), counts=counts)
 
     def build_defs_from_state(
         self, context: ComponentLoadContext, state_path: Path | None
@@ -267,6 +310,21 @@ class HttpCatalogComponent(StateBackedComponent):
                 f"have (the mapping changed since the last refresh): refresh {self.defs_state_key}"
             )
         return Definitions(assets=asset_specs_from_state(state, self.mapping))
+
+
+def _check_oauth2(component: HttpCatalogComponent) -> None:
+    if component.oauth2 is None:
+        return
+    if not _is_http_url(component.oauth2.token_url):
+        raise AttributeValueError(
+            ("oauth2", "token_url"),
+            f"expected an http:// or https:// URL, got {redact_url(component.oauth2.token_url)!r}",
+        )
+    if any(name.lower() == "authorization" for name in component.headers):
+        raise AttributeValueError(
+            ("headers", "Authorization"),
+            "an Authorization header and oauth2 are both set: oauth2 sends the bearer token",
+        )
 
 
 def _is_http_url(url: str) -> bool:
@@ -291,26 +349,6 @@ def header_problem(name: str, value: str) -> str | None:
 # --- fetching ----------------------------------------------------------------------------
 
 
-def _host(hostname: str | None, port: int | None) -> str:
-    host = hostname or ""
-    if ":" in host:
-        host = f"[{host}]"  # IPv6
-    return f"{host}:{port}" if port else host
-
-
-def redact_url(url: str) -> str:
-    """``url`` for messages: no user:password, query-string values masked, no fragment."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return "(an invalid URL)"
-    query = "&".join(
-        f"{name}={_MASK}" for name, _ in parse_qsl(parts.query, keep_blank_values=True)
-    )
-    return urlunsplit((parts.scheme, _host(parts.hostname, port), parts.path, query, ""))
-
-
 def secret_words(headers: Mapping[str, str]) -> list[str]:
     """What must never appear in a message: each header value, and its longer words."""
     words = {value for value in headers.values() if value}
@@ -323,8 +361,17 @@ def body_excerpt(body: bytes, secrets: Sequence[str], limit: int = BODY_EXCERPT_
     """The start of a response body on one line, with secrets masked."""
     text = " ".join(body.decode("utf-8", errors="replace").split())
     for secret in secrets:
-        text = text.replace(secret, _MASK)
+        text = text.replace(secret, MASK)
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+@attrs.frozen
+class HttpResponse:
+    """A successful response: its body and headers (names lower-cased; repeated headers
+    joined with ``", "``, as HTTP allows for ``Link``)."""
+
+    body: bytes
+    headers: Mapping[str, str]
 
 
 def fetch_json(
@@ -339,9 +386,34 @@ def fetch_json(
     Raises :class:`HttpRequestError` (:class:`HttpRejectedError` for a refusal) or
     :class:`HttpCatalogFormatError` for a response that is not JSON.
     """
+    secrets = secret_words(headers)
+    response = fetch_response(url, headers=headers, timeout=timeout, retry=retry, secrets=secrets)
+    return parse_json(response.body, url, secrets)
+
+
+def parse_json(body: bytes, url: str, secrets: Sequence[str]) -> Any:
+    """The JSON document in a response from ``url``, or :class:`HttpCatalogFormatError`."""
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise HttpCatalogFormatError(
+            f"the response from {redact_url(url)} is not JSON ({exc}): "
+            f"{body_excerpt(body, secrets)!r}"
+        ) from None
+
+
+def fetch_response(
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    timeout: float,
+    retry: RetryPolicy,
+    secrets: Sequence[str],
+    data: bytes | None = None,
+) -> HttpResponse:
+    """One request (GET, or POST with ``data``), retried as ``retry`` says."""
     from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
-    secrets = secret_words(headers)
     policy_wait = retry.tenacity_wait()
 
     def wait(state: RetryCallState) -> float:
@@ -364,59 +436,170 @@ def fetch_json(
         ):
             with attempt:
                 attempts = attempt.retry_state.attempt_number
-                body = http_get(url, headers=headers, timeout=timeout, secrets=secrets)
+                return http_request(
+                    url, headers=headers, timeout=timeout, secrets=secrets, data=data
+                )
     except HttpRequestError as exc:
         if attempts > 1:
             raise exc.with_suffix(f" (gave up after {attempts} attempts)") from None
         raise
-    try:
-        return json.loads(body)
-    except ValueError as exc:
-        raise HttpCatalogFormatError(
-            f"the response from {redact_url(url)} is not JSON ({exc}): "
-            f"{body_excerpt(body, secrets)!r}"
-        ) from None
+    raise AssertionError("unreachable: tenacity either returns or raises")
 
 
-def http_get(
-    url: str, *, headers: Mapping[str, str], timeout: float, secrets: Sequence[str] = ()
-) -> bytes:
-    """One GET request: the response body, or an :class:`HttpRequestError`."""
+def http_request(
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    timeout: float,
+    secrets: Sequence[str] = (),
+    data: bytes | None = None,
+) -> HttpResponse:
+    """One GET request (POST when ``data`` is given), or an :class:`HttpRequestError`."""
     import http.client
     import ssl
     import urllib.error
     import urllib.request
 
     shown = redact_url(url)
+    method = "GET" if data is None else "POST"
+    label = f"{method} {shown}"
     request = urllib.request.Request(
         url,
+        data=data,
         headers={"Accept": "application/json", "User-Agent": "defstate", **headers},
-        method="GET",
+        method=method,
     )
     deadline = time.monotonic() + timeout
     try:
         with _opener().open(request, timeout=timeout) as response:
-            return _read_body(response, deadline, shown, timeout)
+            body = _read_body(response, deadline, label, timeout)
+            return HttpResponse(body, _joined_headers(response.headers.items()))
     except urllib.error.HTTPError as exc:
-        raise _status_error(exc, shown, secrets) from None
+        raise _status_error(exc, label, secrets) from None
     except urllib.error.URLError as exc:
         reason = exc.reason
         if isinstance(reason, TimeoutError):
-            raise _timeout_error(shown, timeout) from None
+            raise _timeout_error(label, timeout) from None
         if isinstance(reason, ssl.SSLCertVerificationError):
             raise HttpRejectedError(
                 f"cannot verify the TLS certificate of {shown}: {reason}"
             ) from None
         raise HttpRequestError(f"cannot connect to {shown}: {reason}", retryable=True) from None
     except TimeoutError:
-        raise _timeout_error(shown, timeout) from None
+        raise _timeout_error(label, timeout) from None
     except (OSError, http.client.HTTPException) as exc:
         raise HttpRequestError(
             f"the connection to {shown} failed: {type(exc).__name__}: {exc}", retryable=True
         ) from None
 
 
-def _read_body(response: Any, deadline: float, shown: str, timeout: float) -> bytes:
+def _joined_headers(items: Sequence[tuple[str, str]]) -> dict[str, str]:
+    joined: dict[str, str] = {}
+    for name, value in items:
+        key = name.lower()
+        joined[key] = f"{joined[key]}, {value}" if key in joined else value
+    return joined
+
+
+class CatalogClient:
+    """The requests of one refresh: headers, timeout, retries and an OAuth2 token if any."""
+
+    def __init__(
+        self,
+        *,
+        headers: Mapping[str, str],
+        timeout: float,
+        retry: RetryPolicy,
+        oauth2: OAuth2ClientCredentials | None = None,
+    ) -> None:
+        self._headers = dict(headers)
+        self._timeout = timeout
+        self._retry = retry
+        self._oauth2 = oauth2
+        self._tokens = BearerTokens(oauth2, self._post_token) if oauth2 else None
+
+    @property
+    def secrets(self) -> list[str]:
+        """Header values and their words, the client secret and the tokens so far."""
+        words = set(secret_words(self._headers)) | set(self._tokens.secrets if self._tokens else ())
+        return sorted(words, key=len, reverse=True)
+
+    def get_json(self, url: str) -> tuple[Any, Mapping[str, str]]:
+        """GET ``url``: its JSON document and response headers. With OAuth2, a 401 answer
+        gets one more try with a new token (the old one was rotated or revoked)."""
+        try:
+            response = self._get(url)
+        except HttpRejectedError as exc:
+            if self._tokens is None or exc.status != 401:
+                raise
+            self._tokens.invalidate()
+            response = self._get(url)
+        return parse_json(response.body, url, self.secrets), response.headers
+
+    def _get(self, url: str) -> HttpResponse:
+        headers = dict(self._headers)
+        if self._tokens is not None:
+            headers["Authorization"] = self._authorization()
+        return fetch_response(
+            url, headers=headers, timeout=self._timeout, retry=self._retry, secrets=self.secrets
+        )
+
+    def _authorization(self) -> str:
+        assert self._tokens is not None and self._oauth2 is not None
+        try:
+            return self._tokens.authorization()
+        except OAuth2TokenError as exc:
+            raise HttpCatalogFormatError(f"{redact_url(self._oauth2.token_url)}: {exc}") from None
+
+    def _post_token(
+        self, url: str, body: bytes, headers: Mapping[str, str], secrets: list[str]
+    ) -> bytes:
+        masked = sorted({*secrets, *secret_words(headers)}, key=len, reverse=True)
+        try:
+            response = fetch_response(
+                url, headers=headers, timeout=self._timeout, retry=self._retry,
+                secrets=masked, data=body,
+            )  # fmt: skip
+        except HttpRejectedError as exc:
+            raise HttpRejectedError(
+                f"the OAuth2 token endpoint refused the client credentials: {exc.message}",
+                status=exc.status,
+            ) from None
+        return response.body
+
+
+def fetch_items(
+    client: CatalogClient, url: str, items_path: str, pagination: Pagination
+) -> list[Any]:
+    """The items of every page of the catalog at ``url``, in page order."""
+    items: list[Any] = []
+    fetched: set[str] = set()
+    page_url: str | None = pagination.first_url(url)
+    while page_url is not None:
+        if page_url in fetched:
+            raise HttpCatalogFormatError(
+                f"pagination loops: page {len(fetched)} of {redact_url(url)} points back to "
+                f"{redact_url(page_url)}, which was already fetched"
+            )
+        if len(fetched) == pagination.max_pages:
+            raise HttpCatalogFormatError(
+                f"the catalog at {redact_url(url)} has more than {pagination.max_pages} pages "
+                "(pagination.max_pages): raise the limit if it is really that large"
+            )
+        fetched.add(page_url)
+        document, headers = client.get_json(page_url)
+        try:
+            page = items_at(document, items_path)
+            next_url = pagination.next_url(url, page_url, document, headers, page)
+        except (CatalogMappingError, PaginationError) as exc:
+            where = f"page {len(fetched)} ({redact_url(page_url)})"
+            raise HttpCatalogFormatError(f"the response from {where}: {exc}") from None
+        items += page
+        page_url = next_url
+    return items
+
+
+def _read_body(response: Any, deadline: float, label: str, timeout: float) -> bytes:
     # Each read waits at most `timeout` (the socket's); the deadline also ends a server that
     # keeps trickling bytes. read1 returns what has arrived instead of waiting for a full chunk.
     chunks: list[bytes] = []
@@ -425,19 +608,19 @@ def _read_body(response: Any, deadline: float, shown: str, timeout: float) -> by
         size += len(chunk)
         if size > MAX_RESPONSE_BYTES:
             raise HttpCatalogFormatError(
-                f"the response from {shown} is larger than {MAX_RESPONSE_BYTES} bytes"
+                f"the response to {label} is larger than {MAX_RESPONSE_BYTES} bytes"
             )
         if time.monotonic() > deadline:
-            raise _timeout_error(shown, timeout)
+            raise _timeout_error(label, timeout)
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _timeout_error(shown: str, timeout: float) -> HttpRequestError:
-    return HttpRequestError(f"GET {shown} timed out after {timeout:g} s", retryable=True)
+def _timeout_error(label: str, timeout: float) -> HttpRequestError:
+    return HttpRequestError(f"{label} timed out after {timeout:g} s", retryable=True)
 
 
-def _status_error(exc: Any, shown: str, secrets: Sequence[str]) -> HttpRequestError:
+def _status_error(exc: Any, label: str, secrets: Sequence[str]) -> HttpRequestError:
     """The error for an HTTP error status (``exc`` is a ``urllib.error.HTTPError``)."""
     status = int(exc.code)
     try:
@@ -447,7 +630,7 @@ def _status_error(exc: Any, shown: str, secrets: Sequence[str]) -> HttpRequestEr
     finally:
         exc.close()
     excerpt = body_excerpt(body, secrets)
-    message = f"HTTP {status} {exc.reason} from GET {shown}" + (f": {excerpt!r}" if excerpt else "")
+    message = f"HTTP {status} {exc.reason} from {label}" + (f": {excerpt!r}" if excerpt else "")
     retryable = status >= 500 or status == 429
     retry_after = _retry_after_seconds(exc.headers.get("Retry-After") if exc.headers else None)
     error_type = HttpRequestError if retryable else HttpRejectedError
@@ -463,15 +646,6 @@ def _retry_after_seconds(value: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if seconds >= 0 else None
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return parts.scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(parts.scheme)
 
 
 @functools.cache
@@ -494,7 +668,7 @@ def _opener() -> urllib.request.OpenerDirector:
             newurl: str,
         ) -> urllib.request.Request | None:
             new = super().redirect_request(req, fp, code, msg, headers, newurl)
-            if new is not None and _origin(newurl) != _origin(req.full_url):
+            if new is not None and origin(newurl) != origin(req.full_url):
                 new.headers = {k: v for k, v in new.headers.items() if k in _OWN_HEADERS}
             return new
 
@@ -504,28 +678,6 @@ def _opener() -> urllib.request.OpenerDirector:
 # --- mapping items to state and assets ---------------------------------------------------
 
 
-class _Missing:
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-MISSING: Final = _Missing()
-"""What :func:`lookup` returns for a path that is not in the document."""
-
-
-def lookup(document: Any, path: str) -> Any:
-    """The value at a dotted ``path`` (numbers index lists), or :data:`MISSING`."""
-    value = document
-    for segment in path.split("."):
-        if isinstance(value, Mapping) and segment in value:
-            value = value[segment]
-        elif isinstance(value, list) and segment.isdigit() and int(segment) < len(value):
-            value = value[int(segment)]
-        else:
-            return MISSING
-    return value
-
-
 def items_at(document: Any, items_path: str) -> list[Any]:
     """The list of items at ``items_path`` (``""``: the document itself)."""
     value = lookup(document, items_path) if items_path else document
@@ -533,36 +685,60 @@ def items_at(document: Any, items_path: str) -> list[Any]:
     if value is MISSING:
         raise CatalogMappingError(f"{where} is not in the response")
     if not isinstance(value, list):
-        raise CatalogMappingError(f"{where} is {_json_type(value)}, not a list")
+        raise CatalogMappingError(f"{where} is {json_type(value)}, not a list")
     return value
 
 
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
-    return names.get(type(value), "a number")
+def make_state(
+    items: Sequence[Any], mapping: FieldMapping, *, strict: bool = True
+) -> dict[str, Any]:
+    """The state for fetched items: their mapped fields, sorted by asset key, checked.
 
-
-def make_state(items: Sequence[Any], mapping: FieldMapping) -> dict[str, Any]:
-    """The state for fetched items: their mapped fields, sorted by asset key, checked."""
+    An item that does not fit raises :class:`CatalogMappingError` when ``strict``; otherwise
+    it is left out and listed under ``skipped`` with its index and the reason.
+    """
     fields = mapping.field_paths
     records: list[tuple[AssetKey, dict[str, Any]]] = []
     seen: dict[AssetKey, int] = {}
+    skipped: list[dict[str, Any]] = []
     for index, item in enumerate(items):
-        if not isinstance(item, Mapping):
-            raise CatalogMappingError(f"item {index} is {_json_type(item)}, not an object")
-        record = {path: value for path in fields if (value := lookup(item, path)) is not MISSING}
-        # Build the whole spec now: a bad item fails the refresh, not every later load.
-        spec = asset_spec(record, mapping, f"item {index}")
-        if spec.key in seen:
-            raise CatalogMappingError(
-                f"items {seen[spec.key]} and {index} both map to asset key {spec.key}"
-            )
-        seen[spec.key] = index
-        records.append((spec.key, record))
+        try:
+            key, record = _item_record(item, index, mapping, fields, seen)
+        except CatalogMappingError as exc:
+            if strict:
+                raise
+            skipped.append({"item": index, "reason": str(exc)})
+            continue
+        seen[key] = index
+        records.append((key, record))
     records.sort(key=lambda pair: pair[0].path)
-    return {"format": STATE_FORMAT, "fields": fields, "items": [r for _, r in records]}
+    state: dict[str, Any] = {
+        "format": STATE_FORMAT,
+        "fields": fields,
+        "items": [r for _, r in records],
+    }
+    if skipped:
+        state["skipped"] = skipped
+    return state
+
+
+def _item_record(
+    item: Any,
+    index: int,
+    mapping: FieldMapping,
+    fields: Sequence[str],
+    seen: Mapping[AssetKey, int],
+) -> tuple[AssetKey, dict[str, Any]]:
+    if not isinstance(item, Mapping):
+        raise CatalogMappingError(f"item {index} is {json_type(item)}, not an object")
+    record = {path: value for path in fields if (value := lookup(item, path)) is not MISSING}
+    # Build the whole spec now: a bad item fails (or is skipped at) the refresh, not every load.
+    spec = asset_spec(record, mapping, f"item {index}")
+    if spec.key in seen:
+        raise CatalogMappingError(
+            f"items {seen[spec.key]} and {index} both map to asset key {spec.key}"
+        )
+    return spec.key, record
 
 
 def load_state(state_path: Path) -> dict[str, Any]:
@@ -589,7 +765,7 @@ def asset_spec(record: Mapping[str, Any], mapping: FieldMapping, where: str) -> 
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
-        raise CatalogMappingError(f"{where}: {path!r} is {_json_type(value)}, not a string")
+        raise CatalogMappingError(f"{where}: {path!r} is {json_type(value)}, not a string")
 
     try:
         return AssetSpec(
@@ -616,7 +792,7 @@ def _key_parts(value: Any, path: str, where: str) -> list[str]:
         return [str(value)]
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return list(value)
-    raise CatalogMappingError(f"{where}: key field {path!r} is {_json_type(value)}")
+    raise CatalogMappingError(f"{where}: key field {path!r} is {json_type(value)}")
 
 
 def _key(record: Mapping[str, Any], paths: Sequence[str], where: str) -> AssetKey:
@@ -642,7 +818,7 @@ def _deps(record: Mapping[str, Any], path: str | None, where: str) -> list[Asset
             deps.append(AssetKey.from_user(dep))
         else:
             raise CatalogMappingError(
-                f"{where}: deps field {path!r} holds {_json_type(dep)}; expected 'a/b' or [a, b]"
+                f"{where}: deps field {path!r} holds {json_type(dep)}; expected 'a/b' or [a, b]"
             )
     return deps
 
@@ -655,7 +831,7 @@ def _strings(record: Mapping[str, Any], path: str | None, where: str) -> list[st
         return [value]
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return list(value)
-    raise CatalogMappingError(f"{where}: {path!r} is {_json_type(value)}, not a list of strings")
+    raise CatalogMappingError(f"{where}: {path!r} is {json_type(value)}, not a list of strings")
 
 
 def _tags(record: Mapping[str, Any], path: str | None, where: str) -> dict[str, str]:
@@ -668,4 +844,4 @@ def _tags(record: Mapping[str, Any], path: str | None, where: str) -> dict[str, 
         return {value: ""}
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return dict.fromkeys(value, "")
-    raise CatalogMappingError(f"{where}: tags field {path!r} is {_json_type(value)}")
+    raise CatalogMappingError(f"{where}: tags field {path!r} is {json_type(value)}")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from defstate.components.policies import RefreshGuard, RetryPolicy
-from defstate.components.state_backed import StateBackedComponent
+from defstate.components.state_backed import RefreshNotes, StateBackedComponent
 from defstate.definitions import AssetKey
 from defstate.errors import (
     AlreadyRefreshingError,
@@ -71,6 +71,7 @@ class RefreshResult:
     ``status``: ``succeeded``, ``failed``, ``rejected`` (the guard refused it), ``timed_out``,
     ``joined`` (another process refreshed the key meanwhile; its result is reported) or
     ``already_refreshing`` (``wait=False`` and another refresh holds the key).
+    ``warnings`` are what the component noted about the state it wrote (see its record).
     """
 
     key: str
@@ -82,6 +83,7 @@ class RefreshResult:
     status: str = "succeeded"
     attempts: int = 1
     version_id: str | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -109,6 +111,7 @@ class RefreshResult:
             "bytes": self.size,
             "seconds": round(self.seconds, 3),
             "error": self.error,
+            "warnings": list(self.warnings),
         }
 
 
@@ -281,15 +284,17 @@ def _writer(
 
 def _attempt(
     target: RefreshTarget, timeout: float | None, guard: RefreshGuard | None
-) -> StateVersion:
+) -> tuple[StateVersion, RefreshNotes]:
     instance = target.instance
     metadata = {"component_type": instance.type_name, "component": instance.source}
     with target.storage.begin_write(target.key, metadata) as write:
         _call_with_timeout(*_writer(target, write.path, timeout))
+        require_written(write.path, target.key)
+        # read here, in this process, whichever executor wrote the state
+        notes = target.component.refresh_notes(write.path)
         if guard is not None:
-            require_written(write.path, target.key)
             _check_guard(target, guard, write.path)
-        return write.commit()
+        return write.commit(), notes
 
 
 def _outcome(error: BaseException | None) -> tuple[str, str | None]:
@@ -342,6 +347,7 @@ def run_refresh(target: RefreshTarget, options: RefreshOptions | None = None) ->
     requested_at = utc_iso()
     attempts = 0
     version: StateVersion | None = None
+    notes = RefreshNotes()
     error: BaseException | None = None
     try:
         ttl = max(60.0, 3 * (timeout or 0))
@@ -360,10 +366,10 @@ def run_refresh(target: RefreshTarget, options: RefreshOptions | None = None) ->
                 ):
                     with attempt:
                         attempts += 1
-                        version = _attempt(target, timeout, guard)
+                        version, notes = _attempt(target, timeout, guard)
             except Exception as exc:
                 error = exc
-            _write_record(target, options.trigger, started_at, attempts, version, error)
+            _write_record(target, options.trigger, started_at, attempts, version, error, notes)
     except AlreadyRefreshingError:
         return RefreshResult(
             target.key,
@@ -385,6 +391,7 @@ def run_refresh(target: RefreshTarget, options: RefreshOptions | None = None) ->
         error=message,
         status=status,
         attempts=attempts,
+        warnings=notes.warnings,
     )
 
 
@@ -395,6 +402,7 @@ def _write_record(
     attempts: int,
     version: StateVersion | None,
     error: BaseException | None,
+    notes: RefreshNotes,
 ) -> None:
     status, message = _outcome(error)
     record = RefreshRecord(
@@ -407,6 +415,8 @@ def _write_record(
         error=message,
         version=version.version if version else None,
         bytes=version.size if version else None,
+        warnings=notes.warnings,
+        counts=notes.counts,
     )
     try:
         target.storage.write_record(record)

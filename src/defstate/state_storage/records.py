@@ -5,10 +5,14 @@ from __future__ import annotations
 import builtins
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
+
+
+def _strings(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)  # a list when read back from JSON
 
 
 @attrs.frozen(kw_only=True)
@@ -16,7 +20,8 @@ class RefreshRecord:
     """What one refresh did: who triggered it, how long, how many attempts, what it published.
 
     ``status`` is ``succeeded``, ``failed``, ``rejected`` (the guard refused it) or
-    ``timed_out``; ``version`` is the published version when it succeeded.
+    ``timed_out``; ``version`` is the published version when it succeeded. ``warnings`` and
+    ``counts`` are what the component noted about the state it wrote (``refresh_notes``).
     """
 
     key: str
@@ -28,6 +33,8 @@ class RefreshRecord:
     error: str | None = None
     version: str | None = None
     bytes: int | None = None
+    warnings: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    counts: Mapping[str, int] = attrs.field(factory=dict)
     host: str = attrs.field(factory=lambda: _hostname())
     record_id: str = attrs.field(factory=lambda: uuid.uuid4().hex)
 
