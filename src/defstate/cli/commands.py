@@ -38,6 +38,10 @@ from defstate.state_storage.management import ManagementType
 from defstate.state_storage.state_info import StateInfo
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from defstate.loader.discovery import LoadProblem
+    from defstate.loader.load import LoadResult
     from defstate.selection import AssetSelection
 
 _MANAGEMENT_TYPES = click.Choice([m.value for m in ManagementType], case_sensitive=False)
@@ -169,11 +173,23 @@ def list_components(state: CliState, as_json: bool, wide: bool) -> None:
     show_default=True,
     help="Seconds the storage probe may take.",
 )
+@click.option(
+    "--dagster",
+    "dagster_rules",
+    is_flag=True,
+    help="Also check every asset and check against Dagster's rules (owners, groups, tags, "
+    "kinds, names), as the defstate[dagster] adapter does; Dagster need not be installed.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
 @handle_errors
 def check(
-    state: CliState, strict: bool, probe_storage: bool, storage_timeout: float, as_json: bool
+    state: CliState,
+    strict: bool,
+    probe_storage: bool,
+    storage_timeout: float,
+    dagster_rules: bool,
+    as_json: bool,
 ) -> None:
     """Validate the project without refreshing: configuration, defs.yaml, definitions,
     schedule key patterns, keys without state (hints) and, with --storage, the storage."""
@@ -186,6 +202,7 @@ def check(
             strict=strict or None,
             storage=probe_storage,
             storage_timeout=storage_timeout,
+            extra_checks=_dagster_rule_check() if dagster_rules else (),
         )
     if as_json:
         click.echo(json_dumps(report.to_json_dict()))
@@ -203,6 +220,12 @@ def check(
         f"ok: {plural(report.components, 'component')}, {plural(report.assets, 'asset')}, "
         f"{report.keys_with_state} of {plural(report.keys, 'state key')} with state"
     )
+
+
+def _dagster_rule_check() -> tuple[Callable[[LoadResult], list[LoadProblem]], ...]:
+    from defstate.contrib.dagster.rules import rule_errors
+
+    return (rule_errors,)
 
 
 def _refresh_options(func: click.decorators.FC) -> click.decorators.FC:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +76,17 @@ def check_project(
     strict: bool | None = None,
     storage: bool = False,
     storage_timeout: float = STORAGE_TIMEOUT,
+    extra_checks: Sequence[Callable[[LoadResult], list[LoadProblem]]] = (),
 ) -> CheckReport:
-    """Validate the project without refreshing anything; see the module docstring."""
+    """Validate the project without refreshing anything; see the module docstring.
+
+    ``extra_checks`` add problems of their own to the load's (``check --dagster`` passes
+    Dagster's rules).
+    """
     result = load_defs(project_root, dev=False, strict=strict)
     errors = [*result.errors, *_schedule_errors(result)]
+    for extra_check in extra_checks:
+        errors.extend(extra_check(result))
     probes: tuple[StorageProbe, ...] = ()
     if storage:
         probes = tuple(_probe_storages(result, storage_timeout))

@@ -14,7 +14,7 @@ from defstate.contrib.dagster.rules import ComponentIndex, normalize_spec, spec_
 from defstate.contrib.dagster.translate import dagster_asset_spec
 from defstate.definitions import AssetSpec
 from defstate.errors import DefstateError
-from defstate.loader.discovery import LoadError
+from defstate.loader.discovery import LoadProblem
 from defstate.loader.load import LoadResult, load_defs
 from defstate.loader.project import find_project_root
 from defstate.state_storage.state_info import StateInfo
@@ -28,7 +28,7 @@ PIN_METADATA_PREFIX = "defstate/pin"
 class DagsterDefinitionsError(DefstateError):
     """The project cannot become Dagster definitions: one line per problem, with file:line."""
 
-    def __init__(self, root: Path, errors: list[LoadError]) -> None:
+    def __init__(self, root: Path, errors: list[LoadProblem]) -> None:
         lines = "\n".join(f"  {error}" for error in errors)
         super().__init__(
             f"defstate project {root}: {len(errors)} problem(s) before Dagster can load it:\n"
@@ -103,7 +103,7 @@ def _project_root(project_root: Path | str | None, caller_file: str | None) -> P
 
 
 def _dagster_specs(root: Path, result: LoadResult, normalize: bool) -> list[dg.AssetSpec]:
-    errors: list[LoadError] = []
+    errors: list[LoadProblem] = []
     for error in result.errors:
         if error.kind == "refresh":  # the previous state was used: the load is still whole
             logger.warning("%s", error)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from defstate.definitions import AssetSpec
-from defstate.loader.discovery import LoadError
+from defstate.loader.discovery import LoadProblem
 
 if TYPE_CHECKING:
     from defstate.loader.discovery import ComponentInstance
@@ -165,8 +165,8 @@ def normalize_spec(spec: AssetSpec) -> tuple[AssetSpec, list[str]]:
     return fixed, notes
 
 
-def rule_errors(result: LoadResult) -> list[LoadError]:
-    """One ``LoadError`` per Dagster rule an asset of ``result`` breaks, located at the
+def rule_errors(result: LoadResult) -> list[LoadProblem]:
+    """One ``LoadProblem`` per Dagster rule an asset of ``result`` breaks, located at the
     ``defs.yaml`` entry of the component that defined the asset."""
     components = ComponentIndex(result)
     errors = []
@@ -187,9 +187,9 @@ class ComponentIndex:
         source = self._sources.get(spec.key)
         return self._instances.get(source) if source is not None else None
 
-    def error(self, spec: AssetSpec, message: str) -> LoadError:
+    def error(self, spec: AssetSpec, message: str) -> LoadProblem:
         """``message`` about ``spec``, at its component's ``defs.yaml`` entry."""
         instance = self.instance(spec)
         if instance is None:
-            return LoadError(message)
-        return LoadError(message, instance.location, instance.source, instance.state_key)
+            return LoadProblem(message)
+        return LoadProblem(message, instance.location, instance.source, instance.state_key)
