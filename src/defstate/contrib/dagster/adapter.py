@@ -4,15 +4,22 @@ metadata."""
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from pathlib import Path
 
 import dagster as dg
 
 from defstate.contrib.dagster._dagster_private import DagsterLoadContext, current_load_context
-from defstate.contrib.dagster.rules import ComponentIndex, normalize_spec, spec_violations
-from defstate.contrib.dagster.translate import dagster_asset_spec
-from defstate.definitions import AssetSpec
+from defstate.contrib.dagster.rules import (
+    ComponentIndex,
+    check_violations,
+    normalize_check,
+    normalize_spec,
+    spec_violations,
+)
+from defstate.contrib.dagster.translate import dagster_asset_checks, dagster_asset_spec
+from defstate.definitions import AssetCheckSpec, AssetSpec
 from defstate.errors import DefstateError
 from defstate.loader.discovery import LoadProblem
 from defstate.loader.load import LoadResult, load_defs
@@ -80,7 +87,8 @@ def build_for_load(
     pin_name: str | None = None,
 ) -> dg.Definitions:
     """:func:`build_dagster_definitions` for one Dagster load ``context``."""
-    key = pin_metadata_key(pin_name or root.name)
+    name = pin_name or root.name
+    key = pin_metadata_key(name)
     pinned = context.reconstruction_metadata.get(key) if context.reconstruction else None
     if pinned is not None:
         result = load_defs(root, state_info=StateInfo.from_json(pinned), strict=strict)
@@ -88,10 +96,9 @@ def build_for_load(
         if context.reconstruction:  # e.g. `dagster asset materialize -f`: nothing initialized
             logger.warning("no defstate pin in Dagster's reconstruction metadata: loading latest")
         result = load_defs(root, dev=context.dev and not context.reconstruction, strict=strict)
-    specs = _dagster_specs(root, result, normalize)
-    pin = result.state_info.to_json()
-    context.record(key, pin)
-    return dg.Definitions(assets=specs)
+    definitions = _dagster_definitions(root, result, normalize, name)
+    context.record(key, result.state_info.to_json())
+    return definitions
 
 
 def _project_root(project_root: Path | str | None, caller_file: str | None) -> Path:
@@ -102,7 +109,9 @@ def _project_root(project_root: Path | str | None, caller_file: str | None) -> P
     return find_project_root()
 
 
-def _dagster_specs(root: Path, result: LoadResult, normalize: bool) -> list[dg.AssetSpec]:
+def _dagster_definitions(
+    root: Path, result: LoadResult, normalize: bool, pin_name: str
+) -> dg.Definitions:
     errors: list[LoadProblem] = []
     for error in result.errors:
         if error.kind == "refresh":  # the previous state was used: the load is still whole
@@ -114,11 +123,32 @@ def _dagster_specs(root: Path, result: LoadResult, normalize: bool) -> list[dg.A
     for spec in sorted(result.definitions.assets, key=lambda s: s.key):
         if normalize:
             spec, notes = normalize_spec(spec)
-            for note in notes:
-                logger.warning("%s (normalised)", components.error(spec, f"asset {spec.key}: {note}"))
+            _log_normalised(components, spec, f"asset {spec.key}", notes)
         problems = spec_violations(spec)
         errors.extend(components.error(spec, f"asset {spec.key}: {p}") for p in problems)
         specs.append(spec)
+    checks: list[AssetCheckSpec] = []
+    for check in sorted(result.definitions.asset_checks, key=lambda c: c.key):
+        if normalize:
+            check, notes = normalize_check(check)
+            _log_normalised(components, check, f"asset check {check.key}", notes)
+        problems = check_violations(check)
+        errors.extend(components.error(check, f"asset check {check.key}: {p}") for p in problems)
+        checks.append(check)
     if errors:
         raise DagsterDefinitionsError(root, errors)
-    return [dagster_asset_spec(spec) for spec in specs]
+    return dg.Definitions(
+        assets=[dagster_asset_spec(spec) for spec in specs],
+        asset_checks=dagster_asset_checks(checks, _op_name(pin_name)),
+    )
+
+
+def _log_normalised(
+    components: ComponentIndex, item: AssetSpec | AssetCheckSpec, what: str, notes: list[str]
+) -> None:
+    for note in notes:
+        logger.warning("%s (normalised)", components.error(item, f"{what}: {note}"))
+
+
+def _op_name(pin_name: str) -> str:
+    return "defstate_checks__" + re.sub(r"[^A-Za-z0-9_]", "_", pin_name)

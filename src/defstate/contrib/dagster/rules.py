@@ -17,7 +17,9 @@ Normalisation (``normalize=True`` in the adapter), one documented rule per field
 - kinds: more than 10 -> the first 10 in sorted order are kept;
 - deps: an asset listed as its own dependency is removed from its deps;
 - metadata: a ``dagster/`` entry of the wrong shape (``dagster/column_schema``,
-  ``dagster/row_count``, ``dagster/table_name``) is dropped.
+  ``dagster/row_count``, ``dagster/table_name``) is dropped;
+- asset check name: every run of characters outside ``[A-Za-z0-9_]`` becomes ``_``;
+- asset check additional deps: the checked asset itself is removed.
 
 This module never imports Dagster.
 """
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from defstate.definitions import AssetSpec
+from defstate.definitions import AssetCheckSpec, AssetSpec
 from defstate.loader.discovery import LoadProblem
 
 if TYPE_CHECKING:
@@ -41,6 +43,7 @@ MAX_KINDS = 10
 _EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Z|a-z]{2,7}\b")
 _NAME_SEGMENT = r"[A-Za-z0-9_]+"
 _GROUP = re.compile(rf"^{_NAME_SEGMENT}(/{_NAME_SEGMENT})*$")
+_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_]+")
 _TAG_KEY = re.compile(r"^([A-Za-z0-9_.-]{1,63}/|dagster/kind/)?[A-Za-z0-9_.-]{1,63}$")
 _TAG_VALUE = re.compile(r"^[A-Za-z0-9_.-]{0,63}$")
@@ -51,6 +54,7 @@ TAG_KEY_RULE = (
     "'namespace/' prefix of the same characters"
 )
 TAG_VALUE_RULE = "a tag value must be [A-Za-z0-9_.-], at most 63 characters"
+CHECK_NAME_RULE = "an asset check name must be [A-Za-z0-9_]"
 
 
 def is_valid_owner(owner: str) -> bool:
@@ -129,6 +133,29 @@ def _typed_metadata_problems(metadata: Mapping[str, Any]) -> dict[str, str]:
     return problems
 
 
+def check_violations(check: AssetCheckSpec) -> list[str]:
+    """Every Dagster rule the asset check ``check`` breaks, one message each."""
+    problems = []
+    if not _NAME.match(check.name):
+        problems.append(f"name {check.name!r} is not valid in Dagster: {CHECK_NAME_RULE}")
+    if check.asset in check.additional_deps:
+        problems.append("lists the asset it checks as an additional dep, which Dagster rejects")
+    return problems
+
+
+def normalize_check(check: AssetCheckSpec) -> tuple[AssetCheckSpec, list[str]]:
+    """``check`` changed by the documented rules, and one note per change."""
+    notes = check_violations(check)
+    if not notes:
+        return check, []
+    fixed = attrs.evolve(
+        check,
+        name=_NOT_NAME.sub("_", check.name),
+        additional_deps=tuple(d for d in check.additional_deps if d != check.asset),
+    )
+    return fixed, notes
+
+
 def normalize_group(group: str | None) -> str | None:
     """The group rule: invalid characters become ``_``, empty segments go."""
     if group is None or is_valid_group(group):
@@ -166,30 +193,36 @@ def normalize_spec(spec: AssetSpec) -> tuple[AssetSpec, list[str]]:
 
 
 def rule_errors(result: LoadResult) -> list[LoadProblem]:
-    """One ``LoadProblem`` per Dagster rule an asset of ``result`` breaks, located at the
-    ``defs.yaml`` entry of the component that defined the asset."""
+    """One ``LoadProblem`` per Dagster rule an asset or asset check of ``result`` breaks,
+    located at the ``defs.yaml`` entry of the component that defined it."""
     components = ComponentIndex(result)
     errors = []
     for spec in sorted(result.definitions.assets, key=lambda s: s.key):
         for problem in spec_violations(spec):
             errors.append(components.error(spec, f"asset {spec.key}: {problem}"))
+    for check in sorted(result.definitions.asset_checks, key=lambda c: c.key):
+        for problem in check_violations(check):
+            errors.append(components.error(check, f"asset check {check.key}: {problem}"))
     return errors
 
 
 class ComponentIndex:
-    """Which component instance of a load defined each asset."""
+    """Which component instance of a load defined each asset and asset check."""
 
     def __init__(self, result: LoadResult) -> None:
-        self._sources = result.asset_sources
+        self._result = result
         self._instances = {instance.source: instance for instance in result.project.instances}
 
-    def instance(self, spec: AssetSpec) -> ComponentInstance | None:
-        source = self._sources.get(spec.key)
+    def instance(self, item: AssetSpec | AssetCheckSpec) -> ComponentInstance | None:
+        if isinstance(item, AssetSpec):
+            source = self._result.asset_sources.get(item.key)
+        else:
+            source = self._result.check_sources.get(item.key)
         return self._instances.get(source) if source is not None else None
 
-    def error(self, spec: AssetSpec, message: str) -> LoadProblem:
-        """``message`` about ``spec``, at its component's ``defs.yaml`` entry."""
-        instance = self.instance(spec)
+    def error(self, item: AssetSpec | AssetCheckSpec, message: str) -> LoadProblem:
+        """``message`` about ``item``, at its component's ``defs.yaml`` entry."""
+        instance = self.instance(item)
         if instance is None:
             return LoadProblem(message)
         return LoadProblem(message, instance.location, instance.source, instance.state_key)

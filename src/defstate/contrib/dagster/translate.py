@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
 
-from defstate.definitions import AssetKey, AssetSpec
+from defstate.definitions import AssetCheckSpec, AssetKey, AssetSpec
+from defstate.errors import DefstateError
 
 
 def dagster_key(key: AssetKey) -> dg.AssetKey:
@@ -43,4 +44,45 @@ def dagster_asset_spec(spec: AssetSpec) -> dg.AssetSpec:
         tags=dict(spec.tags),
         kinds=set(spec.kinds),
         metadata=dagster_metadata(spec.metadata),
+        code_version=spec.code_version,
     )
+
+
+def dagster_check_spec(check: AssetCheckSpec) -> dg.AssetCheckSpec:
+    """One defstate asset check as a Dagster ``AssetCheckSpec``."""
+    return dg.AssetCheckSpec(
+        name=check.name,
+        asset=dagster_key(check.asset),
+        description=check.description,
+        blocking=check.blocking,
+        additional_deps=[dagster_key(dep) for dep in check.additional_deps],
+        metadata=dagster_metadata(check.metadata),
+    )
+
+
+class CheckNotExecutableError(DefstateError):
+    """A defstate asset check was run in Dagster, which has no code to run it."""
+
+
+def dagster_asset_checks(
+    checks: list[AssetCheckSpec], op_name: str
+) -> list[dg.AssetChecksDefinition]:
+    """The checks as one Dagster checks definition named ``op_name``.
+
+    defstate describes checks; running them is Dagster's job and needs code defstate does not
+    have (dagster-dbt's ``dbt build``, for example). Executing these raises a clear error.
+    """
+    if not checks:
+        return []
+    specs = [dagster_check_spec(check) for check in checks]
+
+    @dg.multi_asset_check(specs=specs, can_subset=True, name=op_name)
+    def defstate_checks() -> Iterator[dg.AssetCheckResult]:  # a generator: several outputs
+        raise CheckNotExecutableError(
+            "these asset checks come from a defstate project: defstate describes them, but "
+            "has no code to run them in Dagster. Run them with the tool that owns them (e.g. "
+            "dagster-dbt for dbt tests) or report results through Dagster's API"
+        )
+        yield
+
+    return [defstate_checks]
