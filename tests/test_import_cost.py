@@ -16,7 +16,9 @@ from pathlib import Path
 from conftest import ProjectFactory, subprocess_env
 
 # fsspec backends, rich, watchfiles, dbt and tenacity: only the commands that need them.
-HEAVY = {"fsspec", "s3fs", "gcsfs", "botocore", "rich", "watchfiles", "dbt", "tenacity"}
+HEAVY = {
+    "fsspec", "s3fs", "gcsfs", "botocore", "rich", "watchfiles", "dbt", "tenacity", "dagster",
+}  # fmt: skip
 HEAVY |= {"sqlalchemy", "psycopg", "dlt"}  # contrib drivers: only their refreshes
 # What a load that only reads local state never needs (measured here: logging with traceback
 # ~3 ms, hashlib ~4 ms, shutil with bz2/lzma ~3 ms of every worker's start-up).
@@ -46,6 +48,12 @@ def test_import_defstate_defers_loader_yaml_cli_and_heavy_modules() -> None:
     modules = _imported("import defstate")
     assert not modules & HEAVY
     assert not modules & {"yaml", "click", "defstate.loader", "defstate.cli", "tomllib"}
+
+
+def test_dagster_rules_and_the_contrib_package_do_not_import_dagster() -> None:
+    # `defstate check --dagster` works without Dagster; the adapter imports it on first use
+    modules = _imported("import defstate.contrib.dagster, defstate.contrib.dagster.rules")
+    assert "dagster" not in modules
 
 
 def test_component_api_is_cheap_to_import() -> None:
