@@ -7,10 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import attrs
 import click
 
-from defstate.errors import SourceLocation
 from defstate.loader.discovery import LoadProblem
 from defstate.loader.refresh import RefreshResult
 from defstate.text import plural
@@ -94,13 +92,7 @@ def table(title: str, columns: Sequence[str], wide: bool, keep: Sequence[str] = 
 
 def relative_to_project(error: LoadProblem, root: Path | None) -> LoadProblem:
     """``error`` with its file relative to the project root (how every path is shown)."""
-    if root is None or error.location is None:
-        return error
-    try:
-        relative = error.location.path.relative_to(root)
-    except ValueError:
-        return error
-    return attrs.evolve(error, location=SourceLocation(relative, error.location.line))
+    return error.relative_to(root)
 
 
 def print_errors(

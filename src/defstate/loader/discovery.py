@@ -54,6 +54,16 @@ class LoadProblem:
         message = exc.message if isinstance(exc, DefstateError) else f"{type(exc).__name__}: {exc}"
         return cls(message, instance.location, instance.source, instance.state_key)
 
+    def relative_to(self, root: Path | None) -> LoadProblem:
+        """This problem with its file relative to the project ``root`` (how paths are shown)."""
+        if root is None or self.location is None:
+            return self
+        try:
+            relative = self.location.path.relative_to(root)
+        except ValueError:
+            return self
+        return attrs.evolve(self, location=SourceLocation(relative, self.location.line))
+
     def __str__(self) -> str:
         where = str(self.location) if self.location else self.component
         prefix = f"{where}: " if where else ""

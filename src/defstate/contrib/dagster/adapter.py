@@ -8,6 +8,7 @@ import re
 import sys
 from pathlib import Path
 
+import attrs
 import dagster as dg
 
 from defstate.contrib.dagster._dagster_private import DagsterLoadContext, current_load_context
@@ -36,7 +37,7 @@ class DagsterDefinitionsError(DefstateError):
     """The project cannot become Dagster definitions: one line per problem, with file:line."""
 
     def __init__(self, root: Path, errors: list[LoadProblem]) -> None:
-        lines = "\n".join(f"  {error}" for error in errors)
+        lines = "\n".join(f"  {error.relative_to(root)}" for error in errors)
         super().__init__(
             f"defstate project {root}: {len(errors)} problem(s) before Dagster can load it:\n"
             f"{lines}"
@@ -115,7 +116,7 @@ def _dagster_definitions(
     errors: list[LoadProblem] = []
     for error in result.errors:
         if error.kind == "refresh":  # the previous state was used: the load is still whole
-            logger.warning("%s", error)
+            logger.warning("%s", error.relative_to(root))
         else:
             errors.append(error)
     components = ComponentIndex(result)
@@ -123,7 +124,7 @@ def _dagster_definitions(
     for spec in sorted(result.definitions.assets, key=lambda s: s.key):
         if normalize:
             spec, notes = normalize_spec(spec)
-            _log_normalised(components, spec, f"asset {spec.key}", notes)
+            _log_normalised(root, components.error(spec, f"asset {spec.key}"), notes)
         problems = spec_violations(spec)
         errors.extend(components.error(spec, f"asset {spec.key}: {p}") for p in problems)
         specs.append(spec)
@@ -131,7 +132,7 @@ def _dagster_definitions(
     for check in sorted(result.definitions.asset_checks, key=lambda c: c.key):
         if normalize:
             check, notes = normalize_check(check)
-            _log_normalised(components, check, f"asset check {check.key}", notes)
+            _log_normalised(root, components.error(check, f"asset check {check.key}"), notes)
         problems = check_violations(check)
         errors.extend(components.error(check, f"asset check {check.key}: {p}") for p in problems)
         checks.append(check)
@@ -143,11 +144,10 @@ def _dagster_definitions(
     )
 
 
-def _log_normalised(
-    components: ComponentIndex, item: AssetSpec | AssetCheckSpec, what: str, notes: list[str]
-) -> None:
+def _log_normalised(root: Path, about: LoadProblem, notes: list[str]) -> None:
     for note in notes:
-        logger.warning("%s (normalised)", components.error(item, f"{what}: {note}"))
+        problem = attrs.evolve(about, message=f"{about.message}: {note}")
+        logger.warning("%s (normalised)", problem.relative_to(root))
 
 
 def _op_name(pin_name: str) -> str:
