@@ -77,6 +77,10 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             if debug:
                 raise
             exit_interrupted()
+        except BrokenPipeError:  # `defstate ... | head`: the reader left; say nothing more
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(EXIT_FAILURE)
         except DefstateError as exc:
             if debug:
                 raise

@@ -337,8 +337,8 @@ def _options(
 ) -> RefreshOptions:
     retry = None
     if retry_kind is not None or max_attempts is not None:
-        kind = retry_kind or "backoff"
-        retry = RetryPolicy(kind=kind, max_attempts=max_attempts or 3)  # type: ignore[arg-type]
+        strategy = retry_kind or "backoff"
+        retry = RetryPolicy(type=strategy, max_attempts=max_attempts or 3)  # type: ignore[arg-type]
     guard = None
     if max_removed_fraction is not None:
         guard = RefreshGuard(max_removed_fraction=max_removed_fraction)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from defstate.cli import commands, serve  # noqa: F401  (registers the sub-commands)
+from defstate.cli import commands, scaffold, serve  # noqa: F401  (registers the sub-commands)
 from defstate.cli.app import cli
 
 

@@ -16,36 +16,57 @@ if TYPE_CHECKING:
     from tenacity import RetryCallState
 
 
+RetryType = Literal["none", "fixed", "backoff"]
+
+
 @attrs.frozen(kw_only=True)
 class RetryPolicy:
-    """How often, and how patiently, a failed operation is retried."""
+    """How often, and how patiently, a failed operation is retried.
 
-    kind: Literal["none", "fixed", "backoff"] = "backoff"
+    ``type`` is dlt's name for the strategy (``none | fixed | backoff``, default ``backoff``);
+    ``kind`` is accepted as an alias. After construction both hold the strategy.
+    """
+
+    type: RetryType | None = None
+    kind: RetryType | None = None
     max_attempts: int = attrs.field(default=3, validator=attrs.validators.ge(1))
     multiplier: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
     min: float = attrs.field(default=0.5, validator=attrs.validators.ge(0))
     max: float = attrs.field(default=10.0, validator=attrs.validators.ge(0))
 
     def __attrs_post_init__(self) -> None:
+        if self.type is not None and self.kind is not None and self.type != self.kind:
+            raise ValueError(
+                f"retry type {self.type!r} and kind {self.kind!r} disagree (kind is an alias "
+                "of type: set one)"
+            )
+        strategy = self.type or self.kind or "backoff"
+        object.__setattr__(self, "type", strategy)
+        object.__setattr__(self, "kind", strategy)
         if self.min > self.max:
             raise ValueError(f"retry min ({self.min:g}) is larger than max ({self.max:g})")
 
     @classmethod
     def none(cls) -> RetryPolicy:
-        return cls(kind="none")
+        return cls(type="none")
+
+    @property
+    def strategy(self) -> RetryType:
+        """``none``, ``fixed`` or ``backoff``."""
+        return self.type or "backoff"
 
     @property
     def attempts(self) -> int:
-        """How many attempts in all (1 for ``kind: none``)."""
-        return 1 if self.kind == "none" else self.max_attempts
+        """How many attempts in all (1 for ``type: none``)."""
+        return 1 if self.strategy == "none" else self.max_attempts
 
     def tenacity_wait(self) -> Callable[[RetryCallState], float]:
         """The tenacity wait strategy of this policy."""
         from tenacity import wait_exponential, wait_fixed, wait_none
 
-        if self.kind == "backoff":
+        if self.strategy == "backoff":
             return wait_exponential(multiplier=self.multiplier, min=self.min, max=self.max)
-        if self.kind == "fixed":
+        if self.strategy == "fixed":
             return wait_fixed(self.min)
         return wait_none()
 

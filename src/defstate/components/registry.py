@@ -15,6 +15,11 @@ def register_component_type(name: str, cls: type[Component]) -> None:
     _REGISTERED[name] = cls
 
 
+def registered_component_types() -> dict[str, type[Component]]:
+    """The short names made by :func:`register_component_type`."""
+    return dict(_REGISTERED)
+
+
 def resolve_component_type(name: str) -> type[Component]:
     """Import ``package.module.Class`` (or look up a registered short name)."""
     if name in _REGISTERED:
