@@ -8,9 +8,9 @@ from typing import Any
 import attrs
 
 from defstate.loader.load import open_project
+from defstate.state_storage.base import version_store
 from defstate.state_storage.records import RefreshRecord
 from defstate.state_storage.state_info import StateVersion
-from defstate.state_storage.versioned import VersionedStateStorage
 
 
 @attrs.frozen
@@ -39,10 +39,8 @@ def state_history(project_root: Path | str | None, key: str, limit: int = 50) ->
     group = project.group(key)
     storage = project.storage(group)
     latest = storage.latest(key)
-    if isinstance(storage, VersionedStateStorage):
-        versions = tuple(storage.versions(key))
-    else:
-        versions = (latest,) if latest else ()
+    store = version_store(storage)
+    versions = tuple(store.versions(key)) if store else (latest,) if latest else ()
     return StateHistory(
         key, group.management_type.value, tuple(storage.records(key, limit)), versions, latest
     )

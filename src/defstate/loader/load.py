@@ -185,7 +185,7 @@ def load_defs(
             g
             for g in project.groups.values()
             if (dev and g.refresh_if_dev and _changed(g.key, fingerprints, unchanged_since))
-            or g.management_type is ManagementType.LEGACY_CODE_SERVER_SNAPSHOTS
+            or (g.key in storages and storages[g.key].refreshed_at_initialization)
         ]
         refreshes = run_refreshes(
             plan_targets(due, storages),
@@ -206,7 +206,7 @@ def load_defs(
         versions, state_paths, state_errors = _resolve_state(project, storages, state_info)
         errors.extend(state_errors)
         if strict:
-            errors.extend(_missing_state_errors(project, state_paths))
+            errors.extend(_missing_state_errors(project, storages, state_paths))
 
         parts: list[tuple[str, Definitions]] = []
         timings: dict[str, float] = {}
@@ -251,14 +251,14 @@ def _changed(key: str, fingerprints: Mapping[str, str], previous: Mapping[str, s
 
 
 def _missing_state_errors(
-    project: Project, state_paths: Mapping[str, Path | None]
+    project: Project, storages: Mapping[str, StateStorage], state_paths: Mapping[str, Path | None]
 ) -> list[LoadProblem]:
     errors = []
     for key, path in sorted(state_paths.items()):
         if path is not None:
             continue
         group = project.groups[key]
-        if group.management_type is ManagementType.LEGACY_CODE_SERVER_SNAPSHOTS:
+        if storages[key].refreshed_at_initialization:
             continue  # refreshed by this very load; its own error says why it is missing
         writer = group.writer
         errors.append(
@@ -327,7 +327,7 @@ def _resolve_state(
         paths[key] = storages[key].state_path(versions[key])
 
     def remote(key: str) -> bool:
-        return project.groups[key].management_type is ManagementType.VERSIONED_STATE_STORAGE
+        return storages[key].remote
 
     _run_each(
         choose, sorted(storages), remote if pin is None else lambda key: False, errors, project
@@ -402,19 +402,18 @@ def refresh_state(
     Raises ``UnknownStateKeyError`` when a requested key matches no component.
     """
     project = open_project(project_root)
-    selected = select_groups(dict(project.groups), keys, management_types)
-    groups = [
-        g for g in selected if g.management_type is not ManagementType.LEGACY_CODE_SERVER_SNAPSHOTS
-    ]
-    if keys and selected and not groups:
-        raise UsageError(
-            f"{', '.join(g.key for g in selected)}: LEGACY_CODE_SERVER_SNAPSHOTS state is made "
-            "by every initialization load of a code location (serve, dev, list defs), not "
-            "by `state refresh`"
-        )
+    groups = select_groups(dict(project.groups), keys, management_types)
     storages, errors = resolve_storages(groups, project.storages)
+    planned = plan_targets(groups, storages)
+    targets = [t for t in planned if not t.storage.refreshed_at_initialization]
+    if keys and planned and not targets:
+        raise UsageError(
+            f"{', '.join(t.key for t in planned)}: {planned[0].management_type.value} state "
+            "is made by every initialization load of a code location (serve, dev, list defs), "
+            "not by `state refresh`"
+        )
     results = run_refreshes(
-        plan_targets(groups, storages),
+        targets,
         concurrency or project.config.refresh_concurrency,
         listener,
         options,

@@ -11,9 +11,9 @@ import attrs
 from defstate.errors import DefstateError, StateStorageError, UsageError
 from defstate.loader.load import Project, open_project
 from defstate.loader.refresh import KeyGroup, select_groups
+from defstate.state_storage.base import VersionStore, version_store
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.state_info import StateVersion
-from defstate.state_storage.versioned import VersionedStateStorage
 
 
 @attrs.frozen
@@ -36,9 +36,9 @@ class KeyState:
         }
 
 
-def _versioned(project: Project, group: KeyGroup, what: str) -> VersionedStateStorage:
-    storage = project.storage(group)
-    if not isinstance(storage, VersionedStateStorage):
+def _versioned(project: Project, group: KeyGroup, what: str) -> VersionStore:
+    storage = version_store(project.storage(group))
+    if storage is None:
         raise DefstateError(
             f"cannot {what} key {group.key!r}: it is {group.management_type.value}, which keeps no "
             "versions (only VERSIONED_STATE_STORAGE does)"
@@ -49,7 +49,7 @@ def _versioned(project: Project, group: KeyGroup, what: str) -> VersionedStateSt
 _UUID_LENGTH = 36
 
 
-def full_version(storage: VersionedStateStorage, key: str, version: str) -> str:
+def full_version(storage: VersionStore, key: str, version: str) -> str:
     """The stored version of ``key`` that ``version`` names: a full id or, like git's short
     hashes, a unique prefix (``UsageError`` when none or several match)."""
     if len(version) == _UUID_LENGTH:
@@ -215,9 +215,9 @@ def gc_state(
     for key, group in sorted(project.groups.items()):
         if key not in chosen:
             continue
-        if group.management_type is not ManagementType.VERSIONED_STATE_STORAGE:
+        storage = version_store(project.storage(group))
+        if storage is None:
             continue
-        storage = _versioned(project, group, "collect")
         latest = storage.latest(key)
         versions = storage.versions(key)  # oldest first
         survivors = {v.version for v in versions[-keep:]}

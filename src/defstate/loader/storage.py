@@ -6,11 +6,10 @@ import threading
 
 import attrs
 
-from defstate.errors import ProjectConfigError, SourceLocation
 from defstate.loader.project import ProjectConfig
 from defstate.state_storage.base import StateStorage
-from defstate.state_storage.local import LocalStateStorage
 from defstate.state_storage.management import ManagementType
+from defstate.state_storage.registry import storage_class
 
 
 @attrs.define
@@ -37,20 +36,4 @@ class StateStorages:
             return storage
 
     def _create(self, management_type: ManagementType, component: str) -> StateStorage:
-        if management_type is ManagementType.LOCAL_FILESYSTEM:
-            return LocalStateStorage.for_defs_dir(self.config.defs_dir)
-        if management_type is ManagementType.LEGACY_CODE_SERVER_SNAPSHOTS:
-            from defstate.state_storage.snapshots import SnapshotStateStorage
-
-            return SnapshotStateStorage(max_bytes=self.config.snapshot_max_bytes)
-        settings = self.config.state_storage
-        if settings is None:
-            raise ProjectConfigError(
-                f"{component} uses management_type VERSIONED_STATE_STORAGE but no state "
-                "storage is configured: set url in [tool.defstate.state_storage] "
-                "(or DEFSTATE_STATE_STORAGE_URL)",
-                SourceLocation(self.config.pyproject),
-            )
-        from defstate.state_storage.versioned import VersionedStateStorage
-
-        return VersionedStateStorage(settings.url, dict(settings.storage_options))
+        return storage_class(management_type).for_project(self.config, component)

@@ -103,28 +103,23 @@ class CodeLocation:
             "dev": self.dev,
         }
 
-    def versioned_pins(self) -> dict[str, str]:
-        """``{key: pinned version}`` for versioned keys of the current load."""
+    def pins(self) -> dict[str, str]:
+        """``{key: pinned version}`` of the current load."""
+        load = self.current
+        if load is None:
+            return {}
+        return {key: version.version for key, version in load.state_info.versions.items()}
+
+    def key_management_types(self) -> dict[str, ManagementType]:
+        """The management type of each state key of the current load."""
         load = self.current
         if load is None:
             return {}
         return {
-            key: version.version
-            for key, version in load.state_info.versions.items()
-            if version.management_type is ManagementType.VERSIONED_STATE_STORAGE
+            row["key"]: ManagementType(row["management_type"])
+            for row in load.document["components"]
+            if row["key"] is not None and row["management_type"] is not None
         }
-
-    def versioned_keys(self) -> list[str]:
-        load = self.current
-        if load is None:
-            return []
-        return sorted(
-            {
-                row["key"]
-                for row in load.document["components"]
-                if row["management_type"] == ManagementType.VERSIONED_STATE_STORAGE.value
-            }
-        )
 
     def close(self) -> None:
         self.pool.close()

@@ -8,26 +8,30 @@ import threading
 from defstate.loader.project import load_project_config
 from defstate.loader.storage import StateStorages
 from defstate.server.location import CodeLocation
-from defstate.state_storage.management import ManagementType
+from defstate.state_storage.registry import storage_class
 
 log = logging.getLogger("defstate.server")
 
 
 def moved_keys(location: CodeLocation, seen: dict[str, str]) -> list[str]:
-    """Versioned keys whose latest pointer moved since the last poll (or since the pin).
+    """Keys of shared storages whose latest pointer moved since the last poll (or since the
+    pin): other processes publish there.
 
     ``seen`` remembers the pointers already reacted to, so a key the load could not use (and
     so is missing from the pin) does not trigger a reload at every poll.
     """
-    keys = location.versioned_keys()
-    if not keys:
+    types = {
+        key: management_type
+        for key, management_type in location.key_management_types().items()
+        if storage_class(management_type).shared
+    }
+    if not types:
         return []
-    config = load_project_config(location.project_root)
-    storage = StateStorages(config).get(ManagementType.VERSIONED_STATE_STORAGE, "poller")
-    pinned = location.versioned_pins()
+    storages = StateStorages(load_project_config(location.project_root))
+    pinned = location.pins()
     moved = []
-    for key in keys:
-        latest = storage.latest(key)
+    for key, management_type in sorted(types.items()):
+        latest = storages.get(management_type, "poller").latest(key)
         if latest is None:
             continue
         known = seen.get(key, pinned.get(key))

@@ -3,6 +3,10 @@
 State storage knows nothing about components: it stores the bytes a refresh wrote under a
 state key, names each written copy with a :class:`StateVersion`, and hands readers a local
 path for a version.
+
+Each storage class declares what it can do as class attributes (as fsspec filesystems declare
+``protocol`` and ``local_file``); callers ask these, never which class or management type a
+storage is. :mod:`defstate.state_storage.registry` maps a management type to its class.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, ClassVar, Protocol, Self, cast
 
 from defstate.errors import StateStorageError
 from defstate.state_storage.management import ManagementType
@@ -42,10 +46,64 @@ class StateWrite(Protocol):
     ) -> None: ...
 
 
-class StateStorage(Protocol):
-    """Stores state for keys of one management type."""
+class StorageSettings(Protocol):
+    """``[tool.defstate.state_storage]``: where versioned state lives."""
 
-    management_type: ManagementType
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def storage_options(self) -> Mapping[str, Any]: ...
+
+
+class StorageProject(Protocol):
+    """What a storage needs to know about the project it serves."""
+
+    @property
+    def defs_dir(self) -> Path: ...
+
+    @property
+    def pyproject(self) -> Path: ...
+
+    @property
+    def snapshot_max_bytes(self) -> int: ...
+
+    @property
+    def state_storage(self) -> StorageSettings | None: ...
+
+
+class StateStorage(Protocol):
+    """Stores state for keys of one management type.
+
+    Capabilities (class attributes; see docs/architecture.md, "Storages"):
+
+    ``refreshed_at_initialization``
+        Every initialization load refreshes its keys: the state lives only in the load's pin,
+        so ``state refresh`` has nothing to write and a missing state is this load's own.
+    ``remote``
+        Reading the latest version may go over the network (loads do it concurrently).
+    ``shared``
+        Other processes publish to it, so a running code location can poll it for new
+        versions (``--reload-on-new-state``).
+    ``keeps_versions``
+        It stores every published version: history, ``show``/``diff`` of old versions,
+        rollback and gc work on it (see :func:`version_store`).
+    ``uses_leases``
+        Single-flight across machines through an expiring lease object in the storage
+        (otherwise a lock that only processes of one machine share).
+    """
+
+    management_type: ClassVar[ManagementType]
+    refreshed_at_initialization: ClassVar[bool]
+    remote: ClassVar[bool]
+    shared: ClassVar[bool]
+    keeps_versions: ClassVar[bool]
+    uses_leases: ClassVar[bool]
+
+    @classmethod
+    def for_project(cls, project: StorageProject, component: str) -> Self:
+        """The storage ``project`` configures; ``component`` names the asker in errors."""
+        ...
 
     def latest(self, key: str) -> StateVersion | None:
         """The key's current version, or ``None`` when it has never been refreshed."""
@@ -84,6 +142,32 @@ class StateStorage(Protocol):
         ``ttl`` bounds how long a crashed holder can block others (object storage leases).
         """
         ...
+
+
+class VersionStore(StateStorage, Protocol):
+    """A storage that keeps versions (``keeps_versions``): every published version stays
+    readable until deleted, and the latest pointer can be moved back."""
+
+    def version(self, key: str, version: str) -> StateVersion:
+        """Stored ``version`` of ``key``; ``StateStorageError`` when it is not there."""
+        ...
+
+    def versions(self, key: str) -> list[StateVersion]:
+        """Every stored version of ``key``, oldest first."""
+        ...
+
+    def rollback(self, key: str, version: str) -> StateVersion:
+        """Point ``key``'s latest back at stored ``version``."""
+        ...
+
+    def delete_version(self, key: str, version: str) -> None:
+        """Delete stored ``version`` of ``key`` (never the latest one)."""
+        ...
+
+
+def version_store(storage: StateStorage) -> VersionStore | None:
+    """``storage`` as a :class:`VersionStore` when it keeps versions, else ``None``."""
+    return cast(VersionStore, storage) if storage.keeps_versions else None
 
 
 def path_size(path: Path) -> int:

@@ -19,13 +19,14 @@ import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from stat import S_ISDIR
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import attrs
 
 from defstate.errors import AlreadyRefreshingError, StateStorageError
 from defstate.state_storage.base import (
     PendingWrite,
+    StorageProject,
     path_size,
     remove_path,
     require_written,
@@ -134,10 +135,20 @@ class LocalStateStorage:
     """State kept in a folder next to the project (``<defs_dir>/.local_defs_state``)."""
 
     root: Path
-    management_type: ManagementType = ManagementType.LOCAL_FILESYSTEM
+
+    management_type: ClassVar[ManagementType] = ManagementType.LOCAL_FILESYSTEM
+    refreshed_at_initialization: ClassVar[bool] = False
+    remote: ClassVar[bool] = False
+    shared: ClassVar[bool] = False
+    keeps_versions: ClassVar[bool] = False
+    uses_leases: ClassVar[bool] = False  # a file lock: one machine's processes share it
 
     @classmethod
-    def for_defs_dir(cls, defs_dir: Path) -> LocalStateStorage:
+    def for_project(cls, project: StorageProject, component: str) -> Self:
+        return cls.for_defs_dir(project.defs_dir)
+
+    @classmethod
+    def for_defs_dir(cls, defs_dir: Path) -> Self:
         return cls(defs_dir / LOCAL_STATE_DIRNAME)
 
     def describe(self) -> str:

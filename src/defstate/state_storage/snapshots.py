@@ -16,12 +16,13 @@ import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import ClassVar, Self
 
 import attrs
 
 from defstate.errors import AlreadyRefreshingError, StateStorageError
 from defstate.state_storage.archive import pack_state, sha256_bytes, unpack_state, verify
-from defstate.state_storage.base import WorkdirWrite, require_written
+from defstate.state_storage.base import StorageProject, WorkdirWrite, require_written
 from defstate.state_storage.keys import encode_key
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.records import RefreshRecord
@@ -68,11 +69,21 @@ class SnapshotStateStorage:
     """Snapshots held in memory for one load; see the module docstring."""
 
     max_bytes: int = DEFAULT_SNAPSHOT_LIMIT
-    management_type: ManagementType = ManagementType.LEGACY_CODE_SERVER_SNAPSHOTS
     snapshots: dict[str, StateVersion] = attrs.field(factory=dict)
     _records: list[RefreshRecord] = attrs.field(factory=list, init=False)
     _locks: dict[str, threading.Lock] = attrs.field(factory=dict, init=False)
     _tmp: Path | None = attrs.field(default=None, init=False)
+
+    management_type: ClassVar[ManagementType] = ManagementType.LEGACY_CODE_SERVER_SNAPSHOTS
+    refreshed_at_initialization: ClassVar[bool] = True  # the state lives only in the pin
+    remote: ClassVar[bool] = False
+    shared: ClassVar[bool] = False
+    keeps_versions: ClassVar[bool] = False
+    uses_leases: ClassVar[bool] = False  # one process: a threading lock per key
+
+    @classmethod
+    def for_project(cls, project: StorageProject, component: str) -> Self:
+        return cls(max_bytes=project.snapshot_max_bytes)
 
     def write_record(self, record: RefreshRecord) -> None:
         self._records.append(record)  # snapshots live in one process; so do their records

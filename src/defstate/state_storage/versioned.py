@@ -26,19 +26,21 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
 from defstate.errors import (
     AlreadyRefreshingError,
+    ProjectConfigError,
+    SourceLocation,
     StateIntegrityError,
     StateStorageError,
     is_transient,
 )
 from defstate.state_storage.archive import pack_state, sha256_bytes, verify
-from defstate.state_storage.base import WorkdirWrite, require_written
+from defstate.state_storage.base import StorageProject, WorkdirWrite, require_written
 from defstate.state_storage.cache import DownloadCache, default_cache_dir
 from defstate.state_storage.keys import encode_key
 from defstate.state_storage.management import ManagementType
@@ -116,12 +118,30 @@ class VersionedStateStorage:
     url: str
     storage_options: Mapping[str, Any] = attrs.field(factory=dict)
     attempts: int = 4
-    management_type: ManagementType = ManagementType.VERSIONED_STATE_STORAGE
     _fs: Any = attrs.field(default=None, init=False)
     _root: str = attrs.field(default="", init=False)
     _root_checked: bool = attrs.field(default=False, init=False)
     _fs_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
     _cache: DownloadCache | None = attrs.field(default=None, init=False)
+
+    management_type: ClassVar[ManagementType] = ManagementType.VERSIONED_STATE_STORAGE
+    refreshed_at_initialization: ClassVar[bool] = False
+    remote: ClassVar[bool] = True  # file:// too: the class cannot know, and loads only gain
+    shared: ClassVar[bool] = True
+    keeps_versions: ClassVar[bool] = True
+    uses_leases: ClassVar[bool] = True
+
+    @classmethod
+    def for_project(cls, project: StorageProject, component: str) -> Self:
+        settings = project.state_storage
+        if settings is None:
+            raise ProjectConfigError(
+                f"{component} uses management_type {cls.management_type.value} but no state "
+                "storage is configured: set url in [tool.defstate.state_storage] "
+                "(or DEFSTATE_STATE_STORAGE_URL)",
+                SourceLocation(project.pyproject),
+            )
+        return cls(settings.url, dict(settings.storage_options))
 
     def describe(self) -> str:
         return redact_url(self.url)
