@@ -20,7 +20,7 @@ from defstate.errors import DefstateError, SourceLocation
 from defstate.loader.discovery import LoadProblem
 from defstate.loader.load import LoadResult, load_defs
 from defstate.loader.refresh import key_matches
-from defstate.state_storage.management import ManagementType
+from defstate.state_storage.registry import storage_class
 
 STORAGE_TIMEOUT = 10.0
 
@@ -135,7 +135,7 @@ def _missing_state_hints(result: LoadResult) -> list[LoadProblem]:
     for key, group in sorted(result.project.groups.items()):
         if key in result.state_info or any(e.key == key for e in result.errors):
             continue
-        if group.management_type is ManagementType.LEGACY_CODE_SERVER_SNAPSHOTS:
+        if storage_class(group.management_type).refreshed_at_initialization:
             continue  # made by every load
         writer = group.writer
         hints.append(
