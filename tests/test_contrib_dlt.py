@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ProjectFactory, subprocess_env
+from conftest import REPO_ROOT, ProjectFactory, subprocess_env
 from defstate import AssetKey, LoadResult, load_defs, refresh_state
 from defstate.contrib.dlt import STATE_FORMAT, DltSourceComponent, load_state
 
@@ -257,3 +257,33 @@ def test_no_state_gives_empty_definitions(tmp_path: Path) -> None:
     component: Any = DltSourceComponent(source="m:s")
     assert component.build_defs_from_state(None, None).assets == ()
     assert component.defs_state_key == "DltSource[m:s]"
+
+
+def test_example_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+    import shutil
+
+    example = tmp_path / "dlt_source"
+    shutil.copytree(REPO_ROOT / "examples" / "dlt_source", example)
+    spec = importlib.util.spec_from_file_location("shop_pipeline", example / "shop_pipeline.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "shop_pipeline", module)
+    spec.loader.exec_module(module)
+    module.run(example)  # the README's `python shop_pipeline.py`, in this process
+    result = _ok(load_defs(example, dev=True))
+    assert sorted(r.key for r in result.refreshes) == [
+        "DltPipeline[shop]",
+        "DltSource[shop_pipeline:shop_source]",
+    ]
+    keys = sorted(k.to_string() for k in result.definitions.asset_keys)
+    assert keys == [
+        "declared/shop/customers",
+        "declared/shop/orders",
+        "shop/customers",
+        "shop/orders",
+        "shop/orders__items",
+    ]  # customers__tags is excluded at build time
+    items = result.definitions.get_asset("shop/orders__items")
+    assert items.deps == (AssetKey(("shop", "orders")),)
+    assert items.group_name == "shop"

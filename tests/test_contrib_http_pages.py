@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import attrs
 import pytest
 
-from conftest import ProjectFactory, run_cli
+from conftest import REPO_ROOT, ProjectFactory, run_cli
 from defstate import LoadResult, load_defs, refresh_state
 from defstate.contrib.http import HttpCatalogComponent, load_state
 from defstate.contrib.http_pagination import next_from_link_header
@@ -399,3 +399,35 @@ def test_bad_pagination_is_reported_at_its_line(
     (error,) = load_defs(_project(make_project, "cursor", pagination=pagination)).errors
     assert expected in error.message
     assert error.location is not None and error.location.line == 8
+
+
+def test_example_project(tmp_path: Path) -> None:
+    import functools
+    import shutil
+    from http.server import SimpleHTTPRequestHandler
+
+    example = tmp_path / "http_paged_catalog"
+    shutil.copytree(REPO_ROOT / "examples" / "http_paged_catalog", example)
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(example / "api"))
+    static = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=static.serve_forever, args=(0.02,), daemon=True).start()
+    try:
+        env = {"CATALOG_PORT": str(static.server_address[1])}
+        done = run_cli("state", "refresh", cwd=example, env=env)
+        assert done.returncode == 0, done.stderr
+        assert "warning: [PagedCatalog] skipped 1 of 36 item(s)" in done.stderr
+        listed = run_cli("list", "defs", "--no-refresh", "--json", cwd=example, env=env)
+    finally:
+        static.shutdown()
+        static.server_close()
+    assets = {a["key"]: a for a in json.loads(listed.stdout)["assets"]}
+    assert len(assets) == 35
+    assert assets["staging/stg_03"]["deps"] == ["raw/source_03", "raw/source_13"]
+    assert assets["raw/source_24"]["metadata"] == {"row_count": 1024}
+    (record,) = _records(example)
+    assert record["counts"] == {"items": 35, "skipped_items": 1}

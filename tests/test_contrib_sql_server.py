@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ProjectFactory, run_cli, subprocess_env
+from conftest import REPO_ROOT, ProjectFactory, run_cli, subprocess_env
 from defstate import AssetKey, LoadResult, load_defs, refresh_state
 from defstate.contrib.sql import DatabaseTablesComponent, load_state
 from defstate.contrib.sqlalchemy import ServerUrl, ServerUrlError, redact_url
@@ -278,3 +279,36 @@ def test_loading_from_state_imports_no_sqlalchemy(shop: Path) -> None:
     subprocess.run(
         [sys.executable, "-c", code], cwd=shop, env=subprocess_env(), check=True, timeout=60
     )
+
+
+def test_example_project(
+    tmp_path: Path, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    example = tmp_path / "postgres_tables"
+    shutil.copytree(REPO_ROOT / "examples" / "postgres_tables", example)
+    name = f"warehouse_{next(_NAMES)}"
+    postgres_server.execute(f"CREATE DATABASE {name}")
+    postgres_server.execute((example / "warehouse.sql").read_text(), database=name)
+    env = {
+        "PGUSER": "postgres",
+        "PGPASSWORD": postgres_server.password,
+        "PGHOST": "127.0.0.1",
+        "PGPORT": str(postgres_server.port),
+        "PGDATABASE": name,
+    }
+    refreshed = run_cli("state", "refresh", cwd=example, env=env)
+    assert refreshed.returncode == 0, refreshed.stderr
+    assert postgres_server.password not in refreshed.stdout + refreshed.stderr
+    listed = run_cli("list", "defs", "--no-refresh", "--json", cwd=example, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assets = {a["key"]: a for a in json.loads(listed.stdout)["assets"]}
+    assert sorted(assets) == [
+        "marts/customer_revenue",
+        "marts/daily_revenue",
+        "marts/large_orders",
+        "raw/customers",
+        "raw/orders",
+    ]
+    assert assets["marts/customer_revenue"]["deps"] == ["raw/customers"]
+    assert assets["raw/orders"]["metadata"]["row_count_estimate"] == 1000
+    assert assets["raw/customers"]["description"].startswith("Customers, one row each")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +180,13 @@ def construct(cls: type[Any], values: Mapping[str, Any], path: tuple[str | int, 
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise AttributeValueError(path, f"invalid attributes for {cls.__name__}: {exc}") from None
+
+
+def check_key_parts(parts: Sequence[str], path: tuple[str | int, ...] = ("key_prefix",)) -> None:
+    """Raise :class:`AttributeValueError` for a key part that is empty or contains ``/``
+    (``key_prefix`` attributes: ``/`` separates parts in the text form of a key)."""
+    for index, part in enumerate(parts):
+        if not part or "/" in part:
+            raise AttributeValueError(
+                (*path, index), f"key parts must be non-empty, without '/': {part!r}"
+            )

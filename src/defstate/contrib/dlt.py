@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any, Final, Self
 import attrs
 
 from defstate.components import ComponentLoadContext, StateBackedComponent
+from defstate.components.attributes import check_key_parts
 from defstate.components.json_state import dump_json_state, load_json_state
 from defstate.definitions import AssetKey, AssetSpec, Definitions
 from defstate.errors import (
@@ -132,11 +133,7 @@ class DltSourceComponent(StateBackedComponent):
             )  # fmt: skip
         if component.source_args and component.source is None:
             raise AttributeValueError(("source_args",), "source_args needs a source")
-        for index, part in enumerate(component.key_prefix):
-            if not part or "/" in part:
-                raise AttributeValueError(
-                    ("key_prefix", index), f"key parts must be non-empty, without '/': {part!r}"
-                )
+        check_key_parts(component.key_prefix)
         if component.pipelines_dir is not None:
             resolved = str(context.resolve_path(component.pipelines_dir))
             component = attrs.evolve(component, pipelines_dir=resolved)

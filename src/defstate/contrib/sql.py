@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Self
 import attrs
 
 from defstate.components import ComponentLoadContext, StateBackedComponent
+from defstate.components.attributes import check_key_parts
 from defstate.components.json_state import dump_json_state, load_json_state
 from defstate.contrib.sqlalchemy import (
     ServerUrl,
@@ -176,11 +177,7 @@ class DatabaseTablesComponent(StateBackedComponent):
         component = super().from_attributes(attributes, context)
         if not component.timeout > 0:
             raise AttributeValueError(("timeout",), "timeout must be more than 0 seconds")
-        for index, part in enumerate(component.key_prefix):
-            if not part or "/" in part:
-                raise AttributeValueError(
-                    ("key_prefix", index), f"key parts must be non-empty, without '/': {part!r}"
-                )
+        check_key_parts(component.key_prefix)
         if is_server_url(component.url):
             try:
                 ServerUrl.parse(component.url)
