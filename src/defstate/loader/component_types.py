@@ -39,7 +39,10 @@ def list_component_types(project_root: Path | str | None = None) -> ComponentTyp
     types. Importing a project module runs its top-level code, as a load would."""
     found: dict[str, type[Component]] = {}
     problems: list[str] = []
-    _module_types(CONTRIB_PACKAGE, found, problems)
+    # contrib's direct modules only: its sub-packages (contrib.dagster) adapt defstate to
+    # other frameworks and hold no defstate components; a module whose optional extra is not
+    # installed is left out quietly
+    _module_types(CONTRIB_PACKAGE, found, problems, project=False)
     config = _optional_config(project_root)
     if config is not None:
         ensure_importable(config.root)
@@ -72,21 +75,30 @@ def _optional_config(project_root: Path | str | None) -> ProjectConfig | None:
         return None  # outside a project: contrib and registered types only
 
 
-def _module_types(package: str, found: dict[str, type[Component]], problems: list[str]) -> None:
-    """The component classes defined in ``package`` and its modules."""
+def _module_types(
+    package: str, found: dict[str, type[Component]], problems: list[str], project: bool = True
+) -> None:
+    """The component classes defined in ``package`` and its modules (all levels for a
+    project package, whose import errors are reported)."""
     try:
         module = importlib.import_module(package)
     except Exception as exc:  # a project module that fails to import: report, go on
         problems.append(f"cannot import {package}: {type(exc).__name__}: {exc}")
         return
     modules = [module]
-    for info in pkgutil.walk_packages(getattr(module, "__path__", []), prefix=f"{package}."):
-        if info.name.rsplit(".", 1)[-1].startswith("_"):
+    path = getattr(module, "__path__", [])
+    infos = pkgutil.walk_packages(path, f"{package}.") if project else pkgutil.iter_modules(path)
+    for info in infos:
+        if info.name.rsplit(".", 1)[-1].startswith("_") or (not project and info.ispkg):
             continue
+        name = info.name if project else f"{package}.{info.name}"
         try:
-            modules.append(importlib.import_module(info.name))
-        except Exception as exc:  # e.g. a contrib module whose optional extra is missing
-            problems.append(f"cannot import {info.name}: {type(exc).__name__}: {exc}")
+            modules.append(importlib.import_module(name))
+        except ImportError as exc:
+            if project:
+                problems.append(f"cannot import {name}: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # a module that fails to import: report, go on
+            problems.append(f"cannot import {name}: {type(exc).__name__}: {exc}")
     for mod in modules:
         for _, cls in inspect.getmembers(mod, inspect.isclass):
             if cls.__module__ == mod.__name__ and _is_concrete_component(cls):
