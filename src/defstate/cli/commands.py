@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 _MANAGEMENT_TYPES = click.Choice([m.value for m in ManagementType], case_sensitive=False)
 
 
-def _read_state_info(path: Path | None) -> StateInfo | None:
+def read_state_info(path: Path | None) -> StateInfo | None:
     """A pin from ``--state-info FILE`` or ``DEFSTATE_STATE_INFO`` (a path or inline JSON)."""
     if path is None:
         value = os.environ.get("DEFSTATE_STATE_INFO", "").strip()
@@ -68,6 +68,17 @@ def _selection(text: str | None) -> AssetSelection | None:
     from defstate.selection import AssetSelection
 
     return None if text is None else AssetSelection.from_string(text)
+
+
+def _read_json_file(path: Path) -> Any:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise click.UsageError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise click.UsageError(f"{path} is not JSON: {exc}") from None
 
 
 _SELECT = click.option(
@@ -108,6 +119,13 @@ def list_group() -> None:
 )
 @_STRICT
 @_SELECT
+@click.option(
+    "--modified-since",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PIN.json",
+    help="Only assets whose definition differs from the one in this saved `list defs --json` "
+    "document (or built from this pin): new or changed, like dbt's state:modified.",
+)
 @_WIDE
 @pass_state
 @handle_errors
@@ -118,6 +136,7 @@ def list_defs(
     state_info: Path | None,
     strict: bool,
     select: str | None,
+    modified_since: Path | None,
     wide: bool,
 ) -> None:
     """Load the project and print its definitions.
@@ -126,7 +145,7 @@ def list_defs(
     --no-refresh is given or DEFSTATE_DEPLOY=1 is set.
     """
     selection = _selection(select)  # a syntax error stops before anything loads
-    pin = _read_state_info(state_info)
+    pin = read_state_info(state_info)
     dev = pin is None and not no_refresh and not is_deploy()
     with user_output_to_stderr(as_json):
         result = load_defs(state.project, dev=dev, state_info=pin, strict=strict or None)
@@ -134,6 +153,10 @@ def list_defs(
         from defstate.loader.select import select_from_load
 
         result = select_from_load(result, selection)
+    if modified_since is not None:
+        from defstate.loader.select import modified_since as only_modified
+
+        result = only_modified(result, _read_json_file(modified_since))
     with paused_gc:  # rendering allocates as much as the load did (see gc_pause)
         if as_json:
             click.echo(json_dumps(result.to_json_dict()))
@@ -494,12 +517,26 @@ def state_ls(state: CliState, as_json: bool, wide: bool) -> None:
     """List state keys with their latest version."""
     from defstate.cli.render import render_state_list
     from defstate.loader.state_admin import list_state
+    from defstate.loader.state_tools import orphan_keys
 
     rows = list_state(state.project)
+    orphans = orphan_keys(state.project)
     if as_json:
-        click.echo(json_dumps({"keys": [r.to_json_dict() for r in rows]}))
+        click.echo(
+            json_dumps(
+                {
+                    "keys": [r.to_json_dict() for r in rows],
+                    "orphans": [o.to_json_dict() for o in orphans],
+                }
+            )
+        )
     else:
         render_state_list(rows, wide)
+        for orphan in orphans:
+            click.echo(
+                f"orphan {orphan.key}  (in {orphan.storage}, used by no component: "
+                "`defstate state gc --orphans` deletes it)"
+            )
     if any(r.error for r in rows):
         for row in rows:
             if row.error:
@@ -570,12 +607,26 @@ def state_rollback(state: CliState, key: str, version: str) -> None:
 @state_group.command("gc")
 @click.option("--keep", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--key", "keys", multiple=True, help="Only this key or glob pattern (repeatable).")
+@click.option(
+    "--orphans",
+    is_flag=True,
+    help="Instead: delete the whole state of keys no component uses (see `state ls`; a "
+    "storage shared by several projects holds the others' keys too).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
 @handle_errors
-def state_gc(state: CliState, keep: int, keys: tuple[str, ...], as_json: bool) -> None:
+def state_gc(
+    state: CliState, keep: int, keys: tuple[str, ...], orphans: bool, as_json: bool
+) -> None:
     """Delete old versions, keeping the latest and the KEEP newest of each key."""
     from defstate.loader.state_admin import gc_state
+
+    if orphans:
+        from defstate.cli.state_commands import gc_orphans
+
+        gc_orphans(state, as_json)
+        return
 
     deleted = gc_state(state.project, keep=keep, keys=keys)
     if as_json:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from defstate.cli import commands, scaffold, serve  # noqa: F401  (registers the sub-commands)
+from defstate.cli import (  # noqa: F401  (registers the sub-commands)
+    commands,
+    scaffold,
+    serve,
+    state_commands,
+)
 from defstate.cli.app import cli
 
 

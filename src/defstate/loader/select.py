@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import attrs
 
 from defstate.definitions import Definitions
 from defstate.loader.load import LoadResult, load_defs
 from defstate.selection import AssetSelection
+from defstate.state_storage.state_info import StateInfo
 
 
 def select_from_load(result: LoadResult, selection: AssetSelection) -> LoadResult:
@@ -38,3 +41,34 @@ def state_keys_for_selection(
     selected = selection.resolve(result.definitions.assets)
     keys = {keys_by_source.get(result.asset_sources.get(key, "")) for key in selected}
     return sorted(k for k in keys if k is not None), result
+
+
+def modified_since(result: LoadResult, previous: Mapping[str, Any]) -> LoadResult:
+    """``result`` with only the assets that are new or whose definition changed since
+    ``previous``, like dbt's ``state:modified``.
+
+    ``previous`` is a saved ``list defs --json`` document: its assets are compared as saved
+    (so code changes count). A bare pin (only ``state``) is reconstructed instead: the assets
+    the current code builds from the pinned state versions.
+    """
+    if "assets" in previous:
+        before = {a["key"]: _comparable(a) for a in previous["assets"]}
+    else:
+        pin = StateInfo.from_json_dict(previous)
+        pinned = load_defs(result.project.config.root, state_info=pin)
+        before = {
+            s.key.to_string(): _comparable(s.to_json_dict()) for s in pinned.definitions.assets
+        }
+    changed = [
+        spec
+        for spec in result.definitions.assets
+        if before.get(spec.key.to_string()) != _comparable(spec.to_json_dict())
+    ]
+    keys = {spec.key for spec in changed}
+    checks = [c for c in result.definitions.asset_checks if c.asset in keys]
+    return attrs.evolve(result, definitions=Definitions(changed, checks))
+
+
+def _comparable(asset: Mapping[str, Any]) -> dict[str, Any]:
+    # where an asset is defined (file:line) is not part of its definition
+    return {k: v for k, v in asset.items() if k != "component"}

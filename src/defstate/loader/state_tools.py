@@ -1,0 +1,264 @@
+"""``state verify``, ``state pull`` and orphan keys (``state ls``, ``state gc --orphans``).
+
+* verify: re-read every stored version of versioned keys and check it against its manifest
+  (size, sha256); report versions that are corrupt, or incomplete (bytes without a manifest,
+  or a manifest without bytes).
+* pull: copy the latest (or pinned) versioned state of keys into ``.local_defs_state/``, so a
+  Docker/PEX build bakes production-approved state without calling the external system.
+* orphans: keys found in a storage that no component of the project uses.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import attrs
+
+from defstate.errors import DefstateError, ProjectConfigError, SourceLocation
+from defstate.loader.load import Project, open_project
+from defstate.loader.refresh import select_groups
+from defstate.state_storage.archive import verify
+from defstate.state_storage.keys import decode_key
+from defstate.state_storage.local import LocalStateStorage
+from defstate.state_storage.management import ManagementType
+from defstate.state_storage.state_info import StateInfo, StateVersion
+from defstate.state_storage.versioned import (
+    MANIFEST_NAME,
+    VersionedStateStorage,
+    describe_error,
+)
+
+
+@attrs.frozen
+class VersionCheck:
+    """One stored version and what verifying it found: ``ok``, ``corrupt`` or ``incomplete``."""
+
+    key: str
+    version: str
+    status: str
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+def _versioned_storage(project: Project) -> VersionedStateStorage:
+    settings = project.config.state_storage
+    if settings is None:
+        raise ProjectConfigError(
+            "no versioned state storage is configured: set url in "
+            "[tool.defstate.state_storage] (or DEFSTATE_STATE_STORAGE_URL)",
+            SourceLocation(project.config.pyproject),
+        )
+    return VersionedStateStorage(settings.url, dict(settings.storage_options))
+
+
+def _chosen_keys(project: Project, keys: Sequence[str], management: ManagementType) -> list[str]:
+    groups = select_groups(dict(project.groups), keys)  # unknown keys raise (exit 2)
+    if keys:
+        return [g.key for g in groups]
+    return [g.key for g in groups if g.management_type is management]
+
+
+def verify_state(
+    project_root: Path | str | None = None, keys: Sequence[str] = ()
+) -> list[VersionCheck]:
+    """Check every stored version of the selected keys (default: every versioned key)."""
+    project = open_project(project_root)
+    chosen = _chosen_keys(project, keys, ManagementType.VERSIONED_STATE_STORAGE)
+    if not chosen:
+        return []
+    storage = _versioned_storage(project)
+    checks: list[VersionCheck] = []
+    for key in chosen:
+        checks.extend(_verify_key(storage, key))
+    return checks
+
+
+def _verify_key(storage: VersionedStateStorage, key: str) -> list[VersionCheck]:
+    fs = storage.fs
+    root = f"{storage.key_path(key)}/versions"
+    try:
+        folders = sorted(fs.ls(root, detail=False))
+    except FileNotFoundError:
+        return []
+    manifests = {v.version: v for v in storage.versions(key)}
+    checks = []
+    for folder in folders:
+        version = PurePosixPath(folder.rstrip("/")).name
+        stored = manifests.get(version)
+        if stored is None:
+            checks.append(
+                VersionCheck(
+                    key,
+                    version,
+                    "incomplete",
+                    f"no {MANIFEST_NAME} (an upload that never completed)",
+                )
+            )
+            continue
+        path = storage.state_object_path(key, version, is_directory=stored.is_directory)
+        try:
+            data = fs.cat_file(path)
+        except FileNotFoundError:
+            checks.append(
+                VersionCheck(key, version, "incomplete", "the manifest has no state bytes")
+            )
+            continue
+        except Exception as exc:  # unreadable: report it, check the others
+            checks.append(VersionCheck(key, version, "corrupt", describe_error(exc)))
+            continue
+        try:
+            verify(data, size=stored.size, sha256=stored.sha256, what=f"version {version}")
+        except DefstateError as exc:
+            checks.append(VersionCheck(key, version, "corrupt", exc.message))
+            continue
+        checks.append(VersionCheck(key, version, "ok"))
+    return checks
+
+
+@attrs.frozen
+class PullResult:
+    """A key copied from versioned storage into local state, or why it was not."""
+
+    key: str
+    version: str | None
+    size: int | None
+    skipped: str | None = None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+def pull_state(
+    project_root: Path | str | None = None,
+    keys: Sequence[str] = (),
+    state_info: StateInfo | None = None,
+) -> list[PullResult]:
+    """Copy the latest versioned state of the selected keys (default: every versioned key),
+    or the versions ``state_info`` pins, into the project's ``.local_defs_state/``.
+
+    The build that bakes it sets those components to ``LOCAL_FILESYSTEM`` (e.g.
+    ``management_type: "{{ env.STATE_MODE }}"`` in their defs.yaml).
+    """
+    project = open_project(project_root)
+    chosen = _chosen_keys(project, keys, ManagementType.VERSIONED_STATE_STORAGE)
+    if not chosen:
+        return []
+    source = _versioned_storage(project)
+    target = LocalStateStorage.for_defs_dir(project.config.defs_dir)
+    results = []
+    for key in chosen:
+        pinned = state_info.get(key) if state_info is not None else None
+        version: StateVersion | None
+        if pinned is not None and pinned.management_type is ManagementType.VERSIONED_STATE_STORAGE:
+            version = source.version(key, pinned.version)
+        else:
+            version = source.latest(key)
+        if version is None:
+            results.append(PullResult(key, None, None, f"no state at {source.describe()}"))
+            continue
+        path = source.state_path(version)  # downloaded and verified against its sha256
+        with target.begin_write(key, {"pulled_from": source.describe()}) as write:
+            if path.is_dir():
+                shutil.copytree(path, write.path)
+            else:
+                shutil.copyfile(path, write.path)
+            written = write.commit()
+        results.append(PullResult(key, version.version, written.size))
+    return results
+
+
+@attrs.frozen
+class OrphanKey:
+    """A key with state in a storage that no component of the project uses."""
+
+    key: str
+    storage: str
+    path: str
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+def orphan_keys(project_root: Path | str | None = None) -> list[OrphanKey]:
+    """Keys found in the project's local state folder and versioned storage that no
+    component uses (a storage shared by several projects shows the others' keys too)."""
+    project = open_project(project_root)
+    known = set(project.groups)
+    found: list[OrphanKey] = []
+    local = LocalStateStorage.for_defs_dir(project.config.defs_dir)
+    if local.root.is_dir():
+        for key, folder in _local_keys(local.root, PurePosixPath()):
+            if key not in known:
+                found.append(OrphanKey(key, local.describe(), str(folder)))
+    if project.config.state_storage is not None:
+        storage = _versioned_storage(project)
+        root = storage.key_path("x").rsplit("/", 1)[0]  # "x" encodes to one level
+        for key, path in _remote_keys(storage, root, PurePosixPath()):
+            if key not in known:
+                found.append(OrphanKey(key, storage.describe(), path))
+    return sorted(found, key=lambda o: (o.storage, o.key))
+
+
+def _local_keys(folder: Path, prefix: PurePosixPath) -> list[tuple[str, Path]]:
+    keys = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith(".") or not entry.is_dir():
+            continue  # .gitignore, probes: never a key (encoded keys never start with ".")
+        relative = prefix / entry.name
+        if entry.name.endswith("+"):  # a long key continues one level down
+            keys.extend(_local_keys(entry, relative))
+            continue
+        try:
+            keys.append((decode_key(relative), entry))
+        except ValueError:
+            continue  # not written by defstate
+    return keys
+
+
+def _remote_keys(
+    storage: VersionedStateStorage, folder: str, prefix: PurePosixPath
+) -> list[tuple[str, str]]:
+    fs = storage.fs
+    try:
+        entries = sorted(fs.ls(folder, detail=True), key=lambda e: e["name"])
+    except FileNotFoundError:
+        return []
+    keys = []
+    for entry in entries:
+        name = PurePosixPath(entry["name"].rstrip("/")).name
+        if name.startswith(".") or entry.get("type") != "directory":
+            continue
+        relative = prefix / name
+        if name.endswith("+"):
+            keys.extend(_remote_keys(storage, entry["name"].rstrip("/"), relative))
+            continue
+        try:
+            keys.append((decode_key(relative), entry["name"].rstrip("/")))
+        except ValueError:
+            continue
+    return keys
+
+
+def delete_orphans(project_root: Path | str | None = None) -> list[OrphanKey]:
+    """Delete the state of every orphan key (all versions, records and leases)."""
+    project = open_project(project_root)
+    orphans = orphan_keys(project.config.root)
+    storage = _versioned_storage(project) if project.config.state_storage else None
+    for orphan in orphans:
+        if storage is None or orphan.storage != storage.describe() or storage.is_local:
+            shutil.rmtree(orphan.path)
+        else:
+            # object by object on exact paths: s3fs/gcsfs glob-expand rm(recursive=True), and
+            # encoded keys keep brackets
+            for path in storage.fs.find(orphan.path):
+                storage.fs.rm_file(path)
+    return orphans
