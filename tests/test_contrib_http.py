@@ -372,7 +372,10 @@ def test_query_string_secrets_are_masked(server: CatalogServer, project: Path) -
     message = _one_error(load_defs(project, dev=True))
     assert "qs-secret-99" not in message
     assert "/catalog.json?api_key=***&page=***" in message
-    assert redact_url("https://u:pw@h.example:8443/p?a=1#frag") == "https://h.example:8443/p?a=***"
+    assert (
+        redact_url("https://u:pw@h.example:8443/p?a=1#frag")
+        == "https://u:***@h.example:8443/p?a=***"
+    )
 
 
 def test_headers_are_not_forwarded_across_origins(server: CatalogServer) -> None:

@@ -64,8 +64,8 @@ from defstate.contrib.sqlalchemy import (
     ServerUrlError,
     introspect_server,
     is_server_url,
-    redact_url,
 )
+from defstate.contrib.urls import redact_url
 from defstate.definitions import AssetKey, AssetSpec, Definitions
 from defstate.errors import (
     AttributeValueError,

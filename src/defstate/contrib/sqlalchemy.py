@@ -35,6 +35,7 @@ from urllib.parse import unquote, urlsplit
 
 import attrs
 
+from defstate.contrib.urls import MASK, redact_url
 from defstate.errors import ProjectError
 
 if TYPE_CHECKING:
@@ -46,8 +47,6 @@ if TYPE_CHECKING:
 SYSTEM_SCHEMAS: Final = frozenset(
     {"information_schema", "pg_catalog", "pg_toast", "mysql", "performance_schema", "sys"}
 )
-
-_MASK: Final = "***"
 
 # `dialect` or `dialect+driver`, as SQLAlchemy spells them.
 _SCHEME: Final = re.compile(r"[a-z][a-z0-9_]*(\+[a-z][a-z0-9_]*)?")
@@ -131,23 +130,8 @@ class ServerUrl:
     def mask(self, text: str) -> str:
         """``text`` with every secret of the URL replaced by ``***``."""
         for secret in self.secrets:
-            text = text.replace(secret, _MASK)
+            text = text.replace(secret, MASK)
         return text
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its password and with query values masked (works on invalid URLs)."""
-    scheme, separator, rest = url.partition("://")
-    if not separator:
-        return _MASK if "@" in url else url
-    location, slash, path = rest.partition("/")
-    if "@" in location:
-        user = location.rpartition("@")[0].partition(":")[0]
-        location = f"{user}:{_MASK}@{location.rpartition('@')[2]}"
-    path, question, query = path.partition("?")
-    if question:
-        query = "&".join(f"{pair.partition('=')[0]}={_MASK}" for pair in query.split("&"))
-    return f"{scheme}://{location}{slash}{path}{question}{query}"
 
 
 # --- introspection -----------------------------------------------------------------------
