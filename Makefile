@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 UV     := $(BIN)/uv
 
-.PHONY: demo test lint pytest bench bench-smoke install install-dev clean
+.PHONY: demo test lint pytest bench bench-ui bench-smoke install install-dev clean
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test: lint pytest
 # Benchmarks (never part of `make test`): ARGS="--quick" or e.g. ARGS="--sizes 1,100 --repeat 3"
 bench: install-dev
 	$(BIN)/python -m bench.run $(ARGS)
+
+# First render of the web UI in headless Chromium, N=1000 x 20 (bench/ui.py)
+bench-ui: install-dev
+	$(BIN)/python -m bench.ui $(ARGS)
 
 bench-smoke: install-dev
 	$(BIN)/python -m bench.run --smoke

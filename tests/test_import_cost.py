@@ -20,6 +20,8 @@ HEAVY = {
     "fsspec", "s3fs", "gcsfs", "botocore", "rich", "watchfiles", "dbt", "tenacity", "dagster",
 }  # fmt: skip
 HEAVY |= {"sqlalchemy", "psycopg", "dlt"}  # contrib drivers: only their refreshes
+# the web server of `serve` / `dev` (the serve extra): never on the load path
+HEAVY |= {"starlette", "uvicorn", "anyio", "h11"}
 # What a load that only reads local state never needs (measured here: logging with traceback
 # ~3 ms, hashlib ~4 ms, shutil with bz2/lzma ~3 ms of every worker's start-up).
 NOT_ON_READ_PATH = {"logging", "hashlib", "shutil", "signal"}

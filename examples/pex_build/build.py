@@ -86,7 +86,8 @@ def make_venv(build_dir: Path, deps: Sequence[str]) -> Path:
     run(uv, "build", "--wheel", "--out-dir", build_dir / "dist", REPO)
     wheel = next((build_dir / "dist").glob("defstate-*.whl"))
     run(uv, "venv", "--python", sys.executable, venv)
-    run(uv, "pip", "install", "--python", venv / "bin" / "python", wheel, *deps)
+    # the serve extra: the PEX is a code location (`serve`), whose HTTP server needs it
+    run(uv, "pip", "install", "--python", venv / "bin" / "python", f"{wheel}[serve]", *deps)
     return venv
 
 
@@ -123,7 +124,7 @@ def build(
     # --venv: at run time the PEX becomes a real venv under $PEX_ROOT, so `defstate serve` can
     # start its `python -m defstate` worker processes with sys.executable.
     run(
-        *(pex, "defstate", *deps, "--venv-repository", venv, "--venv"),
+        *(pex, "defstate[serve]", *deps, "--venv-repository", venv, "--venv"),
         *("--sources-directory", build_dir / "pex_src", "--entry-point", "defstate_entry:main"),
         *("--output-file", output),
     )

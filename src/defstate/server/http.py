@@ -1,109 +1,107 @@
-"""The code location's HTTP JSON API (standard library server, loopback by default)."""
+"""The code location's HTTP server: the starlette app (``server/app.py``) on uvicorn.
+
+Both come with the ``serve`` extra (``pip install 'defstate[serve]'``); importing this module
+without them raises ``ServeExtraMissingError``, which names the extra. Nothing on the load path
+imports this module: ``import defstate`` and ``list defs`` never pay for a web server.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
+import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import urlsplit
+import time
 
 from defstate.errors import DefstateError
 from defstate.server.location import CodeLocation
 
+
+class ServeExtraMissingError(DefstateError):
+    """``defstate serve`` / ``dev`` need the ``serve`` extra, which is not installed."""
+
+
+try:
+    import uvicorn
+
+    from defstate.server.app import create_app
+except ImportError as exc:  # starlette or uvicorn (or one of theirs) is missing
+    raise ServeExtraMissingError(
+        f"`defstate serve` and `defstate dev` need the serve extra ({exc.name} is not "
+        "installed): pip install 'defstate[serve]'"
+    ) from exc
+
+from defstate.server.guard import ActionGuard  # noqa: E402  (after the extra's check)
+
 log = logging.getLogger("defstate.server")
 
 
-class CodeLocationServer(ThreadingHTTPServer):
-    daemon_threads = True
+class CodeLocationServer:
+    """uvicorn serving the app in a background thread, on a socket bound before it starts."""
 
-    def __init__(self, address: tuple[str, int], location: CodeLocation) -> None:
-        super().__init__(address, CodeLocationHandler)
-        self.location = location
+    def __init__(self, location: CodeLocation, host: str, port: int) -> None:
+        self.guard = ActionGuard(host)
+        self.app = create_app(location, self.guard)
+        self.socket = _bind(host, port)
+        self.server_address: tuple[str, int] = self.socket.getsockname()[:2]
+        config = uvicorn.Config(
+            self.app,
+            log_config=None,  # the CLI configured logging; uvicorn must not replace it
+            log_level=logging.WARNING,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=3,
+            h11_max_incomplete_event_size=64 * 1024,  # bounded request line and headers
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run,
+            kwargs={"sockets": [self.socket]},
+            name="defstate-http",
+            daemon=True,
+        )
 
-
-class CodeLocationHandler(BaseHTTPRequestHandler):
-    """``GET /health /defs /components /state /worker/defs``, ``POST /reload``."""
-
-    server: CodeLocationServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
-
-    def _send(self, status: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:
-        location = self.server.location
-        path = urlsplit(self.path).path.rstrip("/") or "/"
-        if path == "/health":
-            health = location.health()
-            self._send(200 if health["generation"] is not None else 503, health)
-            return
-        load = location.current  # one read: the whole answer comes from this load
-        if load is None:
-            self._send(503, {"error": "no load yet", "health": location.health()})
-            return
-        document = load.document
-        if path == "/defs":
-            self._send(
-                200,
-                {
-                    "generation": load.generation,
-                    "assets": document["assets"],
-                    "asset_checks": document["asset_checks"],
-                    "state": document["state"],
-                    "errors": document["errors"],
-                },
+    def start(self, timeout: float = 30.0) -> None:
+        if not self.guard.enabled:
+            log.warning(
+                "serving on %s without DEFSTATE_UI_TOKEN: the UI's actions are disabled",
+                self.server_address[0],
             )
-        elif path == "/components":
-            self._send(200, {"generation": load.generation, "components": document["components"]})
-        elif path == "/state":
-            rows = {}
-            for key, version in document["state"].items():
-                rows[key] = {
-                    "version": version["version"],
-                    "created_at": version["created_at"],
-                    "management_type": version["management_type"],
-                }
-            self._send(200, {"generation": load.generation, "state": rows})
-        elif path == "/worker/defs":
-            try:
-                reconstructed = location.reconstruct()
-            except DefstateError as exc:
-                self._send(500, {"error": str(exc)})
-                return
-            self._send(200, {"generation": load.generation, **reconstructed})
-        else:
-            self._send(404, {"error": f"no such endpoint: {path}"})
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise DefstateError(f"the HTTP server did not start on {self.server_address}")
+            time.sleep(0.01)
 
-    def do_POST(self) -> None:
-        location = self.server.location
-        parts = urlsplit(self.path)
-        if parts.path.rstrip("/") != "/reload":
-            self._send(404, {"error": f"no such endpoint: {parts.path}"})
-            return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        if "wait=1" in parts.query:
-            load = location.reload()
-            status = 200 if load is not None else 500
-            self._send(status, location.health())
-        else:
-            location.request_reload()
-            self._send(202, {"reloading": True})
+    def shutdown(self) -> None:
+        """Stop accepting, end event streams, finish requests in flight (at most 3 s)."""
+        self.app.state.defstate.stopping.set()
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+    def server_close(self) -> None:
+        self.socket.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise DefstateError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise DefstateError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return sock
 
 
 def start_http_server(location: CodeLocation, host: str, port: int) -> CodeLocationServer:
     """Bind and serve in a background thread; returns the server (``server_address``)."""
-    server = CodeLocationServer((host, port), location)
-    threading.Thread(target=server.serve_forever, name="defstate-http", daemon=True).start()
+    server = CodeLocationServer(location, host, port)
+    server.start()
     return server

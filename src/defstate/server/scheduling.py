@@ -6,9 +6,11 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from defstate.errors import DefstateError
-from defstate.loader.schedules import Schedule, Scheduler
+from defstate.loader.project import load_project_config
+from defstate.loader.schedules import Schedule, Scheduler, load_schedules
 from defstate.server.location import CodeLocation
 
 log = logging.getLogger("defstate.server")
@@ -43,3 +45,25 @@ def run_scheduler(scheduler: Scheduler, stop: threading.Event, interval: float =
             scheduler.tick(datetime.now(UTC))
         except Exception:  # one bad run must not stop the schedules of a long-lived server
             log.exception("scheduler tick failed; schedules keep running")
+
+
+def describe_schedules(location: CodeLocation) -> dict[str, Any]:
+    """The project's schedules with their next run (from ``pyproject.toml``, read now).
+
+    ``running`` is False in dev mode, where schedules are listed but not run.
+    """
+    try:
+        schedules = load_schedules(load_project_config(location.project_root))
+    except DefstateError as exc:
+        return {"running": not location.dev, "error": str(exc), "schedules": []}
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "name": s.name,
+            "cron": s.settings.cron,
+            "keys": s.settings.keys,
+            "next_run": s.next_run(now).isoformat(),
+        }
+        for s in schedules.values()
+    ]
+    return {"running": not location.dev, "error": None, "schedules": rows}

@@ -115,13 +115,18 @@ class WorkerPool:
 
     def run_schedule(self, name: str) -> dict[str, Any]:
         """Run ``defstate schedule run NAME --json`` in a worker; returns its report."""
-        args = [sys.executable, "-m", "defstate", "--project", str(self.project_root)]
-        returncode, stdout, stderr = self.run_command([*args, "schedule", "run", name, "--json"])
+        return self.run_json(["schedule", "run", name, "--json"], f"schedule {name}")
+
+    def run_json(self, command: list[str], what: str, module: str = "defstate") -> dict[str, Any]:
+        """Run ``python -m MODULE --project P COMMAND`` in a worker; returns the JSON document
+        it prints (also when it exits non-zero, as ``state refresh`` does for failed keys)."""
+        args = [sys.executable, "-m", module, "--project", str(self.project_root), *command]
+        returncode, stdout, stderr = self.run_command(args)
         try:
             report: dict[str, Any] = json.loads(stdout)
         except ValueError:
             raise WorkerError(
-                f"schedule {name} failed in worker process: {_last_line(stderr, returncode)}"
+                f"{what} failed in worker process: {_last_line(stderr, returncode)}"
             ) from None
         return report
 
