@@ -122,7 +122,7 @@ def test_assets_search_and_lineage(served: Server, page: Any) -> None:
     assert _keys(page) == ["staging/customers", "staging/orders"]
     assert page.text_content("#summary").startswith("2 of 5 assets")
 
-    page.fill("#search", "+key:staging/orders and owner:team-ingest")  # the selection syntax
+    page.fill("#search", "+key:staging/orders and owner:team:ingest")  # the selection syntax
     page.wait_for_function("document.querySelector('#summary')?.textContent.includes('selected')")
     assert _keys(page) == ["raw/orders"]
     page.fill("#search", "key:staging/orders and")
@@ -161,7 +161,7 @@ def test_refresh_a_key_shows_the_new_version_and_its_diff(
 
     catalog = root / "external/catalog.json"
     tables = json.loads(catalog.read_text())
-    tables["tables"].append({"schema": "marts", "name": "orders_daily", "owner": "team-bi"})
+    tables["tables"].append({"schema": "marts", "name": "orders_daily", "owner": "team:bi"})
     catalog.write_text(json.dumps(tables))
     page.click(f"{row} button.action")
     page.wait_for_function(

@@ -179,7 +179,7 @@ async function renderAssets(params) {
   const input = el("input", {
     id: "search",
     type: "search",
-    placeholder: "select: group:warehouse and kind:table, +key:marts/*, owner:team-x — or type words to find",
+    placeholder: "select: group:warehouse and kind:table, +key:marts/*, owner:team:data — or type words to find",
     value: query,
     autocomplete: "off",
   });
