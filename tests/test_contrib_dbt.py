@@ -1,28 +1,30 @@
-"""DbtProjectComponent: real ``dbt parse`` runs (slow) and the manifest-to-assets mapping."""
+"""DbtProjectComponent: the mapping from stored state (fast, no dbt), and real ``dbt parse``
+runs (slow; one parse of each project is shared by the tests that read it)."""
 
 from __future__ import annotations
 
 import datetime
 import json
 import re
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
-from conftest import REPO_ROOT, ProjectFactory, run_cli
-from defstate import AssetKey, ComponentLoadContext, TerminalRefreshError, load_defs, refresh_state
-from defstate.contrib import dbt as dbt_contrib
+from defstate import AssetKey, ComponentLoadContext
 from defstate.contrib.dbt import (
     STATE_FORMAT,
     DbtParseError,
     DbtProjectComponent,
+    DbtSelectionError,
     DbtStateError,
-    asset_specs_from_state,
+    DbtTranslationError,
+    DbtTranslationWarning,
     dbt_parse_command,
     dump_state,
     load_state,
@@ -30,8 +32,6 @@ from defstate.contrib.dbt import (
     trim_manifest,
 )
 from defstate.errors import AttributeValueError
-
-EXAMPLE = REPO_ROOT / "examples" / "dbt_project"
 
 
 def _context(root: Path) -> ComponentLoadContext:
@@ -41,371 +41,6 @@ def _context(root: Path) -> ComponentLoadContext:
         component_dir=root / "defs" / "dbt",
         source="defs/dbt/defs.yaml:1",
     )
-
-
-def _tree(root: Path) -> dict[str, int]:
-    """Every file under ``root`` with its mtime: shows whether anything wrote there."""
-    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")}
-
-
-def _copy_example(destination: Path) -> Path:
-    # A developer may have run dbt in the example: its output is no part of the project.
-    ignore = shutil.ignore_patterns("target", "logs", "*.duckdb*", "dbt_packages")
-    shutil.copytree(EXAMPLE, destination, ignore=ignore)
-    return destination
-
-
-@pytest.fixture(scope="module")
-def example_tree_before() -> dict[str, int]:
-    return _tree(EXAMPLE)
-
-
-@pytest.fixture(scope="module")
-def example_state(
-    tmp_path_factory: pytest.TempPathFactory, example_tree_before: dict[str, int]
-) -> Path:
-    """The bundled example refreshed once; shared because each ``dbt parse`` takes seconds."""
-    path = tmp_path_factory.mktemp("example") / "state"
-    DbtProjectComponent(project_dir=str(EXAMPLE)).write_state_to_path(path)
-    return path
-
-
-# --- real dbt ----------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_refresh_writes_trimmed_state_without_volatile_fields(example_state: Path) -> None:
-    text = example_state.read_text(encoding="utf-8")
-    state = json.loads(text)
-    assert state["format"] == STATE_FORMAT
-    assert state["project_name"] == "shop"
-    assert state["adapter_type"] == "duckdb"
-    assert {n["name"] for n in state["nodes"].values()} == {
-        "stg_customers",
-        "stg_orders",
-        "stg_payments",
-        "customers",
-        "orders",
-        "daily_revenue",
-        "raw_customers",
-        "raw_orders",
-        "raw_payments",
-        "customers_snapshot",
-    }
-    assert set(state["sources"]) == {
-        "source.shop.shop_raw.customers",
-        "source.shop.shop_raw.orders",
-    }
-    # No timestamps, invocation ids, absolute paths, macros, SQL or tests.
-    assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d", text)
-    for needle in ("invocation_id", "generated_at", "created_at", "macro.", "raw_code", "test."):
-        assert needle not in text
-    assert str(EXAMPLE) not in text and str(REPO_ROOT) not in text
-    assert text.endswith("}\n")
-
-
-@pytest.mark.slow
-def test_unchanged_project_refreshes_byte_identical_and_stays_clean(
-    example_state: Path, example_tree_before: dict[str, int], tmp_path: Path
-) -> None:
-    again = tmp_path / "state"
-    DbtProjectComponent(project_dir=str(EXAMPLE)).write_state_to_path(again)
-    assert again.read_bytes() == example_state.read_bytes()
-    # dbt wrote its target/ and logs/ elsewhere: refreshing never dirties the project.
-    assert _tree(EXAMPLE) == example_tree_before
-
-
-@pytest.mark.slow
-def test_build_defs_maps_the_example(example_state: Path) -> None:
-    component = DbtProjectComponent(project_dir=str(EXAMPLE))
-    defs = component.build_defs_from_state(_context(EXAMPLE), example_state)
-    by_key = {spec.key.to_string(): spec for spec in defs.assets}
-    assert set(by_key) == {
-        "stg_customers",
-        "stg_orders",
-        "stg_payments",
-        "customers",
-        "orders",
-        "daily_revenue",
-        "raw_customers",
-        "raw_orders",
-        "raw_payments",
-        "customers_snapshot",
-        "shop_raw/customers",
-        "shop_raw/orders",
-    }
-
-    def deps(key: str) -> set[str]:
-        return {d.to_string() for d in by_key[key].deps}
-
-    assert deps("customers") == {"stg_customers", "stg_orders", "stg_payments"}
-    assert deps("daily_revenue") == {"orders"}
-    assert deps("stg_orders") == {"shop_raw/orders"}
-    assert deps("stg_payments") == {"raw_payments"}
-    assert deps("customers_snapshot") == {"shop_raw/customers"}
-    assert deps("shop_raw/orders") == set() and deps("raw_payments") == set()
-
-    customers = by_key["customers"]
-    assert customers.owners == ("alice@example.com",)  # config(meta=...) beats the folder's
-    assert customers.tags == {"marts": "", "pii": ""}
-    assert customers.group_name == "shop"
-    assert customers.kinds == ("dbt", "duckdb")
-    assert customers.description and "lifetime value" in customers.description
-    assert customers.metadata == {
-        "dbt/unique_id": "model.shop.customers",
-        "dbt/resource_type": "model",
-        "dbt/materialization": "table",
-        "dbt/original_file_path": "models/marts/customers.sql",
-        "dbt/relation_name": '"shop"."main"."customers"',
-    }
-    assert by_key["orders"].owners == ("team:analytics",)  # from dbt_project.yml
-    assert by_key["daily_revenue"].owners == ("team:finance", "bob@example.com")
-    assert by_key["daily_revenue"].metadata["dbt/materialization"] == "incremental"
-    assert by_key["stg_orders"].metadata["dbt/materialization"] == "view"
-    assert by_key["stg_orders"].owners == ()
-    assert by_key["raw_payments"].metadata["dbt/resource_type"] == "seed"
-    assert by_key["customers_snapshot"].metadata["dbt/materialization"] == "snapshot"
-
-    source = by_key["shop_raw/orders"]
-    assert source.kinds == ("dbt", "duckdb", "source")
-    assert source.description == "One row per order, with its current status."
-    assert source.metadata["dbt/resource_type"] == "source"
-    assert source.metadata["dbt/relation_name"] == '"shop"."main_raw"."raw_orders"'
-    assert "dbt/materialization" not in source.metadata
-
-
-@pytest.mark.slow
-def test_broken_model_fails_with_dbts_message(tmp_path: Path) -> None:
-    project = _copy_example(tmp_path / "shop")
-    (project / "models" / "marts" / "orders.sql").write_text("select {{ ref('stg_orders' }}\n")
-    state = tmp_path / "state"
-    with pytest.raises(DbtParseError) as raised:
-        DbtProjectComponent(project_dir=str(project)).write_state_to_path(state)
-    message = str(raised.value)
-    assert isinstance(raised.value, TerminalRefreshError)  # retrying cannot fix a typo
-    assert "Compilation Error in model orders (models/marts/orders.sql)" in message
-    assert "unexpected '}'" in message
-    assert len(message.splitlines()) < 20  # dbt's error, not its whole log
-    assert not state.exists()
-
-
-@pytest.mark.slow
-def test_broken_yaml_fails_the_refresh_and_keeps_the_previous_state(tmp_path: Path) -> None:
-    """Through the loader: a refresh that dbt rejects leaves the last good state loadable."""
-    project = _copy_example(tmp_path / "shop")
-    (project / "pyproject.toml").write_text("[tool.defstate]\n")
-    (project / "defs" / "shop").mkdir(parents=True, exist_ok=True)
-    (project / "defs" / "shop" / "defs.yaml").write_text(
-        "type: defstate.contrib.dbt.DbtProjectComponent\nattributes:\n  project_dir: .\n"
-    )
-    assert refresh_state(project).ok
-    before = load_defs(project).definitions
-    (project / "models" / "staging" / "_staging.yml").write_text("version: 2\nmodels: [oops\n")
-    (result,) = refresh_state(project).results
-    assert not result.ok and result.attempts == 1
-    assert "_staging.yml" in (result.error or "")
-    assert load_defs(project).definitions == before
-
-
-DBT_PROJECT_YML = """
-    name: warehouse
-    version: "1.0.0"
-    config-version: 2
-    profile: warehouse
-    models:
-      warehouse:
-        +materialized: "{{ var('default_materialization', 'view') }}"
-"""
-
-PROFILES_YML = """
-    warehouse:
-      target: dev
-      outputs:
-        dev: {type: duckdb, path: dev.duckdb, schema: dev}
-        prod: {type: duckdb, path: prod.duckdb, schema: analytics}
-"""
-
-MODELS_YML = """
-    version: 2
-    groups:
-      - name: finance
-        owner: {name: Finance, email: finance@example.com}
-    sources:
-      - name: app
-        meta: {owner: "team:platform"}
-        tables:
-          - name: events
-    models:
-      - name: revenue
-        description: Revenue from events.
-        config: {group: finance, tags: [finance]}
-      - name: dim_users
-        latest_version: 2
-        versions:
-          - v: 1
-          - v: 2
-"""
-
-
-@pytest.mark.slow
-def test_an_ordinary_project_through_the_loader(make_project: ProjectFactory) -> None:
-    root = make_project(
-        {
-            "defs/dbt/defs.yaml": """
-                type: defstate.contrib.dbt.DbtProjectComponent
-                attributes:
-                  project_dir: dbt/warehouse
-                  profiles_dir: dbt/profiles
-                  target: prod
-                  vars: {default_materialization: table, as_of: 2024-01-01}
-            """,
-            "dbt/profiles/profiles.yml": PROFILES_YML,
-            "dbt/warehouse/dbt_project.yml": DBT_PROJECT_YML,
-            "dbt/warehouse/models/models.yml": MODELS_YML,
-            "dbt/warehouse/models/base_events.sql": """
-                {{ config(materialized='ephemeral') }}
-                select * from {{ source('app', 'events') }}
-            """,
-            "dbt/warehouse/models/revenue.sql": "select * from {{ ref('base_events') }}\n",
-            "dbt/warehouse/models/dim_users_v1.sql": "select 1 as id\n",
-            "dbt/warehouse/models/dim_users_v2.sql": "select 1 as id, 'a' as name\n",
-        }
-    )
-    report = refresh_state(root)
-    assert report.ok, (report.errors, [r.error for r in report.results])
-    assert [r.key for r in report.results] == ["DbtProject[warehouse]"]
-
-    result = load_defs(root)
-    assert result.ok, result.errors
-    defs = result.definitions
-    assert sorted(k.to_string() for k in defs.asset_keys) == [
-        "app/events",
-        "dim_users_v1",
-        "dim_users_v2",
-        "revenue",
-    ]
-    revenue = defs.get_asset("revenue")
-    # The ephemeral model is no asset: revenue reads the source through it.
-    assert revenue.deps == (AssetKey(("app", "events")),)
-    assert revenue.group_name == "finance"
-    assert revenue.owners == ("finance@example.com",)
-    assert revenue.tags == {"finance": ""}
-    assert revenue.metadata["dbt/materialization"] == "table"  # from --vars
-    assert revenue.metadata["dbt/relation_name"] == '"prod"."analytics"."revenue"'  # target
-    assert defs.get_asset("dim_users_v2").group_name == "warehouse"
-    assert defs.get_asset("app/events").owners == ("team:platform",)
-    assert not (root / "dbt" / "warehouse" / "target").exists()
-
-
-# --- without dbt -------------------------------------------------------------------------
-
-
-def test_no_state_gives_empty_definitions(tmp_path: Path) -> None:
-    component = DbtProjectComponent(project_dir=str(EXAMPLE))
-    assert component.build_defs_from_state(_context(tmp_path), None).assets == ()
-
-
-def test_from_attributes_resolves_paths_and_names_the_key(tmp_path: Path) -> None:
-    project = _copy_example(tmp_path / "dbt" / "shop")
-    component = DbtProjectComponent.from_attributes(
-        {"project_dir": "dbt/shop", "profiles_dir": "dbt/shop", "target": "dev"},
-        _context(tmp_path),
-    )
-    assert component.project_dir == str(project)
-    assert component.profiles_dir == str(project)
-    assert component.defs_state_key == "DbtProject[shop]"
-    custom = DbtProjectComponent.from_attributes(
-        {"project_dir": str(project), "defs_state": {"key": "analytics"}}, _context(tmp_path)
-    )
-    assert custom.defs_state_key == "analytics"
-    assert custom.profiles_dir == str(project)  # default: the project's own profiles.yml
-    (project / "profiles.yml").unlink()
-    bare = DbtProjectComponent.from_attributes({"project_dir": str(project)}, _context(tmp_path))
-    assert bare.profiles_dir is None  # dbt's own lookup: $DBT_PROFILES_DIR, ~/.dbt
-
-
-@pytest.mark.parametrize(
-    ("attributes", "field", "fragment"),
-    [
-        ({"project_dir": "missing"}, "project_dir", "dbt_project.yml does not exist"),
-        ({"project_dir": "shop", "profiles_dir": "nope"}, "profiles_dir", "is not a folder"),
-        ({"project_dir": "shop", "vars": [1]}, "vars", "expected dict"),
-    ],
-)
-def test_from_attributes_rejects_bad_paths(
-    tmp_path: Path, attributes: dict[str, Any], field: str, fragment: str
-) -> None:
-    _copy_example(tmp_path / "shop")
-    with pytest.raises(AttributeValueError) as raised:
-        DbtProjectComponent.from_attributes(attributes, _context(tmp_path))
-    assert raised.value.path == (field,)
-    assert fragment in raised.value.message
-
-
-def test_project_without_name_is_rejected(tmp_path: Path) -> None:
-    (tmp_path / "dbt_project.yml").write_text("version: 2\n")
-    with pytest.raises(AttributeValueError, match="has no 'name:'"):
-        DbtProjectComponent.from_attributes({"project_dir": "."}, _context(tmp_path))
-
-
-def test_parse_command_keeps_output_out_of_the_project(tmp_path: Path) -> None:
-    command = dbt_parse_command(
-        EXAMPLE,
-        tmp_path,
-        profiles_dir=tmp_path / "profiles",
-        target="prod",
-        dbt_vars={"b": 1, "a": datetime.date(2024, 1, 2)},
-    )
-    assert command[0] == sys.executable and command[3] == "parse"
-
-    def option(name: str) -> str:
-        return command[command.index(name) + 1]
-
-    assert option("--target-path") == str(tmp_path / "target")
-    assert option("--log-path") == str(tmp_path / "logs")
-    assert option("--profiles-dir") == str(tmp_path / "profiles")
-    assert option("--target") == "prod"
-    assert json.loads(option("--vars")) == {"a": "2024-01-02", "b": 1}
-    assert "--no-send-anonymous-usage-stats" in command
-    bare = dbt_parse_command(EXAMPLE, tmp_path)
-    assert not {"--profiles-dir", "--target", "--vars"} & set(bare)
-
-
-def _event(level: str, msg: str) -> str:
-    return json.dumps({"info": {"level": level, "msg": msg, "ts": "2024-01-01T00:00:00Z"}})
-
-
-def test_summary_prefers_dbts_error_events() -> None:
-    stdout = "\n".join(
-        [
-            _event("info", "Running with dbt=1.11"),
-            _event("warn", "a deprecation"),
-            _event("error", "Encountered an error:\nParsing Error\n  bad yaml"),
-        ]
-    )
-    summary = summarize_dbt_output(stdout, "some warning on stderr\n")
-    assert summary == "Encountered an error:\nParsing Error\n  bad yaml"
-    long = summarize_dbt_output(_event("error", "\n".join(map(str, range(100)))), "", 5)
-    assert long.splitlines() == ["0", "1", "2", "3", "4", "... (95 more lines)"]
-
-
-def test_summary_without_error_events_keeps_the_last_lines() -> None:
-    stderr = "Traceback (most recent call last):\n" + "  frame\n" * 50 + "KeyError: 'x'\n"
-    summary = summarize_dbt_output(_event("info", "Running"), stderr, 3)
-    assert summary.splitlines() == ["  frame", "  frame", "KeyError: 'x'"]
-    assert summarize_dbt_output("", "") == "(dbt printed nothing)"
-
-
-def test_missing_dbt_is_reported_with_a_hint(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    # What a refresh sees in an environment without dbt-core, without uninstalling it.
-    monkeypatch.setattr(dbt_contrib, "_DBT_ENTRY_POINT", "import dbt_is_not_installed_here")
-    with pytest.raises(DbtParseError) as raised:
-        DbtProjectComponent(project_dir=str(EXAMPLE)).write_state_to_path(tmp_path / "s")
-    message = str(raised.value)
-    assert "ModuleNotFoundError: No module named 'dbt_is_not_installed_here'" in message
-    assert "exit code 1" in message
 
 
 def _node(unique_id: str, *, depends_on: list[str] | None = None, **fields: Any) -> dict[str, Any]:
@@ -426,99 +61,118 @@ def _node(unique_id: str, *, depends_on: list[str] | None = None, **fields: Any)
         "original_file_path": f"models/{name}.sql",
         "created_at": 1700000000.123,
         "checksum": {"name": "sha256", "checksum": "abc"},
-        "raw_code": "select 1",
+        "raw_code": f"select 1 as {name}",
+        "database": "db",
+        "schema": "main",
+        "alias": name,
     }
     node.update(fields)
     return node
 
 
-def _manifest(*nodes: dict[str, Any], groups: dict[str, Any] | None = None) -> dict[str, Any]:
+def _source(source_name: str, name: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "unique_id": f"source.p.{source_name}.{name}",
+        "resource_type": "source",
+        "source_name": source_name,
+        "name": name,
+        "package_name": "p",
+        "fqn": ["p", source_name, name],
+        "description": "",
+        "tags": [],
+        "meta": {},
+        "config": {"meta": {}},
+        "database": "db",
+        "schema": source_name,
+        "identifier": name,
+        "created_at": 1700000000.5,
+        **fields,
+    }
+
+
+def _manifest(*nodes: dict[str, Any], sources: list[dict[str, Any]] | None = None, **extra: Any):  # type: ignore[no-untyped-def]
     return {
         "metadata": {
             "project_name": "p",
+            "project_id": "f00",
             "adapter_type": "postgres",
             "dbt_version": "1.11.0",
             "generated_at": "2024-05-01T00:00:00Z",
             "invocation_id": "1234",
         },
         "nodes": {n["unique_id"]: n for n in nodes},
-        "sources": {
-            "source.p.app.events": {
-                "unique_id": "source.p.app.events",
-                "source_name": "app",
-                "name": "events",
-                "package_name": "p",
-                "description": "",
-                "source_description": "The app database.",
-                "tags": ["b", "a"],
-                "meta": {},
-                "source_meta": {"owner": "team:app"},
-                "config": {"meta": {}},
-                "relation_name": '"db"."app"."events"',
-            }
-        },
+        "sources": {s["unique_id"]: s for s in (sources or [_source("app", "events")])},
         "macros": {"macro.dbt.x": {"macro_sql": "..."}},
-        "groups": groups or {},
         "parent_map": {},
+        **extra,
     }
 
 
-def test_trim_manifest_keeps_only_what_definitions_need() -> None:
+def _defs(
+    manifest: Mapping[str, Any],
+    tmp_path: Path,
+    component: DbtProjectComponent | None = None,
+    **attributes: Any,
+):  # type: ignore[no-untyped-def]
+    path = tmp_path / f"state-{len(list(tmp_path.iterdir()))}"
+    path.write_bytes(dump_state(trim_manifest(manifest)))
+    if component is None:
+        component = DbtProjectComponent.from_attributes(
+            {"project_dir": "dbt", **attributes}, _context(tmp_path)
+        )
+    return component.build_defs_from_state(_context(tmp_path), path)
+
+
+def _keys(defs: Any) -> list[str]:
+    return sorted(k.to_string() for k in defs.asset_keys)
+
+
+# --- state ---------------------------------------------------------------------------------
+
+
+def test_trim_keeps_the_whole_project_and_drops_what_is_volatile() -> None:
     manifest = _manifest(
-        _node(
-            "model.p.orders",
-            depends_on=["source.p.app.events", "model.p.base", "source.p.app.events"],
-            tags=["z", "a", "z"],
-            meta={"owner": " alice@example.com "},
-        ),
+        _node("model.p.orders", depends_on=["source.p.app.events", "model.p.base"]),
         _node("model.p.base", materialized="ephemeral", depends_on=["seed.p.raw"]),
         _node("seed.p.raw", materialized="seed"),
-        _node("test.p.not_null_orders_id", materialized="test", depends_on=["model.p.orders"]),
+        _node(
+            "test.p.not_null_orders_id",
+            depends_on=["model.p.orders"],
+            attached_node="model.p.orders",
+        ),
+        _node("semantic_model.p.sm", depends_on=["model.p.orders"]),
+        selectors={"nightly": {"name": "nightly", "definition": "tag:nightly", "description": "x"}},
     )
     state = trim_manifest(manifest)
-    assert set(state["nodes"]) == {"model.p.orders", "model.p.base", "seed.p.raw"}
-    orders = state["nodes"]["model.p.orders"]
-    assert orders["depends_on"] == ["model.p.base", "source.p.app.events"]
-    assert orders["tags"] == ["a", "z"]
-    assert orders["owners"] == ["alice@example.com"]
+    assert state["format"] == STATE_FORMAT
+    assert set(state["nodes"]) == set(manifest["nodes"])  # selection happens when building
+    assert state["nodes"]["semantic_model.p.sm"] == {  # only a graph edge
+        "unique_id": "semantic_model.p.sm",
+        "name": "sm",
+        "resource_type": "semantic_model",
+        "package_name": "p",
+        "depends_on": {"nodes": ["model.p.orders"]},
+    }
+    assert state["nodes"]["model.p.orders"]["raw_code"] == "select 1 as orders"  # code version
+    assert state["selectors"] == {"nightly": {"name": "nightly", "definition": "tag:nightly"}}
     text = dump_state(state).decode()
-    for volatile in ("generated_at", "invocation_id", "created_at", "checksum", "macro", "select"):
+    for volatile in ("generated_at", "invocation_id", "created_at", "macro."):
         assert volatile not in text
-    # Key order in the manifest does not matter: the bytes are canonical.
     reordered = dict(reversed(list(manifest["nodes"].items())))
     assert dump_state(trim_manifest({**manifest, "nodes": reordered})) == dump_state(state)
 
 
-def test_mapping_collapses_ephemeral_models_and_names_versions() -> None:
+def test_a_ref_cycle_fails_with_dbts_wording() -> None:
     manifest = _manifest(
-        _node("model.p.orders", depends_on=["model.p.base", "model.p.users.v2"]),
-        _node("model.p.base", materialized="ephemeral", depends_on=["model.p.deeper"]),
-        _node("model.p.deeper", materialized="ephemeral", depends_on=["source.p.app.events"]),
-        _node("model.p.users.v2", name="users", version=2, config={"group": "core"}),
-        groups={"group.p.core": {"name": "core", "owner": {"email": "core@example.com"}}},
+        _node("model.p.a", depends_on=["model.p.c"]),
+        _node("model.p.b", depends_on=["model.p.a"]),
+        _node("model.p.c", depends_on=["model.p.b", "source.p.app.events"]),
     )
-    specs = {s.key.to_string(): s for s in asset_specs_from_state(trim_manifest(manifest))}
-    assert set(specs) == {"orders", "users_v2", "app/events"}
-    assert [d.to_string() for d in specs["orders"].deps] == ["app/events", "users_v2"]
-    assert specs["users_v2"].group_name == "core"
-    assert specs["users_v2"].owners == ("core@example.com",)  # the dbt group's owner
-    assert specs["orders"].group_name == "p"
-    events = specs["app/events"]
-    assert events.description == "The app database."  # the source's, for lack of the table's
-    assert events.owners == ("team:app",)
-    assert events.tags == {"a": "", "b": ""}
-    assert events.kinds == ("dbt", "postgres", "source")
-
-
-def test_same_name_in_two_packages_gets_package_prefixed_keys() -> None:
-    manifest = _manifest(
-        _node("model.p.users"),
-        _node("model.pkg.users"),
-        _node("model.pkg.only_here", depends_on=["model.pkg.users"]),
-    )
-    specs = {s.key.to_string(): s for s in asset_specs_from_state(trim_manifest(manifest))}
-    assert set(specs) == {"p/users", "pkg/users", "only_here", "app/events"}
-    assert [d.to_string() for d in specs["only_here"].deps] == ["pkg/users"]
+    with pytest.raises(
+        DbtParseError,
+        match=r"^Found a cycle: model\.p\.\w --> model\.p\.\w --> model\.p\.\w --> model\.p\.\w$",
+    ):
+        trim_manifest(manifest)
 
 
 @pytest.mark.parametrize(
@@ -526,7 +180,7 @@ def test_same_name_in_two_packages_gets_package_prefixed_keys() -> None:
     [
         ("not json", "cannot read dbt state"),
         ("[]", "is not a JSON object"),
-        ('{"format": "defstate.dbt/0"}', "found 'defstate.dbt/0'"),
+        ('{"format": "defstate.dbt/1"}', "found 'defstate.dbt/1'"),
         (json.dumps({"format": STATE_FORMAT}), "lacks 'nodes' or 'sources'"),
     ],
 )
@@ -537,7 +191,326 @@ def test_unreadable_state_is_reported(tmp_path: Path, content: str, fragment: st
         load_state(path)
 
 
-def test_importing_the_module_does_not_import_dbt() -> None:
+def test_no_state_gives_empty_definitions(tmp_path: Path) -> None:
+    defs = DbtProjectComponent(project_dir="x").build_defs_from_state(_context(tmp_path), None)
+    assert defs.assets == () and defs.asset_checks == ()
+
+
+# --- keys and attributes -------------------------------------------------------------------
+
+
+def test_attributes_never_read_the_dbt_project(tmp_path: Path) -> None:
+    """A deployed image has state but no dbt project: checking attributes must not need it."""
+    component = DbtProjectComponent.from_attributes(
+        {"project_dir": "dbt/warehouse", "profiles_dir": "dbt/profiles"}, _context(tmp_path)
+    )
+    assert component.project_dir == str(tmp_path / "dbt/warehouse")
+    assert component.profiles_dir == str(tmp_path / "dbt/profiles")
+    assert component.defs_state_key == "DbtProject[warehouse]"
+
+
+def test_targets_and_vars_get_distinct_keys(tmp_path: Path) -> None:
+    def key(**attributes: Any) -> str:
+        component = DbtProjectComponent.from_attributes(
+            {"project_dir": "warehouse", **attributes}, _context(tmp_path)
+        )
+        return component.defs_state_key
+
+    keys = {
+        key(),
+        key(target="prod"),
+        key(target="dev"),
+        key(vars={"a": 1}),
+        key(target="prod", vars={"a": 1}),
+    }
+    assert len(keys) == 5
+    assert key(target="prod") == "DbtProject[warehouse,target=prod]"
+    assert key(vars={"a": 1, "b": 2}) == key(vars={"b": 2, "a": 1})
+    # selection and translation never change the key: one parse serves them all
+    assert key(select="tag:x", key_prefix=["p"]) == key()
+    custom = DbtProjectComponent.from_attributes(
+        {"project_dir": "warehouse", "defs_state": {"key": "analytics"}}, _context(tmp_path)
+    )
+    assert custom.defs_state_key == "analytics"
+
+
+@pytest.mark.parametrize(
+    ("attributes", "field", "fragment"),
+    [
+        ({"vars": [1]}, "vars", "expected dict"),
+        ({"translation": {"key": "{{ node.name | upper }}"}}, "translation", "only field lookups"),
+        ({"translation": {"group_name": "{{ env.X }}"}}, "translation", "unsupported template"),
+    ],
+)
+def test_bad_attributes_are_rejected(
+    tmp_path: Path, attributes: dict[str, Any], field: str, fragment: str
+) -> None:
+    with pytest.raises(AttributeValueError) as raised:
+        DbtProjectComponent.from_attributes({"project_dir": "x", **attributes}, _context(tmp_path))
+    assert raised.value.path[0] == field
+    assert fragment in raised.value.message
+
+
+def test_same_name_in_a_package_keeps_the_root_models_key(tmp_path: Path) -> None:
+    manifest = _manifest(
+        _node("model.p.users"),
+        _node("model.pkg.users", schema="pkg_schema"),
+        _node("model.p.report", depends_on=["model.pkg.users", "model.p.users"]),
+    )
+    defs = _defs(manifest, tmp_path)
+    assert _keys(defs) == ["pkg/users", "report", "users"]
+    assert [d.to_string() for d in defs.get_asset("report").deps] == ["pkg/users", "users"]
+
+
+def test_two_root_nodes_with_one_key_are_an_error(tmp_path: Path) -> None:
+    manifest = _manifest(
+        _node("model.p.users"),
+        _node("model.p.other", meta={"dagster": {"asset_key": ["users"]}}),
+    )
+    with pytest.raises(
+        DbtTranslationError,
+        match=re.escape("model.p.other and model.p.users both have the asset key users"),
+    ):
+        _defs(manifest, tmp_path)
+
+
+def test_source_whose_relation_a_seed_builds_resolves_to_the_seed(tmp_path: Path) -> None:
+    manifest = _manifest(
+        _node("seed.p.raw_orders", materialized="seed", schema="app", alias="RAW_ORDERS"),
+        _node("model.p.orders", depends_on=["source.p.app.raw_orders"]),
+        sources=[_source("app", "raw_orders"), _source("app", "events")],
+    )
+    defs = _defs(manifest, tmp_path, include_all_sources=True)
+    assert _keys(defs) == ["app/events", "orders", "raw_orders"]
+    assert [d.to_string() for d in defs.get_asset("orders").deps] == ["raw_orders"]
+
+
+def test_sources_only_where_referenced_unless_all_are_asked_for(tmp_path: Path) -> None:
+    manifest = _manifest(
+        _node("model.p.orders", depends_on=["source.p.app.events"]),
+        sources=[_source("app", "events"), _source("app", "unused")],
+    )
+    assert _keys(_defs(manifest, tmp_path)) == ["app/events", "orders"]
+    assert _keys(_defs(manifest, tmp_path, include_all_sources=True)) == [
+        "app/events",
+        "app/unused",
+        "orders",
+    ]
+    assert _keys(
+        _defs(manifest, tmp_path, select="source:app.unused", include_all_sources=True)
+    ) == ["app/unused"]
+
+
+# --- translation ---------------------------------------------------------------------------
+
+
+def _translation_manifest() -> dict[str, Any]:
+    return _manifest(
+        _node(
+            "model.p.orders",
+            depends_on=["source.p.app.events"],
+            fqn=["p", "marts", "orders"],
+            tags=["nightly"],
+        ),
+        _node(
+            "test.p.not_null_orders_id",
+            depends_on=["model.p.orders"],
+            attached_node="model.p.orders",
+            config={"severity": "warn"},
+        ),
+    )
+
+
+def test_key_prefix_and_translation_templates(tmp_path: Path) -> None:
+    defs = _defs(
+        _translation_manifest(),
+        tmp_path,
+        key_prefix=["warehouse"],
+        translation={
+            "key": "{{ node.fqn[1] }}/{{ spec.key }}",
+            "group_name": "{{ node.fqn[1] }}",
+            "owners": ["team:{{ node.package_name }}", "{{ node.meta.nobody }}"],
+            "tags": {"layer": "{{ node.fqn[1] }}", "{{ node.meta.none }}": "dropped"},
+            "description": "{{ node.name }} in {{ node.schema }}",
+            "metadata": {"dbt/path": "{{ node.original_file_path }}"},
+        },
+    )
+    # a source's fqn is [package, source, table]: fqn[1] is its source name
+    assert _keys(defs) == ["warehouse/app/app/events", "warehouse/marts/orders"]
+    orders = defs.get_asset("warehouse/marts/orders")
+    assert orders.deps == (AssetKey(("warehouse", "app", "app", "events")),)
+    assert orders.group_name == "marts"
+    assert orders.owners == ("team:p",)
+    assert orders.tags == {"nightly": "", "layer": "marts"}
+    assert orders.description == "orders in main"
+    assert orders.metadata["dbt/path"] == "models/orders.sql"
+    assert defs.get_asset("warehouse/app/app/events").group_name == "app"
+    (check,) = defs.asset_checks
+    assert check.asset == orders.key and check.blocking is False
+
+
+def test_translation_comes_through_defs_yaml_templates(make_project: Any, tmp_path: Path) -> None:
+    """``{{ node.x }}`` in a defs.yaml is left for the component (``{{ env.X }}`` is not)."""
+    from defstate.loader.yaml_source import expand_templates
+
+    text = "key: '{{ node.fqn[1] }}/{{ spec.key }}' in {{ project_root }}"
+    assert (
+        expand_templates(text, tmp_path, {})
+        == f"key: '{{{{ node.fqn[1] }}}}/{{{{ spec.key }}}}' in {tmp_path}"
+    )
+
+
+class PrefixingDbt(DbtProjectComponent):
+    """A subclass customising keys, groups and owners like a dagster-dbt translator."""
+
+    def get_asset_key(self, node: Mapping[str, Any]) -> AssetKey:
+        key = super().get_asset_key(node)
+        if node["resource_type"] == "source":
+            return AssetKey(("ingest", *key.path))
+        return key
+
+    def get_group_name(self, node: Mapping[str, Any]) -> str | None:
+        return "sources" if node["resource_type"] == "source" else str(node["fqn"][1])
+
+    def get_owners(self, node: Mapping[str, Any]) -> list[str]:
+        return ["team:data"]
+
+
+def test_subclass_hooks_replace_the_default_translator(tmp_path: Path) -> None:
+    component = PrefixingDbt.from_attributes({"project_dir": "x"}, _context(tmp_path))
+    defs = _defs(_translation_manifest(), tmp_path, component)
+    assert _keys(defs) == ["ingest/app/events", "orders"]
+    orders = defs.get_asset("orders")
+    assert orders.deps == (AssetKey(("ingest", "app", "events")),)
+    assert orders.group_name == "marts" and orders.owners == ("team:data",)
+    assert defs.get_asset("ingest/app/events").group_name == "sources"
+
+
+def test_tags_and_owners_dagster_rejects_are_dropped_with_a_warning(tmp_path: Path) -> None:
+    manifest = _manifest(
+        _node(
+            "model.p.orders",
+            tags=["ok", "bad tag!", "x" * 64],
+            meta={"dagster": {"owners": ["not an owner", "a@b.io"]}},
+        ),
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        defs = _defs(manifest, tmp_path)
+    orders = defs.get_asset("orders")
+    assert orders.tags == {"ok": ""} and orders.owners == ("a@b.io",)
+    messages = [str(w.message) for w in caught if issubclass(w.category, DbtTranslationWarning)]
+    assert len(messages) == 2
+    assert all(m.startswith("dbt node model.p.orders: dropped") for m in messages)
+    assert "bad tag!" in messages[0] and "not an owner" in messages[1]
+
+
+# --- selection -----------------------------------------------------------------------------
+
+
+def _graph_manifest() -> dict[str, Any]:
+    return _manifest(
+        _node("model.p.a", depends_on=["source.p.app.events"], tags=["core"]),
+        _node("model.p.b", depends_on=["model.p.a"]),
+        _node("model.p.c", depends_on=["model.p.b"], config={"materialized": "table"}),
+        _node("model.p.d", depends_on=["model.p.c"]),
+        _node("test.p.t_b", depends_on=["model.p.b"], attached_node="model.p.b"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("select", "exclude", "expected"),
+    [
+        ("b+1", "", ["b", "c"]),
+        ("2+c", "", ["a", "app/events", "b", "c"]),
+        ("@b", "", ["a", "app/events", "b", "c", "d"]),
+        ("config.materialized:table", "", ["c"]),
+        ("tag:core,b+", "", []),
+        ("a+", "c+", ["a", "app/events", "b"]),
+        ("file:d.sql models/a.sql", "", ["a", "app/events", "d"]),
+        ("resource_type:model,package:this", "d", ["a", "app/events", "b", "c"]),
+    ],
+)
+def test_dbt_selection_syntax(
+    tmp_path: Path, select: str, exclude: str, expected: list[str]
+) -> None:
+    assert _keys(_defs(_graph_manifest(), tmp_path, select=select, exclude=exclude)) == expected
+
+
+def test_excluding_a_node_excludes_its_tests(tmp_path: Path) -> None:
+    assert len(_defs(_graph_manifest(), tmp_path, select="b").asset_checks) == 1
+    assert (
+        _defs(_graph_manifest(), tmp_path, select="b", exclude="resource_type:test").asset_checks
+        == ()
+    )
+    assert _defs(_graph_manifest(), tmp_path, exclude="b").asset_checks == ()
+
+
+@pytest.mark.parametrize(
+    ("attributes", "fragment"),
+    [
+        ({"select": "state:modified"}, "'state' is not supported"),
+        ({"select": "colour:red"}, "unknown dbt selection method 'colour'"),
+        ({"selector": "nope"}, "no selector named 'nope'"),
+    ],
+)
+def test_bad_selections_are_clear_errors(
+    tmp_path: Path, attributes: dict[str, Any], fragment: str
+) -> None:
+    with pytest.raises(DbtSelectionError, match=re.escape(fragment)):
+        _defs(_graph_manifest(), tmp_path, **attributes)
+
+
+# --- running dbt (without running it) ------------------------------------------------------
+
+
+def test_parse_command_keeps_output_out_of_the_project(tmp_path: Path) -> None:
+    command = dbt_parse_command(
+        tmp_path / "proj",
+        tmp_path / "cache",
+        profiles_dir=tmp_path / "profiles",
+        target="prod",
+        dbt_vars={"b": 1, "a": datetime.date(2024, 1, 2)},
+    )
+    assert command[0] == sys.executable and command[3] == "parse"
+
+    def option(name: str) -> str:
+        return command[command.index(name) + 1]
+
+    assert option("--target-path") == str(tmp_path / "cache" / "target")
+    assert option("--log-path") == str(tmp_path / "cache" / "logs")
+    assert option("--profiles-dir") == str(tmp_path / "profiles")
+    assert option("--target") == "prod"
+    assert json.loads(option("--vars")) == {"a": "2024-01-02", "b": 1}
+    assert "--no-send-anonymous-usage-stats" in command and "--partial-parse" in command
+
+
+def _event(level: str, msg: str) -> str:
+    return json.dumps({"info": {"level": level, "msg": msg, "ts": "2024-01-01T00:00:00Z"}})
+
+
+def test_summary_prefers_dbts_error_events() -> None:
+    stdout = "\n".join(
+        [
+            _event("info", "Running with dbt=1.11"),
+            _event("warn", "a deprecation"),
+            _event("error", "Encountered an error:\nParsing Error\n  bad yaml"),
+        ]
+    )
+    summary = summarize_dbt_output(stdout, "some warning on stderr\n")
+    assert summary == "Encountered an error:\nParsing Error\n  bad yaml"
+    long = summarize_dbt_output(_event("error", "\n".join(map(str, range(100)))), "", 5)
+    assert long.splitlines() == ["0", "1", "2", "3", "4", "... (95 more lines)"]
+    stderr = "Traceback (most recent call last):\n" + "  frame\n" * 50 + "KeyError: 'x'\n"
+    assert summarize_dbt_output("", stderr, 3).splitlines() == [
+        "  frame",
+        "  frame",
+        "KeyError: 'x'",
+    ]
+    assert summarize_dbt_output("", "") == "(dbt printed nothing)"
+
+
+def test_importing_the_package_does_not_import_dbt() -> None:
     code = (
         "import sys, defstate.contrib.dbt; "
         "print(sorted(m for m in sys.modules if m == 'dbt' or m.startswith('dbt.')))"
@@ -548,29 +521,5 @@ def test_importing_the_module_does_not_import_dbt() -> None:
     assert completed.stdout.strip() == "[]"
 
 
-@pytest.fixture(autouse=True)
-def _no_dbt_output_in_the_example() -> Iterator[None]:
-    """A refresh that wrote dbt's target/ or logs/ into the example would dirty the repo."""
-    before = {p.name for p in EXAMPLE.iterdir()}
-    yield
-    assert {p.name for p in EXAMPLE.iterdir()} - before == set()
-
-
-@pytest.mark.slow
-def test_example_project_through_the_cli(tmp_path: Path) -> None:
-    """The README's commands on a copy of examples/dbt_project (a dbt and defstate project)."""
-    project = tmp_path / "dbt_project"
-    shutil.copytree(
-        REPO_ROOT / "examples/dbt_project",
-        project,
-        ignore=shutil.ignore_patterns("target", "logs", ".local_defs_state", "*.duckdb"),
-    )
-    refreshed = run_cli("state", "refresh", cwd=project, timeout=300)
-    assert refreshed.returncode == 0, refreshed.stderr
-    assert refreshed.stdout.startswith("refreshed DbtProject[shop]  version=local")
-    listed = run_cli("list", "defs", "--no-refresh", "--json", cwd=project)
-    assert listed.returncode == 0, listed.stderr
-    data = json.loads(listed.stdout)
-    keys = {a["key"] for a in data["assets"]}
-    assert len(keys) == 12 and {"customers", "shop_raw/orders"} <= keys
-    assert data["state"]["DbtProject[shop]"]["management_type"] == "LOCAL_FILESYSTEM"
+def test_components_are_attrs_classes() -> None:
+    assert attrs.has(PrefixingDbt)

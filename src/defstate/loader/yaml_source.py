@@ -17,6 +17,9 @@ ValuePath = tuple[str | int, ...]
 
 _TEMPLATE = re.compile(r"\{\{(.*?)\}\}")
 _ENV_NAME = re.compile(r"env\.([A-Za-z_][A-Za-z0-9_]*)")
+# `{{ node.name }}`, `{{ spec.key }}`: a component's build-time translation templates (as in
+# Dagster's `translation:`), left for the component to render.
+_COMPONENT_TEMPLATE = re.compile(r"(node|spec)\b.*", re.DOTALL)
 
 
 @attrs.frozen
@@ -124,12 +127,16 @@ def expand_templates(text: str, project_root: Path, env: Mapping[str, str]) -> s
     """Expand ``{{ env.NAME }}`` and ``{{ project_root }}`` in ``text``.
 
     Substitution only: anything else between ``{{ }}`` is an error, nothing is evaluated.
+    ``{{ node... }}`` and ``{{ spec... }}`` are left as they are: components render them
+    when they build definitions (e.g. the dbt component's ``translation:``).
     """
 
     def substitute(match: re.Match[str]) -> str:
         expression = match.group(1).strip()
         if expression == "project_root":
             return str(project_root)
+        if _COMPONENT_TEMPLATE.fullmatch(expression):
+            return match.group(0)
         env_match = _ENV_NAME.fullmatch(expression)
         if env_match is None:
             raise TemplateError(
