@@ -403,6 +403,35 @@ def test_duckdb_schema_filter_and_missing_file(tmp_path: Path) -> None:
     assert not (tmp_path / "nope.duckdb").exists()
 
 
+def test_two_instances_on_one_database_share_a_key_and_filter_at_build_time(
+    make_project: ProjectFactory,
+) -> None:
+    root = make_project({})
+    _make_duckdb(root / "lake.duckdb")
+    for name, extra in (
+        ("raw", "schemas: [raw]"),
+        ("marts", "schemas: [marts]\n  include_views: false"),
+    ):
+        path = root / "defs" / name / "defs.yaml"
+        path.parent.mkdir(parents=True)
+        path.write_text(
+            "type: defstate.contrib.sql.DatabaseTablesComponent\nattributes:\n"
+            f"  url: duckdb:///lake.duckdb\n  {extra}\n  key_prefix: [{name}_instance]\n"
+        )
+    report = refresh_state(root)
+    assert report.ok
+    assert [r.key for r in report.results] == ["DatabaseTables[lake]"]  # one key, one refresh
+    result = _ok(load_defs(root))
+    by_source: dict[str, list[str]] = {}
+    for spec in result.definitions.assets:
+        by_source.setdefault(result.asset_sources[spec.key], []).append(spec.key.to_string())
+    assert sorted(by_source["defs/raw/defs.yaml:1"]) == [
+        "raw_instance/raw/customers",
+        "raw_instance/raw/orders",
+    ]
+    assert by_source["defs/marts/defs.yaml:1"] == ["marts_instance/marts/revenue"]
+
+
 # --- cheap import ------------------------------------------------------------------------
 
 

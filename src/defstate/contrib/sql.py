@@ -10,7 +10,7 @@ A ``defs.yaml`` entry::
     type: defstate.contrib.sql.DatabaseTablesComponent
     attributes:
       url: sqlite:///data/warehouse.db     # relative to the project root
-      schemas: [main]                      # optional filter; default: every schema
+      schemas: [main]                      # optional filter (at build time); default: all
       include_views: true
       group_name: warehouse
       key_prefix: [sqlite]
@@ -22,7 +22,8 @@ Every other URL (``postgresql+psycopg://user:{{ env.PGPASSWORD }}@host/db``, ...
 database read through SQLAlchemy (``defstate[sql]``; see :mod:`defstate.contrib.sqlalchemy`).
 
 **State key**: ``DatabaseTables[<database file stem or name>]``; ``defs_state: {key: ...}``
-overrides it.
+overrides it. The state holds every table and view; ``schemas`` and ``include_views`` filter
+when definitions are built, so instances on one database share one key and one refresh.
 
 **State format**: one UTF-8 JSON file, keys sorted, two-space indent, trailing newline::
 
@@ -221,30 +222,33 @@ class DatabaseTablesComponent(StateBackedComponent):
             tables, name = introspect_sqlite(database.path), database.path.name
         else:
             tables, name = introspect_duckdb(database.path), database.path.name
-        selected = [
-            t
-            for t in tables
-            if (self.schemas is None or t["schema"] in self.schemas)
-            and (self.include_views or t["type"] == "table")
-        ]
+        # Every table: `schemas` and `include_views` apply when definitions are built, so
+        # instances that share this key may filter differently.
         state = {
             "format": STATE_FORMAT,
             "dialect": database.dialect,
             "database": name,
             **extra,
-            "tables": sorted(selected, key=lambda t: (t["schema"], t["name"])),
+            "tables": sorted(tables, key=lambda t: (t["schema"], t["name"])),
         }
         state_path.write_bytes(dump_json_state(state))
 
     def build_defs_from_state(
         self, context: ComponentLoadContext, state_path: Path | None
     ) -> Definitions:
-        """One asset per stored table or view; none without state."""
+        """One asset per stored table or view this instance selects; none without state."""
         if state_path is None:
             return Definitions()
+        state = load_state(state_path)
+        tables = [
+            t
+            for t in state["tables"]
+            if (self.schemas is None or t["schema"] in self.schemas)
+            and (self.include_views or t["type"] == "table")
+        ]
         return Definitions(
             assets=asset_specs_from_state(
-                load_state(state_path), key_prefix=self.key_prefix, group_name=self.group_name
+                {**state, "tables": tables}, key_prefix=self.key_prefix, group_name=self.group_name
             )
         )
 
