@@ -330,7 +330,7 @@ def test_served_schedule_publishes_and_reloads_to_a_new_pin(
     ],
 )
 def test_key_patterns_treat_brackets_literally(key: str, pattern: str, matches: bool) -> None:
-    from defstate.loader.refresh import key_matches
+    from defstate.loader.groups import key_matches
 
     assert key_matches(key, pattern) is matches
 

@@ -18,8 +18,8 @@ import attrs
 
 from defstate.errors import DefstateError, SourceLocation
 from defstate.loader.discovery import LoadProblem
+from defstate.loader.groups import key_matches
 from defstate.loader.load import LoadResult, load_defs
-from defstate.loader.refresh import key_matches
 from defstate.state_storage.registry import storage_class
 
 STORAGE_TIMEOUT = 10.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 import attrs
 
@@ -49,7 +49,9 @@ class LoadProblem:
         return cls(f"{type(exc).__name__}: {exc}")
 
     @classmethod
-    def for_instance(cls, instance: ComponentInstance, exc: BaseException) -> LoadProblem:
+    def for_instance(
+        cls, instance: ComponentInstance[Component], exc: BaseException
+    ) -> LoadProblem:
         """``exc``, raised for ``instance`` or for its key (its storage, its state)."""
         message = exc.message if isinstance(exc, DefstateError) else f"{type(exc).__name__}: {exc}"
         return cls(message, instance.location, instance.source, instance.state_key)
@@ -81,11 +83,18 @@ class LoadProblem:
         }
 
 
-@attrs.frozen
-class ComponentInstance:
-    """A component built from one ``defs.yaml`` entry, with where it came from."""
+C_co = TypeVar("C_co", bound=Component, covariant=True)
 
-    component: Component
+
+@attrs.frozen
+class ComponentInstance(Generic[C_co]):
+    """A component built from one ``defs.yaml`` entry, with where it came from.
+
+    ``ComponentInstance[StateBackedComponent]`` (see :meth:`state_backed`) is an instance whose
+    component has state: what key groups and refresh targets hold.
+    """
+
+    component: C_co
     type_name: str
     context: ComponentLoadContext
     location: SourceLocation
@@ -103,6 +112,12 @@ class ComponentInstance:
     @property
     def source(self) -> str:
         return self.context.source
+
+    def state_backed(self) -> ComponentInstance[StateBackedComponent] | None:
+        """This instance, typed as holding a state-backed component, if it does."""
+        if isinstance(self.component, StateBackedComponent):
+            return cast("ComponentInstance[StateBackedComponent]", self)
+        return None
 
 
 def find_defs_yaml_files(defs_dir: Path) -> list[Path]:
@@ -139,7 +154,7 @@ def ensure_importable(root: Path) -> None:
         sys.path.insert(0, text)
 
 
-def instantiate(config: ProjectConfig, document: YamlDocument) -> ComponentInstance:
+def instantiate(config: ProjectConfig, document: YamlDocument) -> ComponentInstance[Component]:
     """Build the component a ``defs.yaml`` document describes."""
     entry = document.value
     where = document.location()
@@ -183,14 +198,14 @@ def instantiate(config: ProjectConfig, document: YamlDocument) -> ComponentInsta
 class DiscoveredComponents:
     """The components of a project, and the entries that could not be built."""
 
-    instances: tuple[ComponentInstance, ...]
+    instances: tuple[ComponentInstance[Component], ...]
     errors: tuple[LoadProblem, ...]
 
 
 def discover_components(config: ProjectConfig) -> DiscoveredComponents:
     """Parse and instantiate every ``defs.yaml`` entry; one bad entry hides no other."""
     ensure_importable(config.root)
-    instances: list[ComponentInstance] = []
+    instances: list[ComponentInstance[Component]] = []
     errors: list[LoadProblem] = []
     if not config.defs_dir.is_dir():
         errors.append(

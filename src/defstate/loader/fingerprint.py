@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Mapping
 
-from defstate.loader.refresh import KeyGroup
+from defstate.loader.groups import KeyGroup
 
 
 def _module_digest(module_name: str) -> str:

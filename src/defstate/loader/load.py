@@ -10,6 +10,7 @@ from typing import Any
 
 import attrs
 
+from defstate.components.component import Component
 from defstate.definitions import AssetCheckKey, AssetKey, Definitions, merge_definitions
 from defstate.errors import UnknownStateKeyError, UsageError
 from defstate.loader.discovery import (
@@ -18,17 +19,14 @@ from defstate.loader.discovery import (
     discover_components,
 )
 from defstate.loader.gc_pause import paused_gc
+from defstate.loader.groups import KeyGroup, group_by_key, resolve_storages, select_groups
 from defstate.loader.project import ProjectConfig, load_project_config
 from defstate.loader.refresh import (
-    KeyGroup,
     RefreshListener,
     RefreshOptions,
     RefreshResult,
-    group_by_key,
     plan_targets,
-    resolve_storages,
     run_refreshes,
-    select_groups,
 )
 from defstate.loader.storage import StateStorages
 from defstate.state_storage.base import StateStorage
@@ -41,7 +39,7 @@ class Project:
     """A project's configuration and components, before any state is read."""
 
     config: ProjectConfig
-    instances: tuple[ComponentInstance, ...]
+    instances: tuple[ComponentInstance[Component], ...]
     groups: Mapping[str, KeyGroup]
     errors: tuple[LoadProblem, ...]
     storages: StateStorages
@@ -166,84 +164,134 @@ def load_defs(
     """
     if strict is None:
         strict = is_deploy()
-    if strict:
-        dev = False
+    dev = dev and not strict
+    plan = _plan(project_root, dev=dev, strict=strict)
+    refreshes: tuple[RefreshResult, ...] = ()
+    if state_info is None:
+        options = RefreshOptions(trigger=trigger)
+        refreshes = _refresh_due(plan, dev, unchanged_since, concurrency, listener, options)
+    with paused_gc:  # no refresh runs from here on (see gc_pause)
+        versions, state_paths = _resolve(plan, state_info)
+        return _build(plan, versions, state_paths, refreshes)
+
+
+@attrs.define
+class _LoadPlan:
+    """What one load works from: the project, each key's storage, the problems so far."""
+
+    project: Project
+    storages: dict[str, StateStorage]
+    errors: list[LoadProblem]
+    fingerprints: dict[str, str]
+    strict: bool
+
+
+def _plan(project_root: Path | str | None, *, dev: bool, strict: bool) -> _LoadPlan:
+    """Read the project and set up the storage of every key (sorted: errors read in order)."""
     project = open_project(project_root)
     storages, storage_errors = resolve_storages(
         (group for _, group in sorted(project.groups.items())), project.storages
     )
-    errors: list[LoadProblem] = [*project.errors, *storage_errors]
-    refreshes: list[RefreshResult] = []
     fingerprints: dict[str, str] = {}
     if dev:  # only dev reloads compare fingerprints: other loads never read or hash module files
         from defstate.loader.fingerprint import key_fingerprints
 
         fingerprints = key_fingerprints(project.groups)
-    if state_info is None:
-        # Snapshots live only in the pin, so every initialization load makes them anew.
-        due = [
-            g
-            for g in project.groups.values()
-            if (dev and g.refresh_if_dev and _changed(g.key, fingerprints, unchanged_since))
-            or (g.key in storages and storages[g.key].refreshed_at_initialization)
-        ]
-        refreshes = run_refreshes(
-            plan_targets(due, storages),
-            concurrency or project.config.refresh_concurrency,
-            listener,
-            RefreshOptions(trigger=trigger),
-        )
-        errors.extend(_refresh_errors(project, refreshes))
-        for result in refreshes:
-            if not result.ok:  # not refreshed: the next dev reload must try it again
-                previous = (unchanged_since or {}).get(result.key)
-                if previous is None:
-                    fingerprints.pop(result.key, None)
-                else:
-                    fingerprints[result.key] = previous
+    return _LoadPlan(project, storages, [*project.errors, *storage_errors], fingerprints, strict)
 
-    with paused_gc:  # no refresh runs from here on (see gc_pause)
-        versions, state_paths, state_errors = _resolve_state(project, storages, state_info)
-        errors.extend(state_errors)
-        if strict:
-            errors.extend(_missing_state_errors(project, storages, state_paths))
 
-        parts: list[tuple[str, Definitions]] = []
-        timings: dict[str, float] = {}
-        for instance in project.instances:
-            key = instance.state_key
-            if key is not None and key not in project.groups:
-                continue  # excluded by a key conflict, reported already
-            if key is not None and key not in state_paths:
-                continue  # its storage failed, reported already
-            if strict and key is not None and state_paths[key] is None:
-                continue  # reported above: never build a deployed component from nothing
-            state_path = state_paths.get(key) if key else None
-            context = attrs.evolve(instance.context, state_path=state_path)
-            start = time.perf_counter()
-            try:
-                defs = instance.component.build_defs(context)
-                if not isinstance(defs, Definitions):
-                    raise TypeError(f"build_defs returned {type(defs).__name__}, not Definitions")
-            except Exception as exc:
-                errors.append(LoadProblem.for_instance(instance, exc))
-                continue
-            finally:
-                timings[instance.source] = time.perf_counter() - start
-            parts.append((instance.source, defs))
-        merged = merge_definitions(parts)
-        errors.extend(LoadProblem(e.message) for e in merged.errors)
-        return LoadResult(
-            definitions=merged.definitions,
-            state_info=StateInfo(versions),
-            errors=tuple(errors),
-            project=project,
-            asset_sources=merged.sources,
-            check_sources=merged.check_sources,
-            refreshes=tuple(refreshes),
-            timings=timings,
-            fingerprints=fingerprints,
-        )
+def _refresh_due(
+    plan: _LoadPlan,
+    dev: bool,
+    unchanged_since: Mapping[str, str] | None,
+    concurrency: int | None,
+    listener: RefreshListener | None,
+    options: RefreshOptions,
+) -> tuple[RefreshResult, ...]:
+    """An initialization load refreshes changed ``refresh_if_dev`` keys in dev mode, and the
+    keys of storages refreshed at every initialization (snapshots live only in the pin)."""
+    project, storages, fingerprints = plan.project, plan.storages, plan.fingerprints
+    due = [
+        g
+        for g in project.groups.values()
+        if (dev and g.refresh_if_dev and _changed(g.key, fingerprints, unchanged_since))
+        or (g.key in storages and storages[g.key].refreshed_at_initialization)
+    ]
+    refreshes = run_refreshes(
+        plan_targets(due, storages),
+        concurrency or project.config.refresh_concurrency,
+        listener,
+        options,
+    )
+    plan.errors.extend(_refresh_errors(project, refreshes))
+    for result in refreshes:
+        if not result.ok:  # not refreshed: the next dev reload must try it again
+            previous = (unchanged_since or {}).get(result.key)
+            if previous is None:
+                fingerprints.pop(result.key, None)
+            else:
+                fingerprints[result.key] = previous
+    return tuple(refreshes)
+
+
+def _resolve(
+    plan: _LoadPlan, state_info: StateInfo | None
+) -> tuple[dict[str, StateVersion], dict[str, Path | None]]:
+    """The version each key uses and its local path (``None``: the key has no state)."""
+    versions, state_paths, state_errors = _resolve_state(plan.project, plan.storages, state_info)
+    plan.errors.extend(state_errors)
+    if plan.strict:
+        plan.errors.extend(_missing_state_errors(plan.project, plan.storages, state_paths))
+    return versions, state_paths
+
+
+def _build(
+    plan: _LoadPlan,
+    versions: dict[str, StateVersion],
+    state_paths: Mapping[str, Path | None],
+    refreshes: tuple[RefreshResult, ...],
+) -> LoadResult:
+    """Every instance's definitions from its key's state, merged into one ``Definitions``."""
+    project, errors = plan.project, plan.errors
+    parts: list[tuple[str, Definitions]] = []
+    timings: dict[str, float] = {}
+    for instance in project.instances:
+        key = instance.state_key
+        if key is not None and key not in project.groups:
+            continue  # excluded by a key conflict, reported already
+        if key is not None and key not in state_paths:
+            continue  # its storage failed, reported already
+        if plan.strict and key is not None and state_paths[key] is None:
+            continue  # reported already: never build a deployed component from nothing
+        state_path = state_paths.get(key) if key else None
+        start = time.perf_counter()
+        try:
+            parts.append((instance.source, _build_instance(instance, state_path)))
+        except Exception as exc:
+            errors.append(LoadProblem.for_instance(instance, exc))
+        finally:
+            timings[instance.source] = time.perf_counter() - start
+    merged = merge_definitions(parts)
+    errors.extend(LoadProblem(e.message) for e in merged.errors)
+    return LoadResult(
+        definitions=merged.definitions,
+        state_info=StateInfo(versions),
+        errors=tuple(errors),
+        project=project,
+        asset_sources=merged.sources,
+        check_sources=merged.check_sources,
+        refreshes=refreshes,
+        timings=timings,
+        fingerprints=plan.fingerprints,
+    )
+
+
+def _build_instance(instance: ComponentInstance[Component], state_path: Path | None) -> Definitions:
+    context = attrs.evolve(instance.context, state_path=state_path)
+    defs = instance.component.build_defs(context)
+    if not isinstance(defs, Definitions):
+        raise TypeError(f"build_defs returned {type(defs).__name__}, not Definitions")
+    return defs
 
 
 def _changed(key: str, fingerprints: Mapping[str, str], previous: Mapping[str, str] | None) -> bool:

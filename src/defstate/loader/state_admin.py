@@ -9,8 +9,8 @@ from typing import Any
 import attrs
 
 from defstate.errors import DefstateError, StateStorageError, UsageError
+from defstate.loader.groups import KeyGroup, select_groups
 from defstate.loader.load import Project, open_project
-from defstate.loader.refresh import KeyGroup, select_groups
 from defstate.state_storage.base import VersionStore, version_store
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.state_info import StateVersion

@@ -36,6 +36,7 @@ from defstate.definitions import AssetCheckSpec, AssetSpec
 from defstate.loader.discovery import LoadProblem
 
 if TYPE_CHECKING:
+    from defstate.components.component import Component
     from defstate.loader.discovery import ComponentInstance
     from defstate.loader.load import LoadResult
 
@@ -213,7 +214,7 @@ class ComponentIndex:
         self._result = result
         self._instances = {instance.source: instance for instance in result.project.instances}
 
-    def instance(self, item: AssetSpec | AssetCheckSpec) -> ComponentInstance | None:
+    def instance(self, item: AssetSpec | AssetCheckSpec) -> ComponentInstance[Component] | None:
         if isinstance(item, AssetSpec):
             source = self._result.asset_sources.get(item.key)
         else:
