@@ -18,12 +18,12 @@ from typing import Any
 import attrs
 
 from defstate.errors import DefstateError, ProjectConfigError, SourceLocation
+from defstate.loader.groups import select_groups
 from defstate.loader.load import Project, open_project
-from defstate.loader.refresh import select_groups
 from defstate.state_storage.archive import verify
 from defstate.state_storage.keys import decode_key
 from defstate.state_storage.local import LocalStateStorage
-from defstate.state_storage.management import ManagementType
+from defstate.state_storage.registry import storage_class
 from defstate.state_storage.state_info import StateInfo, StateVersion
 from defstate.state_storage.versioned import (
     MANIFEST_NAME,
@@ -60,11 +60,12 @@ def _versioned_storage(project: Project) -> VersionedStateStorage:
     return VersionedStateStorage(settings.url, dict(settings.storage_options))
 
 
-def _chosen_keys(project: Project, keys: Sequence[str], management: ManagementType) -> list[str]:
+def _chosen_keys(project: Project, keys: Sequence[str]) -> list[str]:
+    """The named keys, or by default every key of a storage that keeps versions."""
     groups = select_groups(dict(project.groups), keys)  # unknown keys raise (exit 2)
     if keys:
         return [g.key for g in groups]
-    return [g.key for g in groups if g.management_type is management]
+    return [g.key for g in groups if storage_class(g.management_type).keeps_versions]
 
 
 def verify_state(
@@ -72,7 +73,7 @@ def verify_state(
 ) -> list[VersionCheck]:
     """Check every stored version of the selected keys (default: every versioned key)."""
     project = open_project(project_root)
-    chosen = _chosen_keys(project, keys, ManagementType.VERSIONED_STATE_STORAGE)
+    chosen = _chosen_keys(project, keys)
     if not chosen:
         return []
     storage = _versioned_storage(project)
@@ -149,7 +150,7 @@ def pull_state(
     ``management_type: "{{ env.STATE_MODE }}"`` in their defs.yaml).
     """
     project = open_project(project_root)
-    chosen = _chosen_keys(project, keys, ManagementType.VERSIONED_STATE_STORAGE)
+    chosen = _chosen_keys(project, keys)
     if not chosen:
         return []
     source = _versioned_storage(project)
@@ -158,7 +159,7 @@ def pull_state(
     for key in chosen:
         pinned = state_info.get(key) if state_info is not None else None
         version: StateVersion | None
-        if pinned is not None and pinned.management_type is ManagementType.VERSIONED_STATE_STORAGE:
+        if pinned is not None and pinned.management_type is source.management_type:
             version = source.version(key, pinned.version)
         else:
             version = source.latest(key)
