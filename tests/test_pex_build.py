@@ -234,7 +234,7 @@ def _wait_for_url(lines: queue.Queue[str], process: subprocess.Popen[str]) -> st
                 pytest.fail(f"serve exited with {process.returncode}: {''.join(seen)}")
             continue
         seen.append(line)
-        if line.startswith("serving ") and " at http://" in line:
+        if " serving " in f" {line}" and " at http://" in line:  # after the log prefix
             return line.split(" at ", 1)[1].split()[0]
     pytest.fail(f"no 'serving ... at URL' line within 60s: {''.join(seen)}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +21,10 @@ import pytest
 
 from conftest import ProjectFactory, run_cli, subprocess_env
 from fixture_components import call_count
+
+LOG_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (?P<level>[A-Z]+) +(?P<message>.*)$"
+)
 
 
 class Server:
@@ -37,14 +42,23 @@ class Server:
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
+        self.raw: list[str] = []
         threading.Thread(target=self._pump, daemon=True).start()
         line = self.wait_for_line("serving ", timeout=60)
         self.url = line.split(" at ", 1)[1].split()[0]
 
     def _pump(self) -> None:
+        """Lines without the log prefix: ``message`` for info, ``level: message`` above."""
         assert self.process.stdout is not None
         for line in self.process.stdout:
-            self.lines.put(line.rstrip("\n"))
+            self.raw.append(line.rstrip("\n"))
+            match = LOG_LINE.match(line.rstrip("\n"))
+            if match is None:
+                self.lines.put(line.rstrip("\n"))
+            elif match["level"] == "INFO":
+                self.lines.put(match["message"])
+            else:
+                self.lines.put(f"{match['level'].lower()}: {match['message']}")
 
     def wait_for_line(self, prefix: str, timeout: float = 30) -> str:
         deadline = time.monotonic() + timeout
@@ -370,7 +384,7 @@ def test_dev_failed_refresh_keeps_last_good_state(
     (root / "devproj/touch.py").write_text("X = 1\n")
     line = server.wait_for_line("reloaded", timeout=60)
     assert "2 assets" in line
-    warning = server.wait_for_line("  warning:")
+    warning = server.wait_for_line("warning:")
     assert "Tables[one]" in warning and "catalog API is down" in warning
     assert "defs/one/defs.yaml:1" in warning
     assert server.keys() == ["one_a", "two_a"]  # still serving the last good state

@@ -4,26 +4,21 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import threading
 from pathlib import Path
 
 import click
 
 from defstate.cli.app import CliState, cli, handle_errors, pass_state
-from defstate.errors import DefstateError
+from defstate.errors import DefstateError, UsageError
 from defstate.loader.gc_pause import paused_gc
 from defstate.loader.project import load_project_config
 from defstate.state_storage.state_info import StateInfo
 
 
-def _echo(line: str) -> None:
-    click.echo(line)
-    sys.stdout.flush()
-
-
-def _wait_for_signal() -> None:
-    """Block until SIGINT or SIGTERM."""
+def _stop_on_signal() -> threading.Event:
+    """An event set by SIGINT or SIGTERM (installed before the server says it is ready, so
+    a signal sent after that line always stops it cleanly)."""
     import signal
 
     stop = threading.Event()
@@ -33,8 +28,7 @@ def _wait_for_signal() -> None:
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
-    while not stop.wait(0.5):
-        pass
+    return stop
 
 
 def _run_location(
@@ -45,22 +39,25 @@ def _run_location(
     dev: bool,
     refresh_always: bool = False,
     reload_on_new_state: float | None = None,
+    log_level: str = "info",
+    log_format: str = "text",
 ) -> None:
-    import logging  # here, like the server modules: other commands never pay for them
-
+    # here, like the server modules: other commands never pay for logging
     from defstate.loader.schedules import load_schedules
     from defstate.server.dev import summarize_reload, watch_and_reload
     from defstate.server.http import start_http_server
     from defstate.server.location import CodeLocation
+    from defstate.server.logs import configure_logging, event
     from defstate.server.poller import poll_for_new_state
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging(log_level, log_format)
     config = load_project_config(state.project)
     root = config.root
+    _check_port(host, port)  # a busy port fails now, not after the first load
 
     def report(previous: object, new: object, error: str | None) -> None:
-        for line in summarize_reload(previous, new, error):  # type: ignore[arg-type]
-            _echo(line)
+        for level, message, fields in summarize_reload(previous, new, error):  # type: ignore[arg-type]
+            event(message, level=level, **fields)
 
     location = CodeLocation(root, dev=dev, refresh_always=refresh_always, listener=report)
     if location.reload() is None:
@@ -88,7 +85,11 @@ def _run_location(
 
         scheduler = Scheduler(schedules, schedule_runner(location), datetime.now(UTC))
         for name, when in scheduler.next_runs().items():
-            _echo(f"schedule {name}: next run {when.isoformat()}")
+            event(
+                f"schedule {name}: next run {when.isoformat()}",
+                schedule=name,
+                next_run=when.isoformat(),
+            )
         threads.append(
             threading.Thread(
                 target=run_scheduler, args=(scheduler, stop), name="defstate-scheduler", daemon=True
@@ -108,9 +109,12 @@ def _run_location(
     if dev:
         watching.wait(timeout=10)
     bound_port = server.server_address[1]
-    _echo(f"serving {root} at http://{host}:{bound_port} (dev={str(dev).lower()})")
+    url = f"http://{host}:{bound_port}"
+    signalled = _stop_on_signal()
+    event(f"serving {root} at {url} (dev={str(dev).lower()})", url=url, root=str(root), dev=dev)
     try:
-        _wait_for_signal()
+        while not signalled.wait(0.5):
+            pass
     finally:
         stop.set()
         server.shutdown()
@@ -118,7 +122,44 @@ def _run_location(
         location.close()
         for thread in threads:
             thread.join(timeout=5)
-        _echo("stopped")
+        event("stopped")
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail at once, naming the address, when ``host:port`` cannot be listened on."""
+    import socket
+
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise UsageError(
+            f"cannot listen on {host}:{port}: {reason} (another `defstate serve`? pick "
+            "another --port, or --port 0 for any free one)"
+        ) from None
+
+
+def _log_options(func: click.decorators.FC) -> click.decorators.FC:
+    func = click.option(
+        "--log-format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="text: TIME LEVEL message; json: one object per line (time, level, message, fields).",
+    )(func)
+    return click.option(
+        "--log-level",
+        type=click.Choice(["debug", "info", "warning", "error"]),
+        default="info",
+        show_default=True,
+        help="Least severe level shown.",
+    )(func)
 
 
 _HOST = click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
@@ -139,15 +180,31 @@ _PORT = click.option(
     type=click.FloatRange(min=0.1),
     help="Every SECONDS, reload when a versioned key's latest version moved.",
 )
+@_log_options
 @pass_state
 @handle_errors
-def serve(state: CliState, host: str, port: int, reload_on_new_state: float | None) -> None:
+def serve(
+    state: CliState,
+    host: str,
+    port: int,
+    reload_on_new_state: float | None,
+    log_level: str,
+    log_format: str,
+) -> None:
     """Serve the project's definitions as JSON over HTTP (a code location).
 
     GET /health, /defs, /components, /state, /worker/defs; POST /reload[?wait=1].
     Runs the project's schedules; a schedule that publishes new state triggers a reload.
     """
-    _run_location(state, host=host, port=port, dev=False, reload_on_new_state=reload_on_new_state)
+    _run_location(
+        state,
+        host=host,
+        port=port,
+        dev=False,
+        reload_on_new_state=reload_on_new_state,
+        log_level=log_level,
+        log_format=log_format,
+    )
 
 
 @cli.command("dev")
@@ -158,11 +215,22 @@ def serve(state: CliState, host: str, port: int, reload_on_new_state: float | No
     is_flag=True,
     help="Refresh every refresh_if_dev component on every reload, not only changed ones.",
 )
+@_log_options
 @pass_state
 @handle_errors
-def dev(state: CliState, host: str, port: int, refresh_always: bool) -> None:
+def dev(
+    state: CliState, host: str, port: int, refresh_always: bool, log_level: str, log_format: str
+) -> None:
     """Serve in dev mode: watch files, reload on change, refresh what changed."""
-    _run_location(state, host=host, port=port, dev=True, refresh_always=refresh_always)
+    _run_location(
+        state,
+        host=host,
+        port=port,
+        dev=True,
+        refresh_always=refresh_always,
+        log_level=log_level,
+        log_format=log_format,
+    )
 
 
 @cli.group("worker", hidden=True)

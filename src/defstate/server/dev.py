@@ -98,22 +98,43 @@ def _asset_map(load: WorkerLoad | None) -> dict[str, Any]:
 
 def summarize_reload(
     previous: WorkerLoad | None, new: WorkerLoad | None, error: str | None
-) -> list[str]:
-    """One summary line, then one line per problem (with file and line where known)."""
+) -> list[tuple[int, str, dict[str, Any]]]:
+    """One summary record, then one per problem (with file and line where known):
+    ``(level, message, fields)`` for :func:`defstate.server.logs.event`."""
     if new is None:
-        return [f"reload failed, still serving the previous load: {error}"]
+        return [
+            (
+                logging.ERROR,
+                f"reload failed, still serving the previous load: {error}",
+                {"event": "reload_failed", "error": error},
+            )
+        ]
     before, after = _asset_map(previous), _asset_map(new)
     added = sorted(set(after) - set(before))
     removed = sorted(set(before) - set(after))
     changed = sorted(k for k in set(after) & set(before) if after[k] != before[k])
     refreshed = [r["key"] for r in new.document.get("refreshes", []) if r["ok"]]
     problems = new.document["errors"]
-    lines = [
-        f"reloaded in {new.document.get('seconds', 0):.2f}s: {plural(len(after), 'asset')} "
-        f"(+{len(added)} -{len(removed)} ~{len(changed)}), "
-        f"refreshed {plural(len(refreshed), 'key')}"
-        f"{': ' + ', '.join(refreshed) if refreshed else ''}, "
-        f"{plural(len(problems), 'problem')}"
+    seconds = new.document.get("seconds", 0)
+    records: list[tuple[int, str, dict[str, Any]]] = [
+        (
+            logging.INFO,
+            f"reloaded in {seconds:.2f}s: {plural(len(after), 'asset')} "
+            f"(+{len(added)} -{len(removed)} ~{len(changed)}), "
+            f"refreshed {plural(len(refreshed), 'key')}"
+            f"{': ' + ', '.join(refreshed) if refreshed else ''}, "
+            f"{plural(len(problems), 'problem')}",
+            {
+                "event": "reloaded",
+                "seconds": seconds,
+                "assets": len(after),
+                "added": len(added),
+                "removed": len(removed),
+                "changed": len(changed),
+                "refreshed": refreshed,
+                "problems": len(problems),
+            },
+        )
     ]
     for problem in problems:
         where = (
@@ -122,6 +143,12 @@ def summarize_reload(
             else problem.get("component")
         )
         key = f"[{problem['key']}] " if problem.get("key") else ""
-        level = "warning" if problem.get("kind") == "refresh" else "error"
-        lines.append(f"  {level}: {where + ': ' if where else ''}{key}{problem['message']}")
-    return lines
+        level = logging.WARNING if problem.get("kind") == "refresh" else logging.ERROR
+        records.append(
+            (
+                level,
+                f"{where + ': ' if where else ''}{key}{problem['message']}",
+                {"event": "problem", "key": problem.get("key"), "file": problem.get("file")},
+            )
+        )
+    return records

@@ -14,6 +14,7 @@ import attrs
 from defstate.errors import DefstateError
 from defstate.server.worker import WorkerLoad, WorkerPool
 from defstate.state_storage.management import ManagementType
+from defstate.state_storage.state_info import utc_iso
 
 log = logging.getLogger("defstate.server")
 
@@ -52,15 +53,20 @@ class CodeLocation:
             unchanged_since = None
             if self.dev and previous is not None and not self.refresh_always:
                 unchanged_since = previous.fingerprints
+            started = time.perf_counter()
             try:
                 document = self.pool.run_load(dev=self.dev, unchanged_since=unchanged_since)
             except DefstateError as exc:
                 self.last_error = str(exc)
                 self.last_reload_at = time.time()
-                log.error("reload failed, still serving the previous load: %s", exc)
                 if self.listener:
                     self.listener(previous, None, self.last_error)
+                else:
+                    log.error("reload failed, still serving the previous load: %s", exc)
                 return None
+            # what a user waits for: starting the worker, the load, reading its document
+            document["load_seconds"] = document.get("seconds")
+            document["seconds"] = round(time.perf_counter() - started, 3)
             self._generation += 1
             load = WorkerLoad(document, self._generation, time.time())
             self.current = load  # the atomic swap
@@ -95,11 +101,11 @@ class CodeLocation:
         return {
             "status": "ok" if load is not None and self.last_error is None else "degraded",
             "generation": load.generation if load else None,
-            "loaded_at": load.loaded_at if load else None,
+            "loaded_at": utc_iso(load.loaded_at) if load else None,
             "assets": len(load.document["assets"]) if load else 0,
             "load_errors": len(load.document["errors"]) if load else 0,
             "last_reload_error": self.last_error,
-            "last_reload_at": self.last_reload_at,
+            "last_reload_at": utc_iso(self.last_reload_at) if self.last_reload_at else None,
             "dev": self.dev,
         }
 
