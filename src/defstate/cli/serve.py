@@ -63,6 +63,7 @@ def _run_location(
     if location.reload() is None:
         location.close()
         raise DefstateError(f"the first load failed: {location.last_error}")
+    signalled = _stop_on_signal()  # before the server answers: whoever sees it may stop it
     server = start_http_server(location, host, port)
     stop = threading.Event()
     watching = threading.Event()
@@ -110,7 +111,6 @@ def _run_location(
         watching.wait(timeout=10)
     bound_port = server.server_address[1]
     url = f"http://{host}:{bound_port}"
-    signalled = _stop_on_signal()
     event(f"serving {root} at {url} (dev={str(dev).lower()})", url=url, root=str(root), dev=dev)
     try:
         while not signalled.wait(0.5):
