@@ -29,7 +29,11 @@ def _defstate_exceptions() -> list[type[BaseException]]:
     for info in pkgutil.walk_packages(defstate.__path__, "defstate."):
         module = importlib.import_module(info.name)
         for _, value in inspect.getmembers(module, inspect.isclass):
-            if issubclass(value, BaseException) and value.__module__ == info.name:
+            if (
+                issubclass(value, BaseException)
+                and not issubclass(value, Warning)  # warnings are not raised
+                and value.__module__ == info.name
+            ):
                 found.append(value)
     return found
 

@@ -17,12 +17,14 @@ from typing import Any, Final
 
 import attrs
 
+from defstate.errors import ProjectError
+
 _EXPRESSION: Final = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _ROOT: Final = re.compile(r"\s*(node|spec)")
 _STEP: Final = re.compile(r"\s*(?:\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*(-?\d+|'[^']*'|\"[^\"]*\")\s*\])")
 
 
-class TranslationTemplateError(ValueError):
+class TranslationTemplateError(ProjectError, ValueError):
     """A ``translation:`` template that is not ``{{ node.field }}``/``{{ spec.field }}`` text."""
 
 
