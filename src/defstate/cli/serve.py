@@ -56,7 +56,8 @@ def _run_location(
     _check_port(host, port)  # a busy port fails now, not after the first load
 
     def report(previous: object, new: object, error: str | None) -> None:
-        for level, message, fields in summarize_reload(previous, new, error):  # type: ignore[arg-type]
+        records = summarize_reload(previous, new, error, root)  # type: ignore[arg-type]
+        for level, message, fields in records:
             event(message, level=level, **fields)
 
     location = CodeLocation(root, dev=dev, refresh_always=refresh_always, listener=report)

@@ -96,11 +96,23 @@ def _asset_map(load: WorkerLoad | None) -> dict[str, Any]:
     return {a["key"]: a for a in load.document["assets"]} if load else {}
 
 
+def _relative(path: str, root: Path | None) -> str:
+    if root is not None:
+        try:
+            return Path(path).relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return path
+
+
 def summarize_reload(
-    previous: WorkerLoad | None, new: WorkerLoad | None, error: str | None
+    previous: WorkerLoad | None,
+    new: WorkerLoad | None,
+    error: str | None,
+    root: Path | None = None,
 ) -> list[tuple[int, str, dict[str, Any]]]:
-    """One summary record, then one per problem (with file and line where known):
-    ``(level, message, fields)`` for :func:`defstate.server.logs.event`."""
+    """One summary record, then one per problem (with file and line where known, relative
+    to ``root``): ``(level, message, fields)`` for :func:`defstate.server.logs.event`."""
     if new is None:
         return [
             (
@@ -138,7 +150,7 @@ def summarize_reload(
     ]
     for problem in problems:
         where = (
-            f"{problem['file']}:{problem['line']}"
+            f"{_relative(problem['file'], root)}:{problem['line']}"
             if problem.get("file")
             else problem.get("component")
         )

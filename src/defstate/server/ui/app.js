@@ -600,7 +600,7 @@ async function renderHealth() {
   const kv = [
     ["status", h.status],
     ["generation", h.generation],
-    ["loaded", h.loaded_at ? `${new Date(h.loaded_at * 1000).toLocaleString()} (${age(new Date(h.loaded_at * 1000).toISOString())} ago)` : "—"],
+    ["loaded", h.loaded_at ? `${new Date(h.loaded_at).toLocaleString()} (${age(h.loaded_at)} ago)` : "—"],
     ["assets", h.assets],
     ["project", answer.project_root],
     ["mode", h.dev ? "dev (reloads on file changes)" : "serve"],
