@@ -11,8 +11,11 @@ $(UV):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
 
+# `make install EXTRAS=dbt` (or EXTRAS=s3,serve...) adds extras to the demo's environment
+EXTRAS ?=
+
 install: $(UV)
-	$(UV) pip install --quiet --python $(BIN)/python -e .
+	$(UV) pip install --quiet --python $(BIN)/python -e '.$(if $(EXTRAS),[$(EXTRAS)])'
 
 install-dev: $(UV)
 	$(UV) pip install --quiet --python $(BIN)/python -e '.[dev]'
