@@ -159,7 +159,7 @@ def render_defs(result: LoadResult, wide: bool = False) -> None:
 
 
 def _checks_table(result: LoadResult, wide: bool) -> Table:
-    checks = sorted(result.definitions.asset_checks, key=lambda c: c.key)
+    checks = sorted(result.definitions.asset_checks, key=lambda c: (c.asset.path, c.name))
     grid = table(
         plural(len(checks), "asset check"),
         ("asset", "check", "blocking", "component"),

@@ -123,7 +123,8 @@ class LoadResult:
             data["component"] = self.asset_sources.get(spec.key)
             assets.append(data)
         checks = []
-        for check in sorted(self.definitions.asset_checks, key=lambda c: c.key):
+        # sorted by plain tuples: attrs' generated comparisons are slow for thousands of checks
+        for check in sorted(self.definitions.asset_checks, key=lambda c: (c.asset.path, c.name)):
             data = check.to_json_dict()
             data["component"] = self.check_sources.get(check.key)
             checks.append(data)

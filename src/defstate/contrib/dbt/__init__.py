@@ -321,7 +321,7 @@ class DbtDefinitionsBuilder:
         for uid in sorted(source_ids):
             self.specs[uid] = self._spec(uid, [])
         checks = self._checks(asset_ids, sorted(source_ids))
-        ordered = sorted(self.specs.values(), key=lambda s: s.key)
+        ordered = sorted(self.specs.values(), key=lambda s: s.key.path)
         return Definitions(assets=ordered, asset_checks=checks)
 
     def _is_asset(self, uid: str) -> bool:

@@ -40,8 +40,14 @@ _EMAIL: Final = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _NON_ASSET_TYPES: Final = frozenset({"metric", "semantic_model", "saved_query", "function"})
 
 
+_EMPTY: Final[Mapping[str, Any]] = {}
+
+
 def mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    """``value`` if it is a mapping, else an empty one (state is JSON: nearly always a dict)."""
+    if type(value) is dict or isinstance(value, Mapping):
+        return value
+    return _EMPTY
 
 
 def dagster_meta(node: Node, *, config_first: bool) -> Mapping[str, Any]:
