@@ -412,8 +412,8 @@ class DbtDefinitionsBuilder:
             description=spec["description"],
             group_name=spec["group_name"],
             kinds=spec["kinds"],
-            tags=_valid_tags(uid, spec["tags"]),
-            owners=_valid_owners(uid, spec["owners"]),
+            tags=_valid_tags(node, spec["tags"]),
+            owners=_valid_owners(node, spec["owners"]),
             metadata=spec["metadata"],
             code_version=spec["code_version"],
         )
@@ -479,30 +479,37 @@ class DbtDefinitionsBuilder:
         )
 
 
-def _valid_tags(uid: str, tags: Mapping[str, str]) -> dict[str, str]:
+def _valid_tags(node: Node, tags: Mapping[str, str]) -> dict[str, str]:
     invalid = translator.invalid_tags(tags)
     if not invalid:
         return dict(tags)
-    warnings.warn(
-        DbtTranslationWarning(
-            f"dbt node {uid}: dropped tag(s) Dagster rejects: {', '.join(invalid)} (keys and "
-            "values may use letters, digits, '_', '-', '.', at most 63 characters)"
-        ),
-        stacklevel=2,
+    _warn(
+        node,
+        f"dropped tag(s) Dagster rejects: {', '.join(invalid)} (keys and values may use "
+        "letters, digits, '_', '-', '.', at most 63 characters)",
     )
     bad = set(invalid)
     return {k: v for k, v in tags.items() if (f"{k}={v}" if v else k) not in bad}
 
 
-def _valid_owners(uid: str, owners: Sequence[str]) -> list[str]:
+def _valid_owners(node: Node, owners: Sequence[str]) -> list[str]:
     valid = [o for o in owners if translator.valid_owner(o)]
     if len(valid) != len(owners):
         dropped = ", ".join(o for o in owners if o not in valid)
-        warnings.warn(
-            DbtTranslationWarning(
-                f"dbt node {uid}: dropped owner(s) Dagster rejects: {dropped} (an owner is an "
-                "email address or team:<name>)"
-            ),
-            stacklevel=2,
+        _warn(
+            node,
+            f"dropped owner(s) Dagster rejects: {dropped} (an owner is an email address or "
+            "team:<name>)",
         )
     return valid
+
+
+def _warn(node: Node, problem: str) -> None:
+    # Attributed to the node's file in the dbt project (no line: none is stored), not to
+    # this module's source line, which would mean nothing to the project's owner.
+    warnings.warn_explicit(
+        DbtTranslationWarning(f"dbt node {node.get('unique_id')}: {problem}"),
+        DbtTranslationWarning,
+        filename=str(node.get("original_file_path") or "dbt project"),
+        lineno=0,
+    )

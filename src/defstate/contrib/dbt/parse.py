@@ -261,23 +261,39 @@ def install_missing_packages(
     **options: Any,
 ) -> bool:
     """Run ``dbt deps`` when ``packages.yml``/``dependencies.yml`` asks for more packages than
-    the packages folder holds (dbt's own test); returns whether it ran."""
+    the packages folder holds (dbt's own test); returns whether it ran.
+
+    Instances of one project with other targets or vars parse with their own caches, but
+    share the project's packages folder: one ``dbt deps`` at a time per project folder.
+    """
+    from filelock import FileLock
+
     wanted = declared_package_count(project_dir)
+    if wanted == 0:
+        return False
     configured = read_dbt_project(project_dir).get("packages-install-path")
     install_dir = project_dir / str(configured or "dbt_packages")
-    installed = sum(1 for p in install_dir.iterdir() if p.is_dir()) if install_dir.is_dir() else 0
-    if wanted == 0 or installed >= wanted:
+    if _installed_count(install_dir) >= wanted:
         return False
-    command = _dbt_command("deps", project_dir, cache_dir, **options)
-    try:
-        _run(command, project_dir, "dbt deps", timeout_seconds)
-    except DbtParseError as exc:
-        raise DbtParseError(
-            f"{exc}\n(the project asks for {wanted} package(s) and {installed} are installed in "
-            f"{install_dir}; dbt deps needs the package registry or git hosts: without network, "
-            "vendor the packages into that folder)"
-        ) from None
+    project_id = hashlib.sha256(str(project_dir).encode()).hexdigest()[:16]
+    with FileLock(str(cache_dir.parent / f"deps-{project_id}.lock"), timeout=timeout_seconds):
+        installed = _installed_count(install_dir)  # another refresh may have installed them
+        if installed >= wanted:
+            return False
+        command = _dbt_command("deps", project_dir, cache_dir, **options)
+        try:
+            _run(command, project_dir, "dbt deps", timeout_seconds)
+        except DbtParseError as exc:
+            raise DbtParseError(
+                f"{exc}\n(the project asks for {wanted} package(s) and {installed} are installed "
+                f"in {install_dir}; dbt deps needs the package registry or git hosts: without "
+                "network, vendor the packages into that folder)"
+            ) from None
     return True
+
+
+def _installed_count(install_dir: Path) -> int:
+    return sum(1 for p in install_dir.iterdir() if p.is_dir()) if install_dir.is_dir() else 0
 
 
 def declared_package_count(project_dir: Path) -> int:
