@@ -431,3 +431,44 @@ def test_example_project(tmp_path: Path) -> None:
     assert assets["raw/source_24"]["metadata"] == {"row_count": 1024}
     (record,) = _records(example)
     assert record["counts"] == {"items": 35, "skipped_items": 1}
+
+
+def test_token_requests_and_answers() -> None:
+    from defstate.contrib.oauth2 import (
+        OAuth2ClientCredentials,
+        OAuth2TokenError,
+        parse_token_response,
+    )
+
+    config = OAuth2ClientCredentials(
+        token_url="https://auth.example/token",
+        client_id="id:1",
+        client_secret="s&cret/1",
+        extra_params={"audience": "api"},
+        client_auth="body",
+    )
+    body, headers = config.token_request()
+    assert parse_qs(body.decode()) == {
+        "grant_type": ["client_credentials"],
+        "audience": ["api"],
+        "client_id": ["id:1"],
+        "client_secret": ["s&cret/1"],
+    }
+    assert "Authorization" not in headers
+    basic = attrs.evolve(config, client_auth="basic")
+    _, headers = basic.token_request()
+    # RFC 6749 2.3.1: form-encoded before Basic encoding
+    assert (
+        base64.b64decode(headers["Authorization"].removeprefix("Basic ")) == b"id%3A1:s%26cret%2F1"
+    )
+    assert "s&cret/1" not in repr(config)
+
+    assert parse_token_response(b'{"access_token": "t", "expires_in": "60"}') == ("t", 60.0)
+    assert parse_token_response(b'{"access_token": "t", "token_type": "bearer"}') == ("t", None)
+    for answer, message in [
+        (b"<html>", "not JSON"),
+        (b'{"error": "x"}', "no access_token"),
+        (b'{"access_token": "t", "token_type": "mac"}', "a 'mac' token, not a bearer"),
+    ]:
+        with pytest.raises(OAuth2TokenError, match=message):
+            parse_token_response(answer)
