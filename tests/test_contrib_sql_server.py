@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT, ProjectFactory, run_cli, subprocess_env
+from conftest import REPO_ROOT, ProjectFactory, run_cli, subprocess_env, write_files
 from defstate import AssetKey, LoadResult, load_defs, refresh_state
 from defstate.contrib.sql import DatabaseTablesComponent, load_state
 from defstate.contrib.sqlalchemy import ServerUrl, ServerUrlError
@@ -313,3 +313,31 @@ def test_example_project(
     assert assets["marts/customer_revenue"]["deps"] == ["raw/customers"]
     assert assets["raw/orders"]["metadata"]["row_count_estimate"] == 1000
     assert assets["raw/customers"]["description"].startswith("Customers, one row each")
+
+
+def test_include_exclude_patterns_at_build_time_on_one_shared_state(
+    shop: Path, database: str
+) -> None:
+    url = (shop / "defs" / "shop" / "defs.yaml").read_text().split("url: ")[1].splitlines()[0]
+    entry = (
+        "type: defstate.contrib.sql.DatabaseTablesComponent\nattributes:\n"
+        f"  url: {url}\n  key_prefix: [PREFIX]\n"
+    )
+    write_files(
+        shop,
+        {
+            "defs/orders_only/defs.yaml": entry.replace("PREFIX", "o") + '  include: ["*order*"]\n',
+            "defs/no_raw/defs.yaml": entry.replace("PREFIX", "m")
+            + '  exclude: ["raw.*", "daily"]\n  include_views: false\n',
+        },
+    )
+    result = _ok(load_defs(shop, dev=True))
+    assert [r.key for r in result.refreshes] == [f"DatabaseTables[{database}]"]  # one refresh
+    keys = {k.to_string() for k in result.definitions.asset_keys}
+    assert {k for k in keys if k.startswith("o/")} == {
+        "o/raw/orders",
+        "o/marts/order_totals",
+        "o/marts/big_orders",
+    }
+    assert {k for k in keys if k.startswith("m/")} == {"m/marts/order_totals"}
+    assert len(keys) == 5 + 3 + 1

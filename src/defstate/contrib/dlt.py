@@ -52,7 +52,6 @@ a key may differ in them.
 
 from __future__ import annotations
 
-import fnmatch
 import importlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -63,6 +62,7 @@ import attrs
 from defstate.components import ComponentLoadContext, StateBackedComponent
 from defstate.components.attributes import check_key_parts
 from defstate.components.json_state import dump_json_state, load_json_state
+from defstate.contrib.name_patterns import selected
 from defstate.definitions import AssetKey, AssetSpec, Definitions
 from defstate.errors import (
     AttributeValueError,
@@ -200,16 +200,9 @@ class DltSourceComponent(StateBackedComponent):
 
     def selects(self, table: Mapping[str, Any]) -> bool:
         """Whether a stored table passes ``include``, ``exclude`` and ``include_nested``."""
-        name = str(table["name"])
         if table.get("parent") is not None and not self.include_nested:
             return False
-        if self.include is not None and not _matches(name, self.include):
-            return False
-        return not _matches(name, self.exclude)
-
-
-def _matches(name: str, patterns: Sequence[str]) -> bool:
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+        return selected([str(table["name"])], self.include, self.exclude)
 
 
 def _is_import_path(value: str) -> bool:

@@ -12,6 +12,7 @@ A ``defs.yaml`` entry::
       url: sqlite:///data/warehouse.db     # relative to the project root
       schemas: [main]                      # optional filter (at build time); default: all
       include_views: true
+      exclude: ["*_tmp", "raw.audit_*"]    # optional name patterns (also include: [...])
       group_name: warehouse
       key_prefix: [sqlite]
 
@@ -60,6 +61,7 @@ import attrs
 from defstate.components import ComponentLoadContext, StateBackedComponent
 from defstate.components.attributes import check_key_parts
 from defstate.components.json_state import dump_json_state, load_json_state
+from defstate.contrib.name_patterns import selected
 from defstate.contrib.sqlalchemy import (
     ServerUrl,
     ServerUrlError,
@@ -164,7 +166,12 @@ class DatabaseTablesComponent(StateBackedComponent):
     schemas: list[str] | None = None
     """Only these schemas; ``None``: all of them."""
     include_views: bool = True
-    """Make assets of views too."""
+    """Make assets of views (and materialized views) too."""
+    include: list[str] | None = None
+    """Only tables matching one of these patterns (``orders*``; ``raw.*`` with a ``.``
+    matches ``schema.table``)."""
+    exclude: list[str] = attrs.field(factory=list)
+    """Leave out tables matching one of these patterns (same forms as ``include``)."""
     group_name: str | None = None
     """The group of every asset."""
     key_prefix: list[str] = attrs.field(factory=list)
@@ -240,17 +247,21 @@ class DatabaseTablesComponent(StateBackedComponent):
         if state_path is None:
             return Definitions()
         state = load_state(state_path)
-        tables = [
-            t
-            for t in state["tables"]
-            if (self.schemas is None or t["schema"] in self.schemas)
-            and (self.include_views or t["type"] == "table")
-        ]
+        tables = [t for t in state["tables"] if self.selects(t)]
         return Definitions(
             assets=asset_specs_from_state(
                 {**state, "tables": tables}, key_prefix=self.key_prefix, group_name=self.group_name
             )
         )
+
+    def selects(self, table: Mapping[str, Any]) -> bool:
+        """Whether a stored table passes the filters (schemas, views, include, exclude)."""
+        if self.schemas is not None and table["schema"] not in self.schemas:
+            return False
+        if not self.include_views and table["type"] != "table":
+            return False
+        names = [table["name"], f"{table['schema']}.{table['name']}"]
+        return selected(names, self.include, self.exclude)
 
 
 # --- introspection -----------------------------------------------------------------------
