@@ -45,6 +45,11 @@ def shop_source(orders: int = 3):
 
 
 not_a_source = 42
+
+
+@dlt.resource(name="events", write_disposition="append", primary_key="event_id")
+def events(days: int = 1):
+    yield {"event_id": 1, "day": days}
 """
 
 
@@ -123,6 +128,14 @@ def test_discovered_source_tables_columns_and_write_dispositions(
     state = load_state(_state_file(root))
     assert state["format"] == STATE_FORMAT and state["origin"] == "source"
     assert state["schema"] == "shop"
+
+
+@pytest.mark.parametrize("args", ["", "  source_args: {{days: 3}}\n"])
+def test_a_resource_is_a_source_of_its_own(make_project: ProjectFactory, args: str) -> None:
+    root, _ = _shop(make_project, "  source: {module}:events\n" + args)
+    (spec,) = _ok(load_defs(root, dev=True)).definitions.assets
+    assert spec.key == AssetKey(("events", "events"))
+    assert spec.metadata["write_disposition"] == "append"
 
 
 def test_pipeline_schema_has_nested_tables_with_parent_deps(

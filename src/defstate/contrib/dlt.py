@@ -11,7 +11,8 @@ A ``defs.yaml`` entry::
 
     type: defstate.contrib.dlt.DltSourceComponent
     attributes:
-      source: my_project.sources:shop_source   # module:attribute, a @dlt.source (or its result)
+      source: my_project.sources:shop_source   # module:attribute: a @dlt.source, a source
+                                               # or a @dlt.resource (its own source)
       source_args: {start_date: "2024-01-01"}   # optional, passed to the source function
       # or, the schema a pipeline stored (after `pipeline.run(...)`):
       # pipeline_name: shop
@@ -215,9 +216,9 @@ def _is_import_path(value: str) -> bool:
 
 
 def load_source(path: str, arguments: Mapping[str, Any]) -> Any:
-    """The ``DltSource`` named by ``module:attribute`` (called with ``arguments`` if it is a
-    source function)."""
-    from dlt.extract import DltSource
+    """The ``DltSource`` named by ``module:attribute``: a source, a ``@dlt.source`` function
+    (called with ``arguments``), or a resource (its own one-resource source)."""
+    from dlt.extract import DltResource, DltSource
 
     module_name, _, attribute = path.partition(":")
     try:
@@ -226,19 +227,24 @@ def load_source(path: str, arguments: Mapping[str, Any]) -> Any:
             target = getattr(target, name)
     except (ImportError, AttributeError) as exc:
         raise DltSourceError(f"cannot import dlt source {path!r}: {exc}") from None
-    if isinstance(target, DltSource):
-        if arguments:
-            raise DltSourceError(f"{path!r} is a source, not a source function: no source_args")
-        return target
-    if not callable(target):
-        raise DltSourceError(f"{path!r} is {type(target).__name__}, not a dlt source")
-    try:
-        source = target(**arguments)
-    except TypeError as exc:
-        raise DltSourceError(f"cannot call dlt source {path!r}: {exc}") from None
+    if isinstance(target, DltSource) and arguments:
+        raise DltSourceError(f"{path!r} is a source, not a source function: no source_args")
+    source = target
+    if not isinstance(target, DltSource) and (arguments or not isinstance(target, DltResource)):
+        if not callable(target):
+            raise DltSourceError(f"{path!r} is {type(target).__name__}, not a dlt source")
+        try:
+            source = target(**arguments)
+        except TypeError as exc:
+            raise DltSourceError(f"cannot call dlt source {path!r}: {exc}") from None
+    if isinstance(source, DltResource):
+        from dlt.common.schema import Schema
+
+        return DltSource.from_data(Schema(source.name), source.section or "", [source])
     if not isinstance(source, DltSource):
         raise DltSourceError(
-            f"{path!r} returned {type(source).__name__}, not a dlt source (@dlt.source)"
+            f"{path!r} returned {type(source).__name__}, not a dlt source (@dlt.source) or "
+            "resource (@dlt.resource)"
         )
     return source
 
