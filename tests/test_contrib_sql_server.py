@@ -341,3 +341,26 @@ def test_include_exclude_patterns_at_build_time_on_one_shared_state(
     }
     assert {k for k in keys if k.startswith("m/")} == {"m/marts/order_totals"}
     assert len(keys) == 5 + 3 + 1
+
+
+def test_a_server_that_never_answers_times_out(
+    make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+    import time
+
+    pytest.importorskip("psycopg")
+    with socket.socket() as silent:  # accepts connections (backlog), never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        monkeypatch.setenv("SHOP_PG_PASSWORD", "pw-not-shown")
+        monkeypatch.setenv("SHOP_PG_PORT", str(silent.getsockname()[1]))
+        monkeypatch.setenv("SHOP_PG_DB", "silent")
+        root = _project(make_project)
+        yaml_path = root / "defs" / "shop" / "defs.yaml"
+        yaml_path.write_text(yaml_path.read_text().replace("timeout: 20", "timeout: 1"))
+        started = time.monotonic()
+        (error,) = load_defs(root, dev=True).errors
+        assert time.monotonic() - started < 30  # bounded by `timeout`, not by the OS
+    assert "cannot read postgresql+psycopg://postgres:***@127.0.0.1:" in str(error)
+    assert "timeout" in str(error).lower()
