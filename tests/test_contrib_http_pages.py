@@ -119,6 +119,12 @@ class PagedHandler(BaseHTTPRequestHandler):
         cursor = f"c{end}" if end < len(self.server.catalog.items) else None
         self._json(200, {"data": {"tables": self._page(start), "next_cursor": cursor}})
 
+    def _page_number(self, query: dict[str, str]) -> None:
+        number, size = int(query["page"]), int(query["per_page"])
+        pages = -(-len(self.server.catalog.items) // size)
+        body = {"data": {"tables": self._page((number - 1) * size, size)}, "pages": pages}
+        self._json(200, body)
+
     def _offset(self, query: dict[str, str]) -> None:
         start, size = int(query["offset"]), int(query.get("limit", "30"))
         total = len(self.server.catalog.items)
@@ -161,6 +167,7 @@ PAGINATION = {
     "link_header": "{kind: link_header}",
     "cursor": "{kind: cursor, cursor_path: data.next_cursor}",
     "offset": "{kind: offset, page_size: 100, total_path: total}",
+    "page_number": "{kind: page_number, page_size: 100, limit_param: per_page, total_pages_path: pages}",
 }
 
 OAUTH2 = """

@@ -1,7 +1,7 @@
 """Pagination of JSON APIs: from one page of a catalog to the next.
 
 :class:`Pagination` is the ``pagination:`` attribute of
-:class:`~defstate.contrib.http.HttpCatalogComponent`. Four styles real APIs use:
+:class:`~defstate.contrib.http.HttpCatalogComponent`. The styles real APIs use:
 
 ``next_link``
     The body names the next page's URL (absolute or relative) at ``next_path``
@@ -14,6 +14,10 @@
 ``offset``
     Requests carry ``offset_param`` (and ``limit_param=page_size``); the offset grows by the
     number of items received. An empty page, or ``total_path``'s total reached, is the end.
+``page_number``
+    Requests carry ``page_param`` (``first_page``, then one more each time; and
+    ``limit_param=page_size``). An empty page, or ``total_pages_path``'s count reached, is
+    the end.
 
 A catalog larger than ``max_pages`` pages fails the refresh (it is never cut off silently),
 and so does a page that points back to a page already fetched (a loop). Next links must stay
@@ -33,7 +37,7 @@ from defstate.contrib.json_paths import MISSING, is_field_path, lookup
 from defstate.contrib.urls import origin, redact_url, with_query
 from defstate.errors import AttributeValueError, TerminalRefreshError
 
-PaginationKind = Literal["none", "next_link", "link_header", "cursor", "offset"]
+PaginationKind = Literal["none", "next_link", "link_header", "cursor", "offset", "page_number"]
 
 # `<url>; rel="next"; ...` entries of a Link header (commas inside <...> are part of the URL)
 _LINK: Final = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]*)*)")
@@ -57,12 +61,18 @@ class Pagination:
     """``cursor``: the query parameter the cursor is sent in."""
     offset_param: str = "offset"
     """``offset``: the query parameter of the first item's position."""
+    page_param: str = "page"
+    """``page_number``: the query parameter of the page number."""
+    first_page: int = 1
+    """``page_number``: the number of the first page."""
     limit_param: str | None = "limit"
-    """``offset``: the query parameter of the page size (``None``: not sent)."""
+    """``offset``, ``page_number``: the query parameter of the page size (``None``: not sent)."""
     page_size: int | None = None
-    """``offset``: the items asked for per page (sent as ``limit_param``)."""
+    """``offset``, ``page_number``: the items asked for per page (sent as ``limit_param``)."""
     total_path: str | None = None
     """``offset``: optional field path of the total number of items."""
+    total_pages_path: str | None = None
+    """``page_number``: optional field path of the number of pages."""
     max_pages: int = 1000
     """More pages than this fail the refresh: a runaway API, or a limit to raise."""
 
@@ -76,7 +86,7 @@ class Pagination:
             found.append((("max_pages",), "max_pages must be at least 1"))
         if self.page_size is not None and self.page_size < 1:
             found.append((("page_size",), "page_size must be at least 1"))
-        for name in ("next_path", "cursor_path", "total_path"):
+        for name in ("next_path", "cursor_path", "total_path", "total_pages_path"):
             path = getattr(self, name)
             if path is not None and not is_field_path(path):
                 found.append(((name,), f"{path!r} is not a dotted field path"))
@@ -89,9 +99,11 @@ class Pagination:
 
     def first_url(self, url: str) -> str:
         """The URL of the first page."""
-        if self.kind != "offset":
-            return url
-        return with_query(url, self._offset_query(0))
+        if self.kind == "offset":
+            return with_query(url, self._sized({self.offset_param: "0"}))
+        if self.kind == "page_number":
+            return with_query(url, self._sized({self.page_param: str(self.first_page)}))
+        return url
 
     def next_url(
         self,
@@ -121,21 +133,32 @@ class Pagination:
             if cursor is MISSING or cursor in (None, ""):
                 return None
             return with_query(first, {self.cursor_param: str(cursor)})
+        if self.kind == "page_number":
+            return self._next_page_number(current, document, items)
         return self._next_offset(current, document, items)
 
     def _next_offset(self, current: str, document: Any, items: Sequence[Any]) -> str | None:
         if not items:
             return None
-        offset = int(dict(parse_qsl(urlsplit(current).query)).get(self.offset_param, "0") or 0)
-        offset += len(items)
+        offset = _query_int(current, self.offset_param, 0) + len(items)
         if self.total_path is not None:
             total = lookup(document, self.total_path)
             if total is not MISSING and isinstance(total, int) and offset >= total:
                 return None
-        return with_query(current, self._offset_query(offset))
+        return with_query(current, self._sized({self.offset_param: str(offset)}))
 
-    def _offset_query(self, offset: int) -> dict[str, str]:
-        query = {self.offset_param: str(offset)}
+    def _next_page_number(self, current: str, document: Any, items: Sequence[Any]) -> str | None:
+        if not items:
+            return None
+        number = _query_int(current, self.page_param, self.first_page) + 1
+        if self.total_pages_path is not None:
+            pages = lookup(document, self.total_pages_path)
+            last = self.first_page + pages - 1 if isinstance(pages, int) else None
+            if last is not None and number > last:
+                return None
+        return with_query(current, self._sized({self.page_param: str(number)}))
+
+    def _sized(self, query: dict[str, str]) -> dict[str, str]:
         if self.limit_param and self.page_size:
             query[self.limit_param] = str(self.page_size)
         return query
@@ -148,6 +171,14 @@ class Pagination:
                 f"{redact_url(first)}; credentials are sent only to the catalog's origin"
             )
         return target
+
+
+def _query_int(url: str, name: str, default: int) -> int:
+    value = dict(parse_qsl(urlsplit(url).query)).get(name)
+    try:
+        return int(value) if value else default
+    except ValueError:
+        raise PaginationError(f"query parameter {name}={value!r} is not a number") from None
 
 
 def next_from_link_header(value: str) -> str | None:
