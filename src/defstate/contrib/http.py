@@ -27,7 +27,7 @@ A ``defs.yaml`` entry::
         metadata:
           row_count: stats.rows    # metadata name -> field path
       pagination:                  # optional: see defstate.contrib.http_pagination
-        kind: cursor               # none | next_link | link_header | cursor | offset
+        kind: cursor               # none|next_link|link_header|cursor|offset|page_number
         cursor_path: data.next_cursor
         max_pages: 1000
       oauth2: {token_url: ..., client_id: ..., client_secret: ...}  # see defstate.contrib.oauth2
