@@ -280,31 +280,10 @@ def test_json_output_survives_components_that_print(
 def test_refresh_shows_live_progress_on_a_terminal(
     make_project: ProjectFactory, counter_dir: Path
 ) -> None:
-    import os
-    import pty
+    from terminal import run_on_terminal
 
     root = _project(make_project, counter_dir)
-    primary, secondary = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "defstate", "state", "refresh"],
-        cwd=root,
-        env=subprocess_env({"COLUMNS": "100", "TERM": "xterm"}),
-        stdin=secondary,
-        stdout=secondary,
-        stderr=secondary,
-    )
-    os.close(secondary)
-    output = b""
-    while True:
-        try:
-            chunk = os.read(primary, 4096)
-        except OSError:  # the terminal closed: the process is done
-            break
-        if not chunk:
-            break
-        output += chunk
-    assert process.wait(timeout=60) == 0
-    os.close(primary)
-    text = output.decode(errors="replace")
+    code, text = run_on_terminal("state", "refresh", cwd=root, columns=100)
+    assert code == 0
     assert "(refreshing)" in text or "(done)" in text  # the live display drew the keys
     assert "refreshed List[api]" in text and "refreshed List[crm]" in text

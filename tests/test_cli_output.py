@@ -231,3 +231,22 @@ def test_check_catches_unmatched_schedule_patterns_and_probes_storage(
     (storage,) = json.loads(probed.stdout)["storage"]
     assert storage["ok"] is False and storage["storage"] == "s3://bucket/prefix"
     assert storage["error"]
+
+
+def test_shell_completion_offers_commands_and_state_keys(
+    make_project: ProjectFactory, counter_dir: Path
+) -> None:
+    root = _graph_project(make_project, counter_dir)
+
+    def complete(words: str) -> list[str]:
+        env = {
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split(" ")) - 1),
+            "_DEFSTATE_COMPLETE": "bash_complete",
+        }
+        done = run_cli(cwd=root, env=env)
+        return [line.split(",", 1)[1] for line in done.stdout.splitlines()]
+
+    assert "state" in complete("defstate st")
+    assert complete("defstate state history List[a") == ["List[api]"]
+    assert complete("defstate state refresh --key ") == ["List[api]", "List[crm]"]

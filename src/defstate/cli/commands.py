@@ -40,6 +40,8 @@ from defstate.state_storage.state_info import StateInfo
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from click.shell_completion import CompletionItem
+
     from defstate.loader.discovery import LoadProblem
     from defstate.loader.load import LoadResult
     from defstate.selection import AssetSelection
@@ -62,6 +64,20 @@ def read_state_info(path: Path | None) -> StateInfo | None:
         raise click.UsageError(f"cannot read state info {path}: {exc.strerror}") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise click.UsageError(f"{path} is not a defstate state info document: {exc}") from None
+
+
+def complete_state_keys(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """Shell completion of KEY arguments: the project's state keys."""
+    from click.shell_completion import CompletionItem
+
+    project_dir = ctx.find_root().params.get("project")
+    try:
+        keys = open_project(project_dir).keys
+    except Exception:  # completion must never fail loudly
+        return []
+    return [CompletionItem(key) for key in keys if key.startswith(incomplete)]
 
 
 def _selection(text: str | None) -> AssetSelection | None:
@@ -291,6 +307,7 @@ def _refresh_options(func: click.decorators.FC) -> click.decorators.FC:
         "--defs-state-key",
         "keys",
         multiple=True,
+        shell_complete=complete_state_keys,
         help="Only this state key or glob pattern (repeatable; default: every key).",
     )(func)
     func = click.option(
@@ -309,7 +326,7 @@ def state_group() -> None:
 
 
 @state_group.command("refresh")
-@click.argument("key_args", metavar="[KEY]...", nargs=-1)
+@click.argument("key_args", metavar="[KEY]...", nargs=-1, shell_complete=complete_state_keys)
 @_refresh_options
 @pass_state
 @handle_errors
@@ -436,7 +453,7 @@ utils_group.add_command(state_refresh, "refresh-defs-state")
 
 
 @state_group.command("history")
-@click.argument("key")
+@click.argument("key", shell_complete=complete_state_keys)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @_WIDE
@@ -472,15 +489,7 @@ def schedule_ls(state: CliState, as_json: bool) -> None:
 
     config = load_project_config(state.project)
     now = datetime.now(UTC)
-    rows = [
-        {
-            "name": s.name,
-            "cron": s.settings.cron,
-            "keys": s.settings.keys,
-            "next_run": s.next_run(now).isoformat(),
-        }
-        for s in load_schedules(config).values()
-    ]
+    rows = [s.to_json_dict(now) for s in load_schedules(config).values()]
     if as_json:
         click.echo(json_dumps({"schedules": rows}))
         return
@@ -545,7 +554,7 @@ def state_ls(state: CliState, as_json: bool, wide: bool) -> None:
 
 
 @state_group.command("show")
-@click.argument("key")
+@click.argument("key", shell_complete=complete_state_keys)
 @click.option("--version", help="A stored version or a unique prefix (default: the latest).")
 @pass_state
 @handle_errors
@@ -558,7 +567,7 @@ def state_show(state: CliState, key: str, version: str | None) -> None:
 
 
 @state_group.command("diff")
-@click.argument("key")
+@click.argument("key", shell_complete=complete_state_keys)
 @click.argument("old", required=False)
 @click.argument("new", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -592,7 +601,7 @@ def state_diff(state: CliState, key: str, old: str | None, new: str | None, as_j
 
 
 @state_group.command("rollback")
-@click.argument("key")
+@click.argument("key", shell_complete=complete_state_keys)
 @click.argument("version")
 @pass_state
 @handle_errors

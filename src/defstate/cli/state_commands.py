@@ -8,12 +8,12 @@ from pathlib import Path
 import click
 
 from defstate.cli.app import CliState, handle_errors, json_dumps, pass_state
-from defstate.cli.commands import read_state_info, state_group
+from defstate.cli.commands import complete_state_keys, read_state_info, state_group
 from defstate.text import plural
 
 
 @state_group.command("verify")
-@click.argument("keys", metavar="[KEY]...", nargs=-1)
+@click.argument("keys", metavar="[KEY]...", nargs=-1, shell_complete=complete_state_keys)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
 @handle_errors
@@ -37,7 +37,7 @@ def state_verify(state: CliState, keys: tuple[str, ...], as_json: bool) -> None:
 
 
 @state_group.command("pull")
-@click.argument("keys", metavar="[KEY]...", nargs=-1)
+@click.argument("keys", metavar="[KEY]...", nargs=-1, shell_complete=complete_state_keys)
 @click.option(
     "--state-info",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -47,6 +47,15 @@ class Schedule:
         value: datetime = croniter(self.settings.cron, after).get_next(datetime)
         return value
 
+    def to_json_dict(self, now: datetime) -> dict[str, Any]:
+        """``name``, ``cron``, ``keys`` and the ISO 8601 ``next_run`` after ``now``."""
+        return {
+            "name": self.name,
+            "cron": self.settings.cron,
+            "keys": self.settings.keys,
+            "next_run": self.next_run(now).isoformat(),
+        }
+
     @property
     def options(self) -> RefreshOptions:
         return RefreshOptions(

@@ -57,13 +57,5 @@ def describe_schedules(location: CodeLocation) -> dict[str, Any]:
     except DefstateError as exc:
         return {"running": not location.dev, "error": str(exc), "schedules": []}
     now = datetime.now(UTC)
-    rows = [
-        {
-            "name": s.name,
-            "cron": s.settings.cron,
-            "keys": s.settings.keys,
-            "next_run": s.next_run(now).isoformat(),
-        }
-        for s in schedules.values()
-    ]
+    rows = [s.to_json_dict(now) for s in schedules.values()]
     return {"running": not location.dev, "error": None, "schedules": rows}
