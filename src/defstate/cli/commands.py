@@ -25,6 +25,7 @@ from defstate.cli.render import (
     render_refresh_results,
 )
 from defstate.components.policies import RefreshGuard, RetryPolicy
+from defstate.errors import DefstateError
 from defstate.loader.gc_pause import paused_gc
 from defstate.loader.load import (
     RefreshReport,
@@ -529,7 +530,12 @@ def state_ls(state: CliState, as_json: bool, wide: bool) -> None:
     from defstate.loader.state_tools import orphan_keys
 
     rows = list_state(state.project)
-    orphans = orphan_keys(state.project)
+    orphans = []
+    orphan_error = None
+    try:
+        orphans = orphan_keys(state.project)
+    except DefstateError as exc:  # the rows already say what is wrong with each key
+        orphan_error = exc.message
     if as_json:
         click.echo(
             json_dumps(
@@ -546,7 +552,9 @@ def state_ls(state: CliState, as_json: bool, wide: bool) -> None:
                 f"orphan {orphan.key}  (in {orphan.storage}, used by no component: "
                 "`defstate state gc --orphans` deletes it)"
             )
-    if any(r.error for r in rows):
+    if orphan_error is not None:
+        click.echo(f"error: cannot list orphan keys: {orphan_error}", err=True)
+    if any(r.error for r in rows) or orphan_error is not None:
         for row in rows:
             if row.error:
                 click.echo(f"error: [{row.key}] {row.error}", err=True)
