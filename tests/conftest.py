@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -71,3 +71,12 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> Iterator[None]:
+    """Secrets a test registered (values of its env templates) are not masked in later tests."""
+    yield
+    from defstate.redaction import forget_secrets
+
+    forget_secrets()

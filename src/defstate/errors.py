@@ -113,7 +113,18 @@ class DefsYamlError(ProjectError):
 
 
 class TemplateError(DefsYamlError, ValueError):
-    """A ``{{ }}`` template that cannot be expanded (unknown expression, unset variable)."""
+    """``{{ }}`` templates that cannot be expanded (unknown expression, unset variable);
+    ``problems`` lists each one (every unset variable is reported, not only the first)."""
+
+    def __init__(
+        self,
+        message: str,
+        location: SourceLocation | None = None,
+        *,
+        problems: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message, location)
+        self.problems = problems or (message,)
 
 
 class ComponentTypeError(ProjectError, LookupError):
@@ -141,7 +152,7 @@ class StateStorageError(DefstateError):
 
 
 class InvalidStateKeyError(StateStorageError, ValueError):
-    """A state key that cannot be stored (empty or not a string)."""
+    """A state key that cannot be stored: empty, not a string, not valid Unicode, too long."""
 
 
 class StateIntegrityError(StateStorageError):

@@ -15,6 +15,8 @@ import attrs
 import click
 
 from defstate.errors import DefstateError
+from defstate.redaction import redact_data, redact_standard_streams
+from defstate.user_code import describe_exception
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -28,6 +30,13 @@ class CliState:
 
     project: Path | None
     debug: bool
+
+
+def debug_enabled() -> bool:
+    """Whether the running command got ``--debug`` (tracebacks into the user's code)."""
+    ctx = click.get_current_context(silent=True)
+    options = ctx.find_object(CliState) if ctx is not None else None
+    return options is not None and options.debug
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -89,7 +98,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except Exception as exc:
             if debug:
                 raise
-            fail(f"{type(exc).__name__}: {exc} (run with --debug for a traceback)")
+            fail(f"{describe_exception(exc)} (run with --debug for a traceback)")
         raise AssertionError("unreachable")
 
     return wrapper
@@ -98,7 +107,18 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
 pass_state = click.make_pass_decorator(CliState)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _RootGroup(click.Group):
+    """The root group: ``--debug`` is accepted after the sub-command too
+    (``defstate state refresh --debug``), anywhere before a ``--``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        end = args.index("--") if "--" in args else len(args)
+        if "--debug" in args[:end]:
+            args = ["--debug", *(a for i, a in enumerate(args) if i >= end or a != "--debug")]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--project",
     type=click.Path(file_okay=False, path_type=Path),
@@ -106,11 +126,17 @@ pass_state = click.make_pass_decorator(CliState)
     help="Project folder (default: walk up from the current folder to a pyproject.toml "
     "with [tool.defstate]).",
 )
-@click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Show Python tracebacks for errors, into the components' code (before or after the "
+    "sub-command).",
+)
 @click.version_option(package_name="defstate")
 @click.pass_context
 def cli(ctx: click.Context, project: Path | None, debug: bool) -> None:
     """defstate: state-backed components."""
+    redact_standard_streams()  # everything this process prints is redacted
     ctx.obj = CliState(project=project, debug=debug)
 
 
@@ -119,6 +145,7 @@ def json_dumps(data: Any) -> str:
     several times slower on large projects)."""
     import json
 
+    data = redact_data(data)  # before encoding: a secret is masked in every form JSON gives it
     if sys.stdout.isatty():
         return json.dumps(data, indent=2)
     return json.dumps(data, separators=(",", ":"))

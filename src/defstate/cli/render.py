@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from defstate.cli.app import debug_enabled
 from defstate.loader.discovery import LoadProblem
 from defstate.loader.refresh import RefreshResult
 from defstate.text import plural
@@ -98,9 +99,13 @@ def relative_to_project(error: LoadProblem, root: Path | None) -> LoadProblem:
 def print_errors(
     errors: Sequence[LoadProblem], root: Path | None = None, prefix: str = "error"
 ) -> None:
-    """One ``error:`` line per problem, on stderr, with paths relative to ``root``."""
+    """One ``error:`` line per problem, on stderr, with paths relative to ``root``
+    (and, with ``--debug``, the traceback into the user's code)."""
+    debug = debug_enabled()
     for error in errors:
         click.echo(f"{prefix}: {relative_to_project(error, root)}", err=True)
+        if debug and error.traceback:
+            click.echo(error.traceback.rstrip("\n"), err=True)
 
 
 def exit_on_errors(errors: Sequence[LoadProblem], root: Path | None = None) -> None:
@@ -216,6 +221,8 @@ def render_refresh_results(results: Sequence[RefreshResult]) -> None:
                 f"{result.seconds:.2f}s ({plural(result.attempts, 'attempt')}): {result.error}",
                 err=True,
             )
+            if result.traceback and debug_enabled():
+                click.echo(result.traceback.rstrip("\n"), err=True)
 
 
 def render_history(history: StateHistory, wide: bool = False) -> None:

@@ -13,6 +13,7 @@ from defstate.cli.app import CliState, cli, handle_errors, pass_state
 from defstate.errors import DefstateError, UsageError
 from defstate.loader.gc_pause import paused_gc
 from defstate.loader.project import load_project_config
+from defstate.redaction import install_log_redaction
 from defstate.state_storage.state_info import StateInfo
 
 
@@ -51,6 +52,7 @@ def _run_location(
     from defstate.server.poller import poll_for_new_state
 
     configure_logging(log_level, log_format)
+    install_log_redaction()
     config = load_project_config(state.project)
     root = config.root
     _check_port(host, port)  # a busy port fails now, not after the first load

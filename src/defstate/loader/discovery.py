@@ -18,10 +18,14 @@ from defstate.errors import (
     ComponentTypeError,
     DefstateError,
     DefsYamlError,
+    InvalidStateKeyError,
     SourceLocation,
 )
 from defstate.loader.project import ProjectConfig
-from defstate.loader.yaml_source import YamlDocument, load_yaml_documents, render_templates
+from defstate.loader.yaml_source import YamlDocument, read_yaml_file, render_templates
+from defstate.redaction import redact, redact_optional
+from defstate.state_storage.keys import encode_key
+from defstate.user_code import describe_exception, format_traceback
 
 DEFS_YAML = "defs.yaml"
 _ENTRY_KEYS = frozenset({"type", "attributes"})
@@ -36,25 +40,35 @@ class LoadProblem:
     still returns what it could build.
     """
 
-    message: str
+    # every text is redacted: an error may quote a secret (also one a component raised)
+    message: str = attrs.field(converter=redact)
     location: SourceLocation | None = None
-    component: str | None = None
-    key: str | None = None
+    component: str | None = attrs.field(default=None, converter=redact_optional)
+    key: str | None = attrs.field(default=None, converter=redact_optional)
     kind: str = "error"  # "refresh": a refresh failed and the previous state was used
+    # the traceback into the user's code when a component raised (shown by --debug)
+    traceback: str | None = attrs.field(default=None, eq=False, repr=False)
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> LoadProblem:
         if isinstance(exc, DefstateError):
             return cls(exc.message, exc.location)
-        return cls(f"{type(exc).__name__}: {exc}")
+        return cls(describe_exception(exc), traceback=format_traceback(exc))
 
     @classmethod
     def for_instance(
         cls, instance: ComponentInstance[Component], exc: BaseException
     ) -> LoadProblem:
         """``exc``, raised for ``instance`` or for its key (its storage, its state)."""
-        message = exc.message if isinstance(exc, DefstateError) else f"{type(exc).__name__}: {exc}"
-        return cls(message, instance.location, instance.source, instance.state_key)
+        if isinstance(exc, DefstateError):
+            return cls(exc.message, instance.location, instance.source, instance.state_key)
+        return cls(
+            describe_exception(exc),
+            instance.location,
+            instance.source,
+            instance.state_key,
+            traceback=format_traceback(exc),
+        )
 
     def relative_to(self, root: Path | None) -> LoadProblem:
         """This problem with its file relative to the project ``root`` (how paths are shown)."""
@@ -191,7 +205,14 @@ def instantiate(config: ProjectConfig, document: YamlDocument) -> ComponentInsta
         raise DefsYamlError(
             f"{type_name}: {exc.message}", document.location(("attributes", *exc.path))
         ) from None
-    return ComponentInstance(component, type_name, context, where, attributes)
+    instance = ComponentInstance(component, type_name, context, where, attributes)
+    if instance.state_key is not None:
+        try:
+            encode_key(instance.state_key)
+        except InvalidStateKeyError as exc:
+            key_path = ("attributes", "defs_state", "key")
+            raise DefsYamlError(exc.message, document.location(key_path)) from None
+    return instance
 
 
 @attrs.frozen
@@ -216,12 +237,9 @@ def discover_components(config: ProjectConfig) -> DiscoveredComponents:
         )
         return DiscoveredComponents((), tuple(errors))
     for path in find_defs_yaml_files(config.defs_dir):
-        try:
-            documents = load_yaml_documents(path)
-        except DefstateError as exc:
-            errors.append(LoadProblem.from_exception(exc))
-            continue
-        for document in documents:
+        loaded = read_yaml_file(path)
+        errors.extend(LoadProblem.from_exception(exc) for exc in loaded.errors)
+        for document in loaded.documents:
             try:
                 instances.append(instantiate(config, document))
             except Exception as exc:  # a bad entry, or a component's own code failed
@@ -236,5 +254,7 @@ def _construction_problem(
     if isinstance(exc, DefstateError) and exc.location is not None:
         return LoadProblem.from_exception(exc)
     location = document.location(("type",))
-    message = LoadProblem.from_exception(exc).message
-    return LoadProblem(message, location, _label(config, location))
+    problem = LoadProblem.from_exception(exc)
+    return LoadProblem(
+        problem.message, location, _label(config, location), traceback=problem.traceback
+    )

@@ -11,6 +11,7 @@ import attrs
 
 from defstate.errors import ProjectConfigError, SourceLocation, TemplateError
 from defstate.loader.yaml_source import expand_templates, map_strings
+from defstate.redaction import register_credentials
 
 PYPROJECT = "pyproject.toml"
 _KNOWN_KEYS = frozenset(
@@ -138,9 +139,35 @@ def _state_storage_config(
         return None
     if not isinstance(url, str):
         raise ProjectConfigError("[tool.defstate.state_storage] url must be a string", where)
-    try:
-        url = expand_templates(url, root, os.environ)
-        options = map_strings(options, lambda text, _: expand_templates(text, root, os.environ))
-    except TemplateError as exc:
-        raise ProjectConfigError(f"[tool.defstate.state_storage]: {exc}", where) from None
+    problems: list[str] = []
+
+    def expand(text: str, _: object = None) -> str:
+        try:
+            return expand_templates(text, root, os.environ)
+        except TemplateError as exc:
+            problems.extend(exc.problems)
+            return text
+
+    url = expand(url)
+    options = map_strings(options, expand)
+    if problems:
+        raise ProjectConfigError(f"[tool.defstate.state_storage]: {'; '.join(problems)}", where)
+    _reject_userinfo(url, where)
+    register_credentials(options)
     return StateStorageConfig(url=url, storage_options=options)
+
+
+def _reject_userinfo(url: str, where: SourceLocation) -> None:
+    """``scheme://user:password@host/...``: credentials belong in storage_options, and
+    fsspec would take a ``file://`` URL's user part as a folder name."""
+    from urllib.parse import urlsplit
+
+    netloc = urlsplit(url).netloc
+    if "@" in netloc:
+        host = netloc.rpartition("@")[2]
+        shown = f"{url.split('://', 1)[0]}://***@{host}" if "://" in url else "***"
+        raise ProjectConfigError(
+            f"[tool.defstate.state_storage] url {shown}... must not contain user:password@ "
+            "(put credentials in [tool.defstate.state_storage.storage_options])",
+            where,
+        )

@@ -30,6 +30,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from defstate.errors import DefstateError, UnknownStateKeyError, UsageError
+from defstate.redaction import redact_bytes, secret_values
 from defstate.selection import SelectionSyntaxError
 from defstate.server.guard import ActionGuard, check_same_origin
 from defstate.server.location import CodeLocation
@@ -68,6 +69,47 @@ class BodyLimit:
             return message
 
         await self.app(scope, bounded_receive, send)
+
+
+class RedactResponses:
+    """Mask every registered secret in every response body (JSON, HTML, server-sent events).
+
+    Load documents are already redacted by the worker that expanded the templates; this
+    covers what the server process adds (health, reload errors, history, state panel).
+    Bodies compressed ahead (``Content-Encoding`` set) come from those load documents and
+    pass as they are."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not secret_values():
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        encoded = False
+
+        async def redacting_send(message: Message) -> None:
+            nonlocal start, encoded
+            if message["type"] == "http.response.start":
+                encoded = any(k.lower() == b"content-encoding" for k, _ in message["headers"])
+                if not encoded:
+                    start = message  # sent with the first body: its length may change
+                    return
+            elif message["type"] == "http.response.body" and not encoded:
+                body = redact_bytes(message.get("body", b""))
+                if start is not None:
+                    headers = [
+                        (k, v) for k, v in start["headers"] if k.lower() != b"content-length"
+                    ]
+                    if not message.get("more_body", False):
+                        headers.append((b"content-length", str(len(body)).encode()))
+                    await send({**start, "headers": headers})
+                    start = None
+                message = {**message, "body": body}
+            await send(message)
+
+        await self.app(scope, receive, redacting_send)
 
 
 def _too_large(limit: int) -> Response:
@@ -382,6 +424,7 @@ def create_app(location: CodeLocation, guard: ActionGuard) -> Starlette:
             Middleware(BodyLimit),
             # /defs is compressed once per load (it sets Content-Encoding, so this skips it)
             Middleware(GZipMiddleware, minimum_size=1024, compresslevel=6),
+            Middleware(RedactResponses),  # innermost: it sees bodies before compression
         ],
         exception_handlers={HTTPException: _json_errors},
     )

@@ -24,6 +24,7 @@ import attrs
 from defstate.errors import WorkerError
 from defstate.loader.gc_pause import paused_gc
 from defstate.loader.load import LoadResult, load_defs
+from defstate.redaction import redact_data
 from defstate.state_storage.state_info import StateInfo
 
 
@@ -49,7 +50,8 @@ def load_document(
         document["fingerprints"] = dict(result.fingerprints)
         document["refreshes"] = [r.to_json_dict() for r in result.refreshes]
     document["seconds"] = round(time.perf_counter() - start, 3)
-    return document
+    # this process expanded the templates, so it knows the secrets the server never sees
+    return redact_data(document)  # type: ignore[no-any-return]
 
 
 @attrs.frozen

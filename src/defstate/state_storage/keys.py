@@ -13,6 +13,11 @@ Rule (a compatibility promise, documented in the README):
 
 The mapping is injective: percent-encoding is, and the ``+`` marker makes a chunk boundary
 impossible to confuse with a key that happens to fit in one chunk.
+
+Limit: the encoded key has at most 900 characters (``MAX_ENCODED_KEY_LENGTH``; a character of
+the safe set counts 1, every other UTF-8 byte 3), so that a key's objects stay within object
+stores' 1024-byte names and local paths within ``PATH_MAX``. A key must be valid Unicode text:
+a lone surrogate (``"\\ud800"``) cannot be encoded. Both raise ``InvalidStateKeyError``.
 """
 
 from __future__ import annotations
@@ -25,13 +30,33 @@ _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 _HEX = frozenset("0123456789abcdefABCDEF")
 _CHUNK = 200
 _CONTINUED = "+"
+MAX_ENCODED_KEY_LENGTH = 900
+
+
+def _shown(key: str) -> str:
+    return repr(key) if len(key) <= 40 else repr(key[:40]) + "..."
 
 
 def encode_key(key: str) -> PurePosixPath:
     """Return the relative directory path for ``key`` (one or more parts)."""
     if not isinstance(key, str) or not key:
-        raise InvalidStateKeyError(f"a state key must be a non-empty string, got {key!r}")
-    encoded = "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in key.encode("utf-8"))
+        shown = _shown(key) if isinstance(key, str) else type(key).__name__
+        raise InvalidStateKeyError(f"a state key must be a non-empty string, got {shown}")
+    try:
+        raw = key.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidStateKeyError(
+            f"state key {_shown(key)} is not valid Unicode text (a lone surrogate at "
+            f"character {exc.start})"
+        ) from None
+    length = sum(1 if b in _SAFE else 3 for b in raw)
+    if length > MAX_ENCODED_KEY_LENGTH:
+        raise InvalidStateKeyError(
+            f"state key {_shown(key)} is too long: {length} characters encoded, the limit is "
+            f"{MAX_ENCODED_KEY_LENGTH} (characters outside A-Z a-z 0-9 _ - [ ] count 3 per "
+            "UTF-8 byte)"
+        )
+    encoded = "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in raw)
     chunks = [encoded[i : i + _CHUNK] for i in range(0, len(encoded), _CHUNK)]
     parts = [chunk + _CONTINUED for chunk in chunks[:-1]] + [chunks[-1]]
     return PurePosixPath(*parts)
@@ -46,7 +71,7 @@ def decode_key(path: PurePosixPath | str) -> str:
     for index, part in enumerate(parts):
         last = index == len(parts) - 1
         if last == part.endswith(_CONTINUED):
-            raise InvalidStateKeyError(f"{path!s} is not an encoded state key")
+            raise InvalidStateKeyError(f"{_shown(str(path))} is not an encoded state key")
         text += part if last else part[: -len(_CONTINUED)]
     raw = bytearray()
     i = 0
@@ -55,18 +80,18 @@ def decode_key(path: PurePosixPath | str) -> str:
         if char == "%":
             digits = text[i + 1 : i + 3]
             if len(digits) != 2 or not all(c in _HEX for c in digits):
-                raise InvalidStateKeyError(f"{path!s} is not an encoded state key")
+                raise InvalidStateKeyError(f"{_shown(str(path))} is not an encoded state key")
             raw.append(int(digits, 16))
             i += 3
         elif ord(char) < 128 and ord(char) in _SAFE:
             raw.append(ord(char))
             i += 1
         else:
-            raise InvalidStateKeyError(f"{path!s} is not an encoded state key")
+            raise InvalidStateKeyError(f"{_shown(str(path))} is not an encoded state key")
     try:
         key = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise InvalidStateKeyError(f"{path!s} is not an encoded state key") from None
+        raise InvalidStateKeyError(f"{_shown(str(path))} is not an encoded state key") from None
     if encode_key(key) != PurePosixPath(path):
-        raise InvalidStateKeyError(f"{path!s} is not an encoded state key")
+        raise InvalidStateKeyError(f"{_shown(str(path))} is not an encoded state key")
     return key

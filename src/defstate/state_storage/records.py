@@ -10,6 +10,8 @@ from typing import Any
 
 import attrs
 
+from defstate.redaction import redact_optional
+
 
 def _strings(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(values)  # a list when read back from JSON
@@ -30,7 +32,7 @@ class RefreshRecord:
     finished_at: str
     attempts: int
     status: str
-    error: str | None = None
+    error: str | None = attrs.field(default=None, converter=redact_optional)  # never a secret
     version: str | None = None
     bytes: int | None = None
     warnings: tuple[str, ...] = attrs.field(default=(), converter=_strings)

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 from defstate.components.state_backed import StateBackedComponent
 from defstate.errors import RefreshTimeoutError
+from defstate.redaction import adopt_secrets, secret_values
+from defstate.user_code import annotate, describe_exception
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -31,7 +33,7 @@ def write_state(component: StateBackedComponent, state_path: Path, timeout: floa
     elif timeout is not None:
         _write_in_own_process(component, state_path, timeout)
     else:
-        _process_pool().submit(_write_state, component, state_path).result()
+        _process_pool().submit(_write_state, component, state_path, secret_values()).result()
 
 
 def _call_with_timeout(func: Callable[[], object], timeout: float | None) -> None:
@@ -84,9 +86,19 @@ async def _await(awaitable: Awaitable[object], timeout: float | None) -> None:
         ) from None
 
 
-def _write_state(component: StateBackedComponent, state_path: Path) -> None:
-    """``write_state_to_path`` in a worker process (a top-level function: it is pickled)."""
-    _complete(component.write_state_to_path(state_path), None)
+def _write_state(
+    component: StateBackedComponent, state_path: Path, secrets: frozenset[str]
+) -> None:
+    """``write_state_to_path`` in a worker process (a top-level function: it is pickled).
+
+    ``secrets`` are the parent's: what the child prints and raises is redacted too, and an
+    exception keeps where it was raised (its traceback is not pickled)."""
+    adopt_secrets(secrets)
+    try:
+        _complete(component.write_state_to_path(state_path), None)
+    except BaseException as exc:
+        annotate(exc)
+        raise
 
 
 _PROCESS_POOL: ProcessPoolExecutor | None = None
@@ -110,17 +122,20 @@ def _process_pool() -> ProcessPoolExecutor:
 
 
 def _write_state_and_report(
-    component: StateBackedComponent, state_path: Path, connection: Connection
+    component: StateBackedComponent,
+    state_path: Path,
+    connection: Connection,
+    secrets: frozenset[str],
 ) -> None:
     """Child side of :func:`_write_in_own_process`: report success or the error."""
     try:
-        _write_state(component, state_path)
+        _write_state(component, state_path, secrets)
         connection.send(None)
     except BaseException as exc:
         try:
             connection.send(exc)
         except Exception:  # not picklable: send its text
-            connection.send(RuntimeError(f"{type(exc).__name__}: {exc}"))
+            connection.send(RuntimeError(describe_exception(exc)))
 
 
 def _write_in_own_process(
@@ -133,7 +148,9 @@ def _write_in_own_process(
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(
-        target=_write_state_and_report, args=(component, state_path, sender), daemon=True
+        target=_write_state_and_report,
+        args=(component, state_path, sender, secret_values()),
+        daemon=True,
     )
     process.start()
     sender.close()

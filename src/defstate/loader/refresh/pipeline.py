@@ -38,6 +38,7 @@ from defstate.state_storage.base import StateStorage, require_written
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.records import RefreshRecord
 from defstate.state_storage.state_info import StateVersion, utc_iso
+from defstate.user_code import format_traceback
 
 
 @attrs.frozen
@@ -94,7 +95,11 @@ class _Run:
         return cls(target, options, retry, timeout, options.guard or config.guard)
 
     def result(
-        self, status: RefreshStatus, error: str | None = None, version_id: str | None = None
+        self,
+        status: RefreshStatus,
+        error: str | None = None,
+        version_id: str | None = None,
+        traceback: str | None = None,
     ) -> RefreshResult:
         """The result so far, ending with ``status``."""
         target = self.target
@@ -109,11 +114,17 @@ class _Run:
             attempts=self.attempts,
             version_id=version_id,
             warnings=self.notes.warnings,
+            traceback=traceback,
         )
 
     def finish(self, error: BaseException | None) -> RefreshResult:
-        """The result of a run that raised ``error`` (or nothing)."""
-        return self.result(*outcome(error))
+        """The result of a run that raised ``error`` (or nothing); the traceback of a
+        component's own error is kept for ``--debug``."""
+        status, message = outcome(error)
+        user_error = error is not None and not isinstance(error, DefstateError)
+        return self.result(
+            status, message, traceback=format_traceback(error) if user_error else None
+        )
 
 
 def run_refresh(target: RefreshTarget, options: RefreshOptions | None = None) -> RefreshResult:

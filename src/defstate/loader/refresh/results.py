@@ -8,9 +8,11 @@ from collections.abc import Callable
 import attrs
 
 from defstate.components.policies import RefreshGuard, RetryPolicy
-from defstate.errors import DefstateError, RefreshRejectedError, RefreshTimeoutError
+from defstate.errors import RefreshRejectedError, RefreshTimeoutError
+from defstate.redaction import redact_optional
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.state_info import StateVersion
+from defstate.user_code import describe_exception
 
 
 class RefreshStatus(enum.StrEnum):
@@ -48,11 +50,13 @@ class RefreshResult:
     component: str
     seconds: float
     version: StateVersion | None = None
-    error: str | None = None
+    error: str | None = attrs.field(default=None, converter=redact_optional)
     status: RefreshStatus = RefreshStatus.SUCCEEDED
     attempts: int = 1
     version_id: str | None = None
     warnings: tuple[str, ...] = ()
+    # the traceback into the user's code when the component raised (shown by --debug)
+    traceback: str | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -92,7 +96,7 @@ def outcome(error: BaseException | None) -> tuple[RefreshStatus, str | None]:
     """The status a refresh that raised ``error`` (or nothing) ended with, and its message."""
     if error is None:
         return RefreshStatus.SUCCEEDED, None
-    message = str(error) if isinstance(error, DefstateError) else f"{type(error).__name__}: {error}"
+    message = describe_exception(error)  # redacted; a user's error names where it was raised
     if isinstance(error, RefreshRejectedError):
         return RefreshStatus.REJECTED, message
     if isinstance(error, RefreshTimeoutError):
