@@ -207,6 +207,9 @@ def test_deployed_pex_serves_the_baked_definitions_from_worker_processes(
             document = _get_json(url + path)
             assert [a["key"] for a in document["assets"]] == QUICKSTART_ASSETS, path
             assert document["errors"] == []
+        # the web UI's static files ship inside the package, so inside the PEX too
+        with urllib.request.urlopen(url + "/ui/app.js", timeout=60) as response:
+            assert b"EventSource" in response.read()
         process.terminate()
         assert process.wait(timeout=30) == 0
     finally:

@@ -65,13 +65,24 @@ def _act(
     return status, json.loads(data)
 
 
+def _serve_refreshed(
+    make_project: ProjectFactory,
+    counter_dir: Path,
+    servers: list[Server],
+    env: dict[str, str] | None = None,
+) -> Server:
+    """``defstate serve`` of the two-asset project, its state refreshed first."""
+    root = _project(make_project, counter_dir)
+    assert run_cli("state", "refresh", cwd=root).returncode == 0
+    server = Server(["serve"], cwd=root, env=env)
+    servers.append(server)
+    return server
+
+
 def test_defs_has_etag_and_gzip_and_answers_304(
     make_project: ProjectFactory, counter_dir: Path, servers: list[Server]
 ) -> None:
-    root = _project(make_project, counter_dir)
-    assert run_cli("state", "refresh", cwd=root).returncode == 0
-    server = Server(["serve"], cwd=root)
-    servers.append(server)
+    server = _serve_refreshed(make_project, counter_dir, servers)
 
     status, headers, plain = _request(server, "GET", "/defs")
     assert status == 200 and "content-encoding" not in headers
@@ -98,10 +109,7 @@ def test_defs_has_etag_and_gzip_and_answers_304(
 def test_request_bodies_are_bounded_and_unknown_paths_are_json_404(
     make_project: ProjectFactory, counter_dir: Path, servers: list[Server]
 ) -> None:
-    root = _project(make_project, counter_dir)
-    assert run_cli("state", "refresh", cwd=root).returncode == 0
-    server = Server(["serve"], cwd=root)
-    servers.append(server)
+    server = _serve_refreshed(make_project, counter_dir, servers)
     status, _, body = _request(server, "POST", "/reload", body=b"x" * (1024 * 1024))
     assert status == 413 and "request body over" in json.loads(body)["error"]
     status, _, body = _request(server, "GET", "/nope")
@@ -112,10 +120,7 @@ def test_request_bodies_are_bounded_and_unknown_paths_are_json_404(
 def test_concurrent_clients_and_live_reload_events(
     make_project: ProjectFactory, counter_dir: Path, servers: list[Server]
 ) -> None:
-    root = _project(make_project, counter_dir)
-    assert run_cli("state", "refresh", cwd=root).returncode == 0
-    server = Server(["serve"], cwd=root)
-    servers.append(server)
+    server = _serve_refreshed(make_project, counter_dir, servers)
     parts = urlsplit(server.url)
     # an event stream stays open for as long as the page is: other clients must still be served
     stream = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
@@ -244,10 +249,7 @@ def test_actions_refresh_rollback_diff_through_workers(
 def test_actions_need_same_origin_and_csrf_token(
     make_project: ProjectFactory, counter_dir: Path, servers: list[Server]
 ) -> None:
-    root = _project(make_project, counter_dir)
-    assert run_cli("state", "refresh", cwd=root).returncode == 0
-    server = Server(["serve"], cwd=root)
-    servers.append(server)
+    server = _serve_refreshed(make_project, counter_dir, servers)
     body = b"{}"
     status, _, answer = _request(server, "POST", "/api/actions/reload", body)
     assert status == 403 and "CSRF" in json.loads(answer)["error"]
@@ -269,10 +271,8 @@ def test_actions_need_same_origin_and_csrf_token(
 def test_configured_token_is_required_for_actions(
     make_project: ProjectFactory, counter_dir: Path, servers: list[Server]
 ) -> None:
-    root = _project(make_project, counter_dir)
-    assert run_cli("state", "refresh", cwd=root).returncode == 0
-    server = Server(["serve"], cwd=root, env={"DEFSTATE_UI_TOKEN": "s3cret-token"})
-    servers.append(server)
+    env = {"DEFSTATE_UI_TOKEN": "s3cret-token"}
+    server = _serve_refreshed(make_project, counter_dir, servers, env)
     status, answer = _act(server, "reload", {})
     assert status == 401 and "DEFSTATE_UI_TOKEN" in answer["error"]
     assert _act(server, "reload", {}, {"Authorization": "Bearer wrong"})[0] == 401

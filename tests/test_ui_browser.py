@@ -21,7 +21,8 @@ import pytest
 from conftest import REPO_ROOT, run_cli
 from test_server import Server
 
-pytestmark = pytest.mark.browser
+# a machine without chromium installs it in the first test's setup (apt-get, a minute or two)
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(1200)]
 
 SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
 KEY = "Catalog[warehouse]"

@@ -194,10 +194,11 @@ def serve(
     log_level: str,
     log_format: str,
 ) -> None:
-    """Serve the project's definitions as JSON over HTTP (a code location).
+    """Serve the project's definitions over HTTP (a code location), with a web UI at /.
 
     GET /health, /defs, /components, /state, /worker/defs; POST /reload[?wait=1].
     Runs the project's schedules; a schedule that publishes new state triggers a reload.
+    Needs the serve extra: pip install 'defstate[serve]'.
     """
     _run_location(
         state,

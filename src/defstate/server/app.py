@@ -147,18 +147,31 @@ def _no_load(state: ServerState) -> JSONResponse:
     return JSONResponse({"error": "no load yet", "health": state.location.health()}, 503)
 
 
+def _of_load(
+    endpoint: Callable[[Request, LoadViews], Response],
+) -> Callable[[Request], Response]:
+    """An endpoint answered from the current load (one read: never a mix of two loads), or
+    ``503`` while there is none yet."""
+
+    def answer(request: Request) -> Response:
+        state = _state(request)
+        views = state.views()
+        return _no_load(state) if views is None else endpoint(request, views)
+
+    answer.__name__ = endpoint.__name__
+    answer.__doc__ = endpoint.__doc__
+    return answer
+
+
 # --- the documented JSON API ------------------------------------------------------------
 def health(request: Request) -> JSONResponse:
     body = _state(request).location.health()
     return JSONResponse(body, 200 if body["generation"] is not None else 503)
 
 
-def defs(request: Request) -> Response:
+@_of_load
+def defs(request: Request, views: LoadViews) -> Response:
     """The load's assets, pin and errors; ETag per load and representation, gzip if asked."""
-    state = _state(request)
-    views = state.views()
-    if views is None:
-        return _no_load(state)
     accepts_gzip = "gzip" in request.headers.get("accept-encoding", "")
     body, etag, gzipped = views.defs_representation(accepts_gzip)
     headers = {"ETag": etag, "Vary": "Accept-Encoding", "Cache-Control": "no-cache"}
@@ -173,19 +186,15 @@ def _etags(header: str) -> set[str]:
     return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
 
 
-def components(request: Request) -> JSONResponse:
-    state = _state(request)
-    load = state.location.current
-    if load is None:
-        return _no_load(state)
+@_of_load
+def components(request: Request, views: LoadViews) -> JSONResponse:
+    load = views.load
     return JSONResponse({"generation": load.generation, "components": load.document["components"]})
 
 
-def state_pins(request: Request) -> JSONResponse:
-    state = _state(request)
-    load = state.location.current
-    if load is None:
-        return _no_load(state)
+@_of_load
+def state_pins(request: Request, views: LoadViews) -> JSONResponse:
+    load = views.load
     rows = {
         key: {name: version[name] for name in ("version", "created_at", "management_type")}
         for key, version in load.document["state"].items()
@@ -193,13 +202,11 @@ def state_pins(request: Request) -> JSONResponse:
     return JSONResponse({"generation": load.generation, "state": rows})
 
 
-def worker_defs(request: Request) -> JSONResponse:
-    state = _state(request)
-    load = state.location.current
-    if load is None:
-        return _no_load(state)
+@_of_load
+def worker_defs(request: Request, views: LoadViews) -> JSONResponse:
+    load, location = views.load, _state(request).location
     try:
-        reconstructed = state.location.reconstruct()
+        reconstructed = location.reconstruct()
     except DefstateError as exc:
         return JSONResponse({"error": str(exc)}, 500)
     return JSONResponse({"generation": load.generation, **reconstructed})
@@ -236,11 +243,8 @@ def _int(request: Request, name: str, default: int) -> int:
         raise HTTPException(400, f"{name} must be an integer, not {value!r}") from None
 
 
-def api_assets(request: Request) -> JSONResponse:
-    state = _state(request)
-    views = state.views()
-    if views is None:
-        return _no_load(state)
+@_of_load
+def api_assets(request: Request, views: LoadViews) -> JSONResponse:
     query = request.query_params.get("q", "")
     try:
         found = views.search(query, _int(request, "limit", DEFAULT_SEARCH_LIMIT))
@@ -249,11 +253,8 @@ def api_assets(request: Request) -> JSONResponse:
     return JSONResponse(found)
 
 
-def api_asset(request: Request) -> JSONResponse:
-    state = _state(request)
-    views = state.views()
-    if views is None:
-        return _no_load(state)
+@_of_load
+def api_asset(request: Request, views: LoadViews) -> JSONResponse:
     key = request.query_params.get("key", "")
     asset = views.by_key.get(key)
     if asset is None:
@@ -269,11 +270,8 @@ def api_asset(request: Request) -> JSONResponse:
     )
 
 
-def api_lineage(request: Request) -> JSONResponse:
-    state = _state(request)
-    views = state.views()
-    if views is None:
-        return _no_load(state)
+@_of_load
+def api_lineage(request: Request, views: LoadViews) -> JSONResponse:
     key = request.query_params.get("key", "")
     if key not in views.by_key and key not in views.downstream:
         return JSONResponse({"error": f"no asset {key!r}"}, 404)
