@@ -25,7 +25,14 @@ from defstate.errors import DefstateError, TerminalRefreshError
 from defstate.state_storage import ManagementType, StateInfo, StateVersion
 
 if TYPE_CHECKING:
-    from defstate.loader import LoadProblem, LoadResult, RefreshReport, load_defs, refresh_state
+    from defstate.loader import (
+        LoadProblem,
+        LoadResult,
+        RefreshReport,
+        Shard,
+        load_defs,
+        refresh_state,
+    )
     from defstate.loader.history import StateHistory, state_history
     from defstate.loader.refresh import RefreshOptions
 
@@ -39,6 +46,7 @@ _LAZY = {
     "RefreshReport": "defstate.loader",
     "load_defs": "defstate.loader",
     "refresh_state": "defstate.loader",
+    "Shard": "defstate.loader",
     "RefreshOptions": "defstate.loader.refresh",
     "StateHistory": "defstate.loader.history",
     "state_history": "defstate.loader.history",
@@ -75,6 +83,7 @@ __all__ = [
     "RefreshOptions",
     "RefreshReport",
     "RetryPolicy",
+    "Shard",
     "StateBackedComponent",
     "StateHistory",
     "StateInfo",

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
 
     from defstate.loader.discovery import LoadProblem
+    from defstate.loader.groups import Shard
     from defstate.loader.load import LoadResult
     from defstate.selection import AssetSelection
 
@@ -312,6 +313,12 @@ def _refresh_options(func: click.decorators.FC) -> click.decorators.FC:
         help="Only this state key or glob pattern (repeatable; default: every key).",
     )(func)
     func = click.option(
+        "--shard",
+        metavar="I/N",
+        help="Only share I of N (I from 0) of the selected keys, split by a stable hash of "
+        "each key: N machines running 0/N … N-1/N refresh every key once.",
+    )(func)
+    func = click.option(
         "--select",
         "select",
         metavar="SELECTION",
@@ -340,14 +347,18 @@ def state_refresh(
     concurrency: int | None,
     as_json: bool,
     select: str | None,
+    shard: str | None,
     **policy: Any,
 ) -> None:
     """Refresh state: call write_state_to_path and publish the result, per key."""
+    from defstate.loader import Shard
+
+    share = Shard.parse(shard) if shard is not None else None  # a bad I/N stops at once
     selected = (*key_args, *keys)
     selection = _selection(select)
     if selection is not None:
         selected = (*selected, *_keys_of_selection(state, selection, as_json))
-    _run_refresh(state, selected, management_types, concurrency, as_json, _options(**policy))
+    _run_refresh(state, selected, management_types, concurrency, as_json, _options(**policy), share)
 
 
 def _keys_of_selection(
@@ -395,6 +406,7 @@ def _run_refresh(
     concurrency: int | None,
     as_json: bool,
     options: RefreshOptions,
+    shard: Shard | None = None,
 ) -> None:
     types = tuple(ManagementType(m.upper()) for m in management_types)
     show_progress = not as_json and sys.stderr.isatty()
@@ -409,6 +421,7 @@ def _run_refresh(
                 concurrency=concurrency,
                 listener=listener,
                 options=options,
+                shard=shard,
             )
     else:
         with user_output_to_stderr(as_json):
@@ -418,6 +431,7 @@ def _run_refresh(
                 management_types=types,
                 concurrency=concurrency,
                 options=options,
+                shard=shard,
             )
     _print_report(state, report, as_json)
 

@@ -1,6 +1,7 @@
 """Loading a project: configuration, discovery, refresh decisions, the load itself."""
 
 from defstate.loader.discovery import ComponentInstance, LoadProblem
+from defstate.loader.groups import Shard
 from defstate.loader.load import (
     LoadResult,
     Project,
@@ -20,6 +21,7 @@ __all__ = [
     "ProjectConfig",
     "RefreshReport",
     "RefreshResult",
+    "Shard",
     "find_project_root",
     "load_defs",
     "load_project_config",

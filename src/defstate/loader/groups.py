@@ -13,7 +13,7 @@ import attrs
 
 from defstate.components.component import Component
 from defstate.components.state_backed import StateBackedComponent
-from defstate.errors import DefstateError, UnknownStateKeyError
+from defstate.errors import DefstateError, UnknownStateKeyError, UsageError
 from defstate.loader.discovery import ComponentInstance, LoadProblem
 from defstate.loader.storage import StateStorages
 from defstate.state_storage.base import StateStorage
@@ -78,12 +78,53 @@ def key_matches(key: str, pattern: str) -> bool:
     return re.fullmatch(regex, key, flags=re.DOTALL) is not None
 
 
+@attrs.frozen
+class Shard:
+    """One of ``count`` disjoint shares of a project's keys (``index`` counts from 0).
+
+    A key's share depends only on the key (the first 8 bytes of its sha256, modulo
+    ``count``): every machine computes the same split without talking to the others, the
+    shares of ``0/N`` … ``N-1/N`` cover every key exactly once, and adding a key never moves
+    the others to another share. Index 0 first matches Kubernetes' ``JOB_COMPLETION_INDEX``
+    and Airflow's ``map_index``.
+    """
+
+    index: int
+    count: int
+
+    def __attrs_post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise UsageError(
+                f"shard {self.index}/{self.count}: expected I/N with N >= 1 and 0 <= I < N"
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """``"I/N"`` (e.g. ``"0/4"``); raises ``UsageError`` for anything else."""
+        index, slash, count = text.strip().partition("/")
+        if not slash or not index.isdigit() or not count.isdigit():
+            raise UsageError(f"shard {text!r}: expected I/N, e.g. 0/4 (I counts from 0)")
+        return cls(int(index), int(count))
+
+    def contains(self, key: str) -> bool:
+        # hashlib only when sharding: it is kept off the read path of every load
+        import hashlib
+
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+        return int.from_bytes(digest[:8], "big") % self.count == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
 def select_groups(
     groups: dict[str, KeyGroup],
     keys: Sequence[str] = (),
     management_types: Sequence[ManagementType] = (),
+    shard: Shard | None = None,
 ) -> list[KeyGroup]:
-    """The groups named by ``keys`` (exact names or glob patterns) and ``management_types``.
+    """The groups named by ``keys`` (exact names or glob patterns) and ``management_types``,
+    and of those, the ones in ``shard`` when given.
 
     Raises ``UnknownStateKeyError`` listing the known keys when a name matches nothing.
     """
@@ -101,6 +142,8 @@ def select_groups(
         selected = [g for g in selected if any(key_matches(g.key, k) for k in keys)]
     if management_types:
         selected = [g for g in selected if g.management_type in management_types]
+    if shard is not None:
+        selected = [g for g in selected if shard.contains(g.key)]
     return selected
 
 

@@ -19,7 +19,13 @@ from defstate.loader.discovery import (
     discover_components,
 )
 from defstate.loader.gc_pause import paused_gc
-from defstate.loader.groups import KeyGroup, group_by_key, resolve_storages, select_groups
+from defstate.loader.groups import (
+    KeyGroup,
+    Shard,
+    group_by_key,
+    resolve_storages,
+    select_groups,
+)
 from defstate.loader.project import ProjectConfig, load_project_config
 from defstate.loader.refresh import (
     RefreshListener,
@@ -441,8 +447,12 @@ def refresh_state(
     concurrency: int | None = None,
     listener: RefreshListener | None = None,
     options: RefreshOptions | None = None,
+    shard: Shard | None = None,
 ) -> RefreshReport:
     """Refresh the selected keys (default: all), concurrently; what succeeds is kept.
+
+    ``shard`` narrows the selection to a stable, hash-based share of it (see ``Shard``), so
+    ``N`` machines running shards ``0/N`` … ``N-1/N`` refresh every selected key once.
 
     ``LOCAL_FILESYSTEM`` keys are written next to the project, ``VERSIONED_STATE_STORAGE`` keys
     are published to the configured storage. ``LEGACY_CODE_SERVER_SNAPSHOTS`` keys are skipped:
@@ -451,7 +461,7 @@ def refresh_state(
     Raises ``UnknownStateKeyError`` when a requested key matches no component.
     """
     project = open_project(project_root)
-    groups = select_groups(dict(project.groups), keys, management_types)
+    groups = select_groups(dict(project.groups), keys, management_types, shard)
     storages, errors = resolve_storages(groups, project.storages)
     planned = plan_targets(groups, storages)
     targets = [t for t in planned if not t.storage.refreshed_at_initialization]
