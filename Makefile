@@ -34,9 +34,11 @@ pytest: install-dev
 
 test: lint pytest
 
-# Benchmarks (never part of `make test`): ARGS="--quick" or e.g. ARGS="--sizes 1,100 --repeat 3"
+# Benchmarks (never part of `make test`): ARGS="--quick" or e.g. ARGS="--sizes 1,100 --repeat 3";
+# DAGSTER_ARGS for bench.dagster (dg list defs via the adapter vs Dagster's own components).
 bench: install-dev
 	$(BIN)/python -m bench.run $(ARGS)
+	$(BIN)/python -m bench.dagster $(DAGSTER_ARGS)
 
 # First render of the web UI in headless Chromium, N=1000 x 20 (bench/ui.py)
 bench-ui: install-dev
