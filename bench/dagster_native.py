@@ -15,11 +15,12 @@ import argparse
 import shutil
 from pathlib import Path
 
-from bench.generate import component_name
+from bench.generate import MAKE_STATE_PY, component_name
 
 PACKAGE = "dgnative"
 
-COMPONENTS_PY = '''\
+COMPONENTS_PY = (
+    '''\
 """The bench component written against Dagster's StateBackedComponent."""
 
 import json
@@ -31,22 +32,16 @@ import dagster as dg
 from dagster.components import DefsStateConfig, DefsStateConfigArgs, ResolvedDefsStateConfig
 
 
-def make_state(name: str, upstream: str | None, assets: int) -> list[dict[str, Any]]:
-    rows = []
-    for i in range(assets):
-        deps = [f"{name}/t{j:03d}" for j in (i - 1, i - 2) if j >= 0]
-        if i == 0 and upstream:
-            deps.append(f"{upstream}/t000")
-        rows.append({"name": f"t{i:03d}", "deps": deps, "kinds": ["table"], "rows": i * 100})
-    return rows
-
-
-@dataclass
+'''
+    + MAKE_STATE_PY
+    + """@dataclass
 class BenchComponent(dg.StateBackedComponent, dg.Resolvable):
     name: str
     upstream: str | None = None
     assets: int = 20
-    defs_state: ResolvedDefsStateConfig = field(default_factory=DefsStateConfigArgs.local_filesystem)
+    defs_state: ResolvedDefsStateConfig = field(
+        default_factory=DefsStateConfigArgs.local_filesystem
+    )
 
     @property
     def defs_state_config(self) -> DefsStateConfig:
@@ -74,7 +69,8 @@ class BenchComponent(dg.StateBackedComponent, dg.Resolvable):
                 for row in rows
             ]
         )
-'''
+"""
+)
 
 DEFINITIONS_PY = """\
 from pathlib import Path

@@ -21,7 +21,22 @@ Mode = Literal["io", "cpu", "instant"]
 MODES: tuple[Mode, ...] = ("io", "cpu", "instant")
 MANAGEMENT_TYPES = ("LOCAL_FILESYSTEM", "VERSIONED_STATE_STORAGE")
 
-COMPONENTS_PY = '''\
+# The state every bench project writes (bench.dagster_native's component shares it).
+MAKE_STATE_PY = """\
+def make_state(name: str, upstream: str | None, assets: int) -> list[dict[str, Any]]:
+    rows = []
+    for i in range(assets):
+        deps = [f"{name}/t{j:03d}" for j in (i - 1, i - 2) if j >= 0]
+        if i == 0 and upstream:
+            deps.append(f"{upstream}/t000")
+        rows.append({"name": f"t{i:03d}", "deps": deps, "kinds": ["table"], "rows": i * 100})
+    return rows
+
+
+"""
+
+COMPONENTS_PY = (
+    '''\
 """Benchmark component: state is a JSON list of assets, written by a slow or quick fetch."""
 
 from __future__ import annotations
@@ -36,17 +51,9 @@ import attrs
 from defstate import AssetSpec, ComponentLoadContext, Definitions, StateBackedComponent
 
 
-def make_state(name: str, upstream: str | None, assets: int) -> list[dict[str, Any]]:
-    rows = []
-    for i in range(assets):
-        deps = [f"{name}/t{j:03d}" for j in (i - 1, i - 2) if j >= 0]
-        if i == 0 and upstream:
-            deps.append(f"{upstream}/t000")
-        rows.append({"name": f"t{i:03d}", "deps": deps, "kinds": ["table"], "rows": i * 100})
-    return rows
-
-
-@attrs.define(kw_only=True)
+'''
+    + MAKE_STATE_PY
+    + """@attrs.define(kw_only=True)
 class BenchComponent(StateBackedComponent):
     name: str
     upstream: str | None = None
@@ -86,7 +93,8 @@ class BenchComponent(StateBackedComponent):
                 for row in rows
             ]
         )
-'''
+"""
+)
 
 
 def component_name(index: int) -> str:

@@ -263,23 +263,32 @@ def test_every_field_reaches_the_dagster_asset_spec(make_project: ProjectFactory
 def test_violations_fail_with_file_and_line_or_are_normalised(
     make_project: ProjectFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    project = _spec_project(make_project, "[{key: a, owners: [team-ingest], group_name: my-group}]")
+    project = _spec_project(
+        make_project,
+        "[{key: a, owners: [team-ingest], group_name: my-group}]",
+        "[{name: not-null, asset: a}]",
+    )
     with pytest.raises(DagsterDefinitionsError) as raised:
         build_for_load(project, Recorder().context)
     where = "defs/people/defs.yaml:2"
-    assert str(raised.value).splitlines()[1:] == [
+    assert str(raised.value).splitlines() == [
+        f"defstate project {project}: 3 problem(s) before Dagster can load it:",
         f"  {where}: asset a: owner 'team-ingest' is not valid in Dagster: an owner must be an "
         "email address or 'team:NAME'",
         f"  {where}: asset a: group 'my-group' is not valid in Dagster: a group name must be "
         "segments of [A-Za-z0-9_] separated by '/'",
+        f"  {where}: asset check a:not-null: name 'not-null' is not valid in Dagster: an asset "
+        "check name must be [A-Za-z0-9_]",
     ]
     with caplog.at_level(logging.WARNING, logger="defstate.contrib.dagster"):
         defs = build_for_load(project, Recorder().context, normalize=True)
     [spec] = defs.resolve_all_asset_specs()
     assert (spec.owners, spec.group_name) == (["team:team-ingest"], "my_group")
-    assert f"{where}: asset a: owner 'team-ingest' is not valid" in caplog.messages[0]
-    assert caplog.messages[0].startswith(where)
-    assert "(normalised)" in caplog.text
+    [checks] = defs.asset_checks
+    assert [c.name for c in checks.check_specs] == ["not_null"]
+    assert len(caplog.messages) == 3
+    assert all(m.startswith(f"{where}: ") and m.endswith("(normalised)") for m in caplog.messages)
+    assert f"{where}: asset check a:not-null: name 'not-null'" in caplog.messages[2]
 
 
 @pytest.mark.dagster

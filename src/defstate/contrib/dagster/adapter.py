@@ -8,19 +8,11 @@ import re
 import sys
 from pathlib import Path
 
-import attrs
 import dagster as dg
 
 from defstate.contrib.dagster._dagster_private import DagsterLoadContext, current_load_context
-from defstate.contrib.dagster.rules import (
-    ComponentIndex,
-    check_violations,
-    normalize_check,
-    normalize_spec,
-    spec_violations,
-)
+from defstate.contrib.dagster.rules import apply_rules
 from defstate.contrib.dagster.translate import dagster_asset_checks, dagster_asset_spec
-from defstate.definitions import AssetCheckSpec, AssetSpec
 from defstate.errors import DefstateError
 from defstate.loader.discovery import LoadProblem
 from defstate.loader.load import LoadResult, load_defs
@@ -119,35 +111,16 @@ def _dagster_definitions(
             logger.warning("%s", error.relative_to(root))
         else:
             errors.append(error)
-    components = ComponentIndex(result)
-    specs: list[AssetSpec] = []
-    for spec in sorted(result.definitions.assets, key=lambda s: s.key):
-        if normalize:
-            spec, notes = normalize_spec(spec)
-            _log_normalised(root, components.error(spec, f"asset {spec.key}"), notes)
-        problems = spec_violations(spec)
-        errors.extend(components.error(spec, f"asset {spec.key}: {p}") for p in problems)
-        specs.append(spec)
-    checks: list[AssetCheckSpec] = []
-    for check in sorted(result.definitions.asset_checks, key=lambda c: c.key):
-        if normalize:
-            check, notes = normalize_check(check)
-            _log_normalised(root, components.error(check, f"asset check {check.key}"), notes)
-        problems = check_violations(check)
-        errors.extend(components.error(check, f"asset check {check.key}: {p}") for p in problems)
-        checks.append(check)
+    ruled = apply_rules(result, normalize=normalize)
+    for note in ruled.notes:
+        logger.warning("%s (normalised)", note.relative_to(root))
+    errors.extend(ruled.problems)
     if errors:
         raise DagsterDefinitionsError(root, errors)
     return dg.Definitions(
-        assets=[dagster_asset_spec(spec) for spec in specs],
-        asset_checks=dagster_asset_checks(checks, _op_name(pin_name)),
+        assets=[dagster_asset_spec(spec) for spec in ruled.assets],
+        asset_checks=dagster_asset_checks(ruled.asset_checks, _op_name(pin_name)),
     )
-
-
-def _log_normalised(root: Path, about: LoadProblem, notes: list[str]) -> None:
-    for note in notes:
-        problem = attrs.evolve(about, message=f"{about.message}: {note}")
-        logger.warning("%s (normalised)", problem.relative_to(root))
 
 
 def _op_name(pin_name: str) -> str:

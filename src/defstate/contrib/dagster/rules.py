@@ -193,18 +193,52 @@ def normalize_spec(spec: AssetSpec) -> tuple[AssetSpec, list[str]]:
     return fixed, notes
 
 
+@attrs.frozen
+class RuledDefinitions:
+    """A load's assets and checks after Dagster's rules: ``problems`` break them (each at its
+    component's ``defs.yaml`` entry); ``notes`` say what normalisation changed."""
+
+    assets: list[AssetSpec]
+    asset_checks: list[AssetCheckSpec]
+    problems: list[LoadProblem]
+    notes: list[LoadProblem]
+
+
+def apply_rules(result: LoadResult, *, normalize: bool = False) -> RuledDefinitions:
+    """Check every asset and check of ``result`` against Dagster's rules, first normalising
+    them by the documented rules when ``normalize`` is set."""
+    components = ComponentIndex(result)
+    ruled = RuledDefinitions([], [], [], [])
+    for spec in sorted(result.definitions.assets, key=lambda s: s.key):
+        fixed, notes = normalize_spec(spec) if normalize else (spec, [])
+        _record(ruled, components, spec, f"asset {spec.key}", notes, spec_violations(fixed))
+        ruled.assets.append(fixed)
+    for check in sorted(result.definitions.asset_checks, key=lambda c: c.key):
+        fixed_check, notes = normalize_check(check) if normalize else (check, [])
+        problems = check_violations(fixed_check)
+        _record(ruled, components, check, f"asset check {check.key}", notes, problems)
+        ruled.asset_checks.append(fixed_check)
+    return ruled
+
+
+def _record(
+    ruled: RuledDefinitions,
+    components: ComponentIndex,
+    item: AssetSpec | AssetCheckSpec,
+    label: str,
+    notes: list[str],
+    problems: list[str],
+) -> None:
+    if not notes and not problems:
+        return
+    ruled.notes.extend(components.problem(item, f"{label}: {note}") for note in notes)
+    ruled.problems.extend(components.problem(item, f"{label}: {p}") for p in problems)
+
+
 def rule_errors(result: LoadResult) -> list[LoadProblem]:
     """One ``LoadProblem`` per Dagster rule an asset or asset check of ``result`` breaks,
     located at the ``defs.yaml`` entry of the component that defined it."""
-    components = ComponentIndex(result)
-    errors = []
-    for spec in sorted(result.definitions.assets, key=lambda s: s.key):
-        for problem in spec_violations(spec):
-            errors.append(components.error(spec, f"asset {spec.key}: {problem}"))
-    for check in sorted(result.definitions.asset_checks, key=lambda c: c.key):
-        for problem in check_violations(check):
-            errors.append(components.error(check, f"asset check {check.key}: {problem}"))
-    return errors
+    return apply_rules(result).problems
 
 
 class ComponentIndex:
@@ -221,7 +255,7 @@ class ComponentIndex:
             source = self._result.check_sources.get(item.key)
         return self._instances.get(source) if source is not None else None
 
-    def error(self, item: AssetSpec | AssetCheckSpec, message: str) -> LoadProblem:
+    def problem(self, item: AssetSpec | AssetCheckSpec, message: str) -> LoadProblem:
         """``message`` about ``item``, at its component's ``defs.yaml`` entry."""
         instance = self.instance(item)
         if instance is None:
