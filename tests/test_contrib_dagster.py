@@ -272,7 +272,7 @@ def test_violations_fail_with_file_and_line_or_are_normalised(
         build_for_load(project, Recorder().context)
     where = "defs/people/defs.yaml:2"
     assert str(raised.value).splitlines() == [
-        f"defstate project {project}: 3 problem(s) before Dagster can load it:",
+        f"defstate project {project}: 3 problems before Dagster can load it:",
         f"  {where}: asset a: owner 'team-ingest' is not valid in Dagster: an owner must be an "
         "email address or 'team:NAME'",
         f"  {where}: asset a: group 'my-group' is not valid in Dagster: a group name must be "
@@ -437,3 +437,15 @@ def test_a_changed_private_api_is_a_clear_error(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.delattr(DefinitionsLoadContext, "add_to_pending_reconstruction_metadata")
     with pytest.raises(DagsterApiChangedError, match=r"dagster 1\.\d+\.\d+ changed the private"):
         current_load_context()
+
+
+@pytest.mark.dagster
+def test_the_component_type_is_registered_for_dg_list_components() -> None:
+    from importlib.metadata import entry_points
+
+    [entry] = [
+        e for e in entry_points(group="dagster_dg_cli.registry_modules") if e.name == "defstate"
+    ]
+    module = entry.load()
+    assert issubclass(module.DefstateProjectComponent, dg.Component)
+    assert "DefstateProjectComponent" in dir(module)

@@ -18,6 +18,7 @@ from defstate.loader.discovery import LoadProblem
 from defstate.loader.load import LoadResult, load_defs
 from defstate.loader.project import find_project_root
 from defstate.state_storage.state_info import StateInfo
+from defstate.text import plural
 
 logger = logging.getLogger("defstate.contrib.dagster")
 
@@ -31,7 +32,8 @@ class DagsterDefinitionsError(DefstateError):
     def __init__(self, root: Path, errors: list[LoadProblem]) -> None:
         lines = "\n".join(f"  {error.relative_to(root)}" for error in errors)
         super().__init__(
-            f"defstate project {root}: {len(errors)} problem(s) before Dagster can load it:\n"
+            f"defstate project {root}: {plural(len(errors), 'problem')} before Dagster can "
+            f"load it:\n"
             f"{lines}"
         )
         self.errors = errors
