@@ -238,6 +238,8 @@ def test_targets_and_vars_get_distinct_keys(tmp_path: Path) -> None:
     ("attributes", "field", "fragment"),
     [
         ({"vars": [1]}, "vars", "expected dict"),
+        ({"key_prefix": ["a", "b/c"]}, "key_prefix", "without '/'"),
+        ({"key_prefix": "a//b"}, "key_prefix", "empty key part"),
         ({"translation": {"key": "{{ node.name | upper }}"}}, "translation", "only field lookups"),
         ({"translation": {"group_name": "{{ env.X }}"}}, "translation", "unsupported template"),
     ],

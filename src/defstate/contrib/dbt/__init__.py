@@ -69,6 +69,7 @@ from typing import Any, Self
 import attrs
 
 from defstate.components import ComponentLoadContext, StateBackedComponent
+from defstate.components.attributes import check_key_parts
 from defstate.components.json_state import dump_json_state, load_json_state
 from defstate.contrib.dbt import translator
 from defstate.contrib.dbt.parse import (
@@ -170,6 +171,11 @@ class DbtProjectComponent(StateBackedComponent):
         profiles_dir = None
         if component.profiles_dir is not None:
             profiles_dir = str(context.resolve_path(component.profiles_dir))
+        prefix = component.key_prefix
+        if isinstance(prefix, list):
+            check_key_parts(prefix)
+        elif any(not part for part in prefix.split("/")):
+            raise AttributeValueError(("key_prefix",), f"empty key part in {prefix!r}")
         checked = attrs.evolve(component, project_dir=str(project_dir), profiles_dir=profiles_dir)
         try:
             checked._compiled = checked.translation.compile() if checked.translation else None
