@@ -39,9 +39,8 @@ def list_component_types(project_root: Path | str | None = None) -> ComponentTyp
     types. Importing a project module runs its top-level code, as a load would."""
     found: dict[str, type[Component]] = {}
     problems: list[str] = []
-    # contrib's direct modules only: its sub-packages (contrib.dagster) adapt defstate to
-    # other frameworks and hold no defstate components; a module whose optional extra is not
-    # installed is left out quietly
+    # contrib's direct modules and packages (contrib.dbt), not their submodules; a module
+    # whose optional extra is not installed is left out quietly
     _module_types(CONTRIB_PACKAGE, found, problems, project=False)
     config = _optional_config(project_root)
     if config is not None:
@@ -89,7 +88,7 @@ def _module_types(
     path = getattr(module, "__path__", [])
     infos = pkgutil.walk_packages(path, f"{package}.") if project else pkgutil.iter_modules(path)
     for info in infos:
-        if info.name.rsplit(".", 1)[-1].startswith("_") or (not project and info.ispkg):
+        if info.name.rsplit(".", 1)[-1].startswith("_"):
             continue
         name = info.name if project else f"{package}.{info.name}"
         try:
