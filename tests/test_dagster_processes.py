@@ -234,7 +234,12 @@ class CatalogComponent(StateBackedComponent):
                 for t in tables
             ],
             asset_checks=[
-                AssetCheckSpec(name=c, asset=t["key"], description=f"{c} of {t['key']}")
+                AssetCheckSpec(
+                    name=c,
+                    asset=t["key"],
+                    description=f"{c} of {t['key']}",
+                    additional_deps=t.get("deps", [])[:1],
+                )
                 for t in tables
                 for c in t.get("checks", [])
             ],
@@ -263,6 +268,7 @@ CATALOG = [
         "deps": ["raw/orders", "raw/customers", "external/fx_rates"],
         "group": "marts",
         "kinds": ["sql"],
+        "checks": ["matches_orders"],
     },
 ]
 
@@ -371,7 +377,17 @@ def test_dg_list_defs_lists_what_defstate_list_defs_lists(
     }  # fmt: skip
     assert dagster_by_key == ours_by_key
     assert len(ours_by_key) == 3
+    # dg lists a check's deps with the checked asset first; defstate lists only the others
     assert sorted(
-        (c["asset_key"], c["name"], c["description"]) for c in dagster_view["asset_checks"]
-    ) == sorted((c["asset"], c["name"], c["description"]) for c in defstate_view["asset_checks"])
-    assert len(dagster_view["asset_checks"]) == 2
+        (
+            c["asset_key"],
+            c["name"],
+            c["description"],
+            sorted(set(c["additional_deps"]) - {c["asset_key"]}),
+        )
+        for c in dagster_view["asset_checks"]
+    ) == sorted(
+        (c["asset"], c["name"], c["description"], c["additional_deps"])
+        for c in defstate_view["asset_checks"]
+    )
+    assert len(dagster_view["asset_checks"]) == 3
