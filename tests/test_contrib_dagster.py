@@ -449,3 +449,43 @@ def test_the_component_type_is_registered_for_dg_list_components() -> None:
     module = entry.load()
     assert issubclass(module.DefstateProjectComponent, dg.Component)
     assert "DefstateProjectComponent" in dir(module)
+
+
+@pytest.mark.dagster
+def test_code_server_snapshots_travel_inside_the_pin(
+    make_project: ProjectFactory, counter_dir: Path, tmp_path: Path
+) -> None:
+    external = tmp_path / "external.json"
+    external.write_text('["s1"]')
+    project = make_project(
+        {
+            "defs/snap/defs.yaml": f"""
+                type: fixture_components.ListComponent
+                attributes:
+                  source_file: {external}
+                  counter_dir: {counter_dir}
+                  name: snap
+                  defs_state: {{management_type: LEGACY_CODE_SERVER_SNAPSHOTS}}
+            """
+        }
+    )
+    init = Recorder()  # not dev: snapshots are made by every initialization all the same
+    assert _keys(build_for_load(project, init.context)) == ["s1"]
+    assert call_count(counter_dir, "snap") == 1
+    external.write_text('["s1", "s2"]')
+    run_worker = Recorder(dict(init.recorded))
+    assert _keys(build_for_load(project, run_worker.context)) == ["s1"]  # from the pin's bytes
+    assert call_count(counter_dir, "snap") == 1
+
+
+@pytest.mark.dagster
+def test_a_reconstruction_without_a_pin_loads_latest_without_refreshing(
+    make_project: ProjectFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    project, external = _versioned_project(make_project, tmp_path)
+    assert refresh_state(project).ok
+    external.write_text('["a", "b"]')  # a refresh would publish this
+    unpinned = Recorder({}, dev=True)  # e.g. `dagster asset materialize -f` under dg
+    with caplog.at_level(logging.WARNING, logger="defstate.contrib.dagster"):
+        assert _keys(build_for_load(project, unpinned.context)) == ["a"]
+    assert "no defstate pin in Dagster's reconstruction metadata" in caplog.text
