@@ -17,6 +17,7 @@ import attrs
 import pytest
 
 from defstate import AssetKey, ComponentLoadContext
+from defstate.components.json_state import dump_json_state
 from defstate.contrib.dbt import (
     STATE_FORMAT,
     DbtParseError,
@@ -26,7 +27,6 @@ from defstate.contrib.dbt import (
     DbtTranslationError,
     DbtTranslationWarning,
     dbt_parse_command,
-    dump_state,
     load_state,
     summarize_dbt_output,
     trim_manifest,
@@ -115,7 +115,7 @@ def _defs(
     **attributes: Any,
 ):  # type: ignore[no-untyped-def]
     path = tmp_path / f"state-{len(list(tmp_path.iterdir()))}"
-    path.write_bytes(dump_state(trim_manifest(manifest)))
+    path.write_bytes(dump_json_state(trim_manifest(manifest)))
     if component is None:
         component = DbtProjectComponent.from_attributes(
             {"project_dir": "dbt", **attributes}, _context(tmp_path)
@@ -155,11 +155,13 @@ def test_trim_keeps_the_whole_project_and_drops_what_is_volatile() -> None:
     }
     assert state["nodes"]["model.p.orders"]["raw_code"] == "select 1 as orders"  # code version
     assert state["selectors"] == {"nightly": {"name": "nightly", "definition": "tag:nightly"}}
-    text = dump_state(state).decode()
+    text = dump_json_state(state).decode()
     for volatile in ("generated_at", "invocation_id", "created_at", "macro."):
         assert volatile not in text
     reordered = dict(reversed(list(manifest["nodes"].items())))
-    assert dump_state(trim_manifest({**manifest, "nodes": reordered})) == dump_state(state)
+    assert dump_json_state(trim_manifest({**manifest, "nodes": reordered})) == dump_json_state(
+        state
+    )
 
 
 def test_a_ref_cycle_fails_with_dbts_wording() -> None:

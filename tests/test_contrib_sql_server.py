@@ -16,7 +16,7 @@ from conftest import REPO_ROOT, ProjectFactory, run_cli, subprocess_env, write_f
 from defstate import AssetKey, LoadResult, load_defs, refresh_state
 from defstate.contrib.sql import DatabaseTablesComponent, load_state
 from defstate.contrib.sqlalchemy import ServerUrl, ServerUrlError
-from defstate.contrib.urls import redact_url
+from defstate.redaction import redact_url
 from postgres_server import PostgresServer
 
 pytestmark = pytest.mark.postgres

@@ -17,6 +17,7 @@ CAPABILITIES = (
     "refreshed_at_initialization",
     "remote",
     "shared",
+    "reads_old_versions",
     "keeps_versions",
     "uses_leases",
 )

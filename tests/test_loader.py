@@ -195,3 +195,26 @@ def test_reconstruction_with_missing_local_state_names_the_key(
     (error,) = load_defs(root, state_info=pin).errors
     assert error.key == "List[api]" and "pinned local state" in error.message
     assert "defstate state refresh --key 'List[api]'" in error.message
+
+
+def test_a_registered_short_name_is_a_type_in_defs_yaml(
+    make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``register_component_type`` gives a component a short ``type:`` name, as
+    ``defstate.contrib`` packages may for well-known components."""
+    from defstate import register_component_type
+    from defstate.components import registry
+    from fixture_components import ListComponent
+
+    monkeypatch.setattr(registry, "_REGISTERED", {})
+    register_component_type("list", ListComponent)
+    root = make_project(
+        {"defs/x/defs.yaml": "type: list\nattributes:\n  name: short\n  assets: [a, b]\n"}
+    )
+    assert refresh_state(root).ok
+    result = load_defs(root)
+    assert result.ok, result.errors
+    assert sorted(str(k) for k in result.definitions.asset_keys) == ["a", "b"]
+    unknown = make_project({"defs/y/defs.yaml": "type: lst\n"}, name="other")
+    (problem,) = load_defs(unknown).errors
+    assert "unknown component type 'lst'" in problem.message

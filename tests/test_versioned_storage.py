@@ -1,4 +1,9 @@
-"""The storage contract, run against memory://, file://, s3:// (moto) and gs:// (fake-gcs)."""
+"""Versioned storage through loads and refreshes: memory://, file://, s3:// (moto), gs://.
+
+What every storage promises (publish, read back, pins, versions, corruption) is checked once
+per storage by the contract suite (test_storage_contract.py); tests here that are about the
+loader or the download cache run on one backend (``ONE_BACKEND``).
+"""
 
 from __future__ import annotations
 
@@ -88,6 +93,10 @@ def _keys(root: Path, **kwargs: object) -> list[str]:
     return sorted(str(k) for k in result.definitions.asset_keys)
 
 
+ONE_BACKEND = pytest.mark.parametrize("backend", ["memory"], indirect=True)
+
+
+@ONE_BACKEND
 def test_publish_read_and_pin(
     backend: Backend, make_project: ProjectFactory, counter_dir: Path
 ) -> None:
@@ -111,6 +120,7 @@ def test_publish_read_and_pin(
     assert len(stored) == 2
 
 
+@pytest.mark.parametrize("backend", ["memory", "s3"], indirect=True)
 def test_repeated_load_downloads_no_state_bytes(
     backend: Backend,
     make_project: ProjectFactory,
@@ -135,6 +145,7 @@ def test_repeated_load_downloads_no_state_bytes(
     assert _keys(root, state_info=pin) == ["api_1", "api_2", "dir/d1"]
 
 
+@ONE_BACKEND
 def test_corrupted_download_is_detected_and_never_loaded(
     backend: Backend,
     make_project: ProjectFactory,
@@ -157,6 +168,7 @@ def test_corrupted_download_is_detected_and_never_loaded(
     assert "expected" in text or "sha256" in text
 
 
+@ONE_BACKEND
 def test_corrupted_cache_file_is_detected(
     backend: Backend, make_project: ProjectFactory, counter_dir: Path, tmp_path: Path
 ) -> None:
@@ -287,6 +299,7 @@ def test_refresh_killed_before_pointer_move_keeps_old_latest(
     assert _keys(root) == ["api_1", "api_2"]
 
 
+@ONE_BACKEND
 def test_management_type_change_never_reads_the_other_state(
     backend: Backend, make_project: ProjectFactory, counter_dir: Path
 ) -> None:
@@ -301,6 +314,7 @@ def test_management_type_change_never_reads_the_other_state(
     assert _keys(root, state_info=local_pin) == []
 
 
+@pytest.mark.parametrize("backend", ["file", "s3"], indirect=True)
 def test_cli_refresh_publishes_both_strategies_in_one_run(
     backend: Backend, make_project: ProjectFactory, counter_dir: Path
 ) -> None:

@@ -36,8 +36,6 @@ if TYPE_CHECKING:
     from defstate.loader.history import StateHistory, state_history
     from defstate.loader.refresh import RefreshOptions
 
-__version__ = "0.1.0"
-
 DefsStateManagementType = ManagementType  # the name Dagster users know
 
 _LAZY = {
@@ -54,6 +52,11 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # importlib.metadata costs milliseconds: only when asked
+        from importlib.metadata import version
+
+        globals()[name] = version("defstate")
+        return globals()[name]
     module_name = _LAZY.get(name)
     if module_name is None:
         raise AttributeError(f"module 'defstate' has no attribute {name!r}")

@@ -23,7 +23,7 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from typing import IO, TYPE_CHECKING, Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import parse_qsl, quote, quote_plus, urlsplit, urlunsplit
 
 if TYPE_CHECKING:  # logging is imported only by processes that log (not by list defs)
     import logging
@@ -222,3 +222,37 @@ class RedactingStream:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+# --- URLs in messages: one rule for storage, HTTP and database URLs -------------------
+
+# `scheme://user:password@`: the password part of the authority
+_PASSWORD = re.compile(r"(://[^/?#@:]*):[^/?#]*@")
+
+
+def host_label(hostname: str | None, port: int | None) -> str:
+    """``host[:port]``, with an IPv6 address in brackets."""
+    host = hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}" if port else host
+
+
+def redact_url(url: str) -> str:
+    """``url`` for messages: the password and query-string values masked, no fragment.
+
+    The user name stays (``postgresql://loader:***@db/x``: which account was refused matters).
+    """
+    # first by pattern, so that a URL urlsplit cannot take apart never shows its password
+    url = _PASSWORD.sub(rf"\1:{MASK}@", url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "(an invalid URL)"
+    query = "&".join(f"{name}={MASK}" for name, _ in parse_qsl(parts.query, keep_blank_values=True))
+    location = host_label(parts.hostname, port)
+    if parts.username is not None:
+        secret = f":{MASK}" if parts.password is not None else ""
+        location = f"{parts.username}{secret}@{location}"
+    return urlunsplit((parts.scheme, location, parts.path, query, ""))

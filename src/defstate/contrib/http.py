@@ -95,7 +95,7 @@ from defstate.components.policies import RetryPolicy
 from defstate.contrib.http_pagination import Pagination, PaginationError
 from defstate.contrib.json_paths import MISSING, is_field_path, json_type, lookup
 from defstate.contrib.oauth2 import BearerTokens, OAuth2ClientCredentials, OAuth2TokenError
-from defstate.contrib.urls import MASK, host_label, origin, redact_url
+from defstate.contrib.urls import origin
 from defstate.definitions import AssetKey, AssetSpec, Definitions
 from defstate.errors import (
     AttributeValueError,
@@ -103,6 +103,7 @@ from defstate.errors import (
     RefreshError,
     TerminalRefreshError,
 )
+from defstate.redaction import MASK, host_label, redact_url
 
 if TYPE_CHECKING:
     import urllib.request

@@ -34,8 +34,9 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 import attrs
 
 from defstate.contrib.json_paths import MISSING, is_field_path, lookup
-from defstate.contrib.urls import origin, redact_url, with_query
+from defstate.contrib.urls import origin, with_query
 from defstate.errors import AttributeValueError, TerminalRefreshError
+from defstate.redaction import redact_url
 
 PaginationKind = Literal["none", "next_link", "link_header", "cursor", "offset", "page_number"]
 

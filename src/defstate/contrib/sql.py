@@ -68,7 +68,6 @@ from defstate.contrib.sqlalchemy import (
     introspect_server,
     is_server_url,
 )
-from defstate.contrib.urls import redact_url
 from defstate.definitions import AssetKey, AssetSpec, Definitions
 from defstate.errors import (
     AttributeValueError,
@@ -77,6 +76,7 @@ from defstate.errors import (
     RefreshError,
     TerminalRefreshError,
 )
+from defstate.redaction import redact_url
 
 if TYPE_CHECKING:
     import sqlite3

@@ -35,8 +35,8 @@ from urllib.parse import unquote, urlsplit
 
 import attrs
 
-from defstate.contrib.urls import MASK, redact_url
 from defstate.errors import ProjectError
+from defstate.redaction import MASK, redact_url
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection

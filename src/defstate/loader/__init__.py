@@ -10,7 +10,7 @@ from defstate.loader.load import (
     open_project,
     refresh_state,
 )
-from defstate.loader.project import ProjectConfig, find_project_root, load_project_config
+from defstate.loader.project import ProjectConfig, load_project_config
 from defstate.loader.refresh import RefreshResult
 
 __all__ = [
@@ -22,7 +22,6 @@ __all__ = [
     "RefreshReport",
     "RefreshResult",
     "Shard",
-    "find_project_root",
     "load_defs",
     "load_project_config",
     "open_project",

@@ -1,4 +1,4 @@
-"""The load algorithm: one build of a project's definitions (see DESIGN.md, "One load")."""
+"""The load algorithm: one build of the definitions (docs/architecture.md, "One load")."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ class ProjectConfig:
     refresh_concurrency: int = 32
     snapshot_max_bytes: int = 10 * 1024 * 1024
     state_storage: StateStorageConfig | None = None
-    raw: Mapping[str, Any] = attrs.field(factory=dict)
+    schedules: Mapping[str, Any] = attrs.field(factory=dict)  # the raw [...schedules] table
 
     @property
     def pyproject(self) -> Path:
@@ -110,7 +110,7 @@ def load_project_config(root: Path | str | None = None) -> ProjectConfig:
         refresh_concurrency=_positive_int(table, "refresh_concurrency", 32, where),
         snapshot_max_bytes=_positive_int(table, "snapshot_max_bytes", 10 * 1024 * 1024, where),
         state_storage=_state_storage_config(table.get("state_storage"), root, where),
-        raw=table,
+        schedules=table.get("schedules", {}),
     )
 
 

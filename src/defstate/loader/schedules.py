@@ -70,7 +70,7 @@ def load_schedules(config: ProjectConfig) -> dict[str, Schedule]:
     """Parse and validate every schedule of the project."""
     from croniter import croniter
 
-    tables = config.raw.get("schedules", {})
+    tables = config.schedules
     where = SourceLocation(config.pyproject)
     if not isinstance(tables, Mapping):
         raise ProjectConfigError("[tool.defstate.schedules] must be a table of tables", where)

@@ -67,10 +67,6 @@ class WorkerLoad:
         return StateInfo.from_json_dict(self.document["state"])
 
     @property
-    def asset_keys(self) -> set[str]:
-        return {a["key"] for a in self.document["assets"]}
-
-    @property
     def fingerprints(self) -> dict[str, str]:
         return dict(self.document.get("fingerprints", {}))
 

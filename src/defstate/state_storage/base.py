@@ -85,6 +85,9 @@ class StateStorage(Protocol):
     ``shared``
         Other processes publish to it, so a running code location can poll it for new
         versions (``--reload-on-new-state``).
+    ``reads_old_versions``
+        A pin of an older version still reads that version after newer ones were published
+        (a reconstruction load sees exactly what the pin names).
     ``keeps_versions``
         It stores every published version: history, ``show``/``diff`` of old versions,
         rollback and gc work on it (see :func:`version_store`).
@@ -97,6 +100,7 @@ class StateStorage(Protocol):
     refreshed_at_initialization: ClassVar[bool]
     remote: ClassVar[bool]
     shared: ClassVar[bool]
+    reads_old_versions: ClassVar[bool]
     keeps_versions: ClassVar[bool]
     uses_leases: ClassVar[bool]
 

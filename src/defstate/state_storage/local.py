@@ -140,6 +140,7 @@ class LocalStateStorage:
     refreshed_at_initialization: ClassVar[bool] = False
     remote: ClassVar[bool] = False
     shared: ClassVar[bool] = False
+    reads_old_versions: ClassVar[bool] = False  # only the current state is kept
     keeps_versions: ClassVar[bool] = False
     uses_leases: ClassVar[bool] = False  # a file lock: one machine's processes share it
 

@@ -6,7 +6,7 @@ import enum
 
 
 class ManagementType(enum.Enum):
-    """Where a key's state lives and when it is refreshed (see DESIGN.md)."""
+    """Where a key's state lives and when it is refreshed (docs/architecture.md, "Storages")."""
 
     LOCAL_FILESYSTEM = "LOCAL_FILESYSTEM"
     VERSIONED_STATE_STORAGE = "VERSIONED_STATE_STORAGE"

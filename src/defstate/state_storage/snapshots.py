@@ -78,6 +78,7 @@ class SnapshotStateStorage:
     refreshed_at_initialization: ClassVar[bool] = True  # the state lives only in the pin
     remote: ClassVar[bool] = False
     shared: ClassVar[bool] = False
+    reads_old_versions: ClassVar[bool] = True  # a pin carries its snapshot
     keeps_versions: ClassVar[bool] = False
     uses_leases: ClassVar[bool] = False  # one process: a threading lock per key
 

@@ -27,7 +27,6 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
@@ -39,6 +38,7 @@ from defstate.errors import (
     StateStorageError,
     is_transient,
 )
+from defstate.redaction import redact_url
 from defstate.state_storage.archive import pack_state, sha256_bytes, verify
 from defstate.state_storage.base import StorageProject, WorkdirWrite, require_written
 from defstate.state_storage.cache import DownloadCache, default_cache_dir
@@ -70,17 +70,6 @@ def _check_version_id(key: str, version: str) -> None:
         valid = False
     if not valid:
         raise StateStorageError(f"{version!r} is not a version of key {key!r} (a uuid4)")
-
-
-def redact_url(url: str) -> str:
-    """``url`` without any user:password part, for messages."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def describe_error(exc: BaseException) -> str:
@@ -128,6 +117,7 @@ class VersionedStateStorage:
     refreshed_at_initialization: ClassVar[bool] = False
     remote: ClassVar[bool] = True  # file:// too: the class cannot know, and loads only gain
     shared: ClassVar[bool] = True
+    reads_old_versions: ClassVar[bool] = True
     keeps_versions: ClassVar[bool] = True
     uses_leases: ClassVar[bool] = True
 
@@ -391,7 +381,12 @@ class VersionedStateStorage:
     def delete_version(self, key: str, version: str) -> None:
         """Remove a stored version (never the latest: callers check)."""
         path = self.version_path(key, version)
-        self._call("delete", key, lambda: self.fs.rm(path, recursive=True))
+
+        def delete() -> None:  # object by object: rm(recursive) glob-expands "[...]" in keys
+            for name in self.fs.find(path):
+                self.fs.rm_file(name)
+
+        self._call("delete", key, delete)
 
     def versions(self, key: str) -> list[StateVersion]:
         """Every stored version of ``key`` with a manifest, oldest first."""

@@ -105,7 +105,6 @@ __all__ = [
     "DbtTranslationError",
     "DbtTranslationWarning",
     "dbt_parse_command",
-    "dump_state",
     "load_state",
     "summarize_dbt_output",
     "trim_manifest",
@@ -207,7 +206,7 @@ class DbtProjectComponent(StateBackedComponent):
         }
         cache = parse_cache_dir(default_cache_dir(), project_dir, **options)
         manifest = run_dbt_parse(project_dir, cache, **options)
-        state_path.write_bytes(dump_state(trim_manifest(manifest)))
+        state_path.write_bytes(dump_json_state(trim_manifest(manifest)))
 
     def _profiles_dir(self) -> Path | None:
         if self.profiles_dir is not None:
@@ -251,11 +250,6 @@ class DbtProjectComponent(StateBackedComponent):
 
     def get_code_version(self, node: Node) -> str | None:
         return translator.default_code_version(node)
-
-
-def dump_state(state: Mapping[str, Any]) -> bytes:
-    """The canonical bytes of a state (equal state, equal bytes)."""
-    return dump_json_state(state)
 
 
 def load_state(state_path: Path) -> dict[str, Any]:
