@@ -382,7 +382,12 @@ class VersionedStateStorage:
         """Remove a stored version (never the latest: callers check)."""
         path = self.version_path(key, version)
 
-        def delete() -> None:  # object by object: rm(recursive) glob-expands "[...]" in keys
+        def delete() -> None:  # rm(recursive) would glob-expand the "[...]" of keys
+            if self.is_local:
+                import shutil
+
+                shutil.rmtree(path)
+                return
             for name in self.fs.find(path):
                 self.fs.rm_file(name)
 
