@@ -71,3 +71,15 @@ def test_refresh_shards_split_the_project(make_project: ProjectFactory, counter_
     bad = run_cli("state", "refresh", "--shard", "3/3", cwd=root)
     assert bad.returncode == 2
     assert "shard 3/3" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_an_unknown_key_in_a_big_project_is_a_short_error(
+    make_project: ProjectFactory, counter_dir: Path
+) -> None:
+    root = _project(make_project, counter_dir)
+    done = run_cli("state", "refresh", "--key", "List[nope]", cwd=root)
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: unknown state key: List[nope] (known keys: List[n0], List[n10],")
+    assert line.endswith(", … (12 in all: `defstate list components` lists them))")
+    assert "List[n9]" not in line  # the 11th and 12th names are left out

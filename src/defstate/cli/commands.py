@@ -365,6 +365,7 @@ def _keys_of_selection(
     state: CliState, selection: AssetSelection, as_json: bool
 ) -> tuple[str, ...]:
     from defstate.errors import UsageError
+    from defstate.loader.groups import known_keys
     from defstate.loader.select import state_keys_for_selection
 
     with user_output_to_stderr(as_json):
@@ -374,7 +375,7 @@ def _keys_of_selection(
         raise UsageError(
             f"selection {selection.text!r} matches no asset of a state-backed component "
             "(a component without state defines no assets yet: name its key instead, "
-            f"known keys: {', '.join(result.project.keys) or 'none'})"
+            f"{known_keys(result.project.keys)})"
         )
     return tuple(keys)
 

@@ -18,7 +18,7 @@ import attrs
 
 from defstate.errors import DefstateError, SourceLocation
 from defstate.loader.discovery import LoadProblem
-from defstate.loader.groups import key_matches
+from defstate.loader.groups import key_matches, known_keys
 from defstate.loader.load import LoadResult, load_defs
 from defstate.state_storage.registry import storage_class
 
@@ -123,7 +123,7 @@ def _schedule_errors(result: LoadResult) -> list[LoadProblem]:
                 errors.append(
                     LoadProblem(
                         f"[tool.defstate.schedules.{name}]: key pattern {pattern!r} matches no "
-                        f"state key (known keys: {', '.join(keys) or 'none'})",
+                        f"state key ({known_keys(keys)})",
                         where,
                     )
                 )

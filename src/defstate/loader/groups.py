@@ -117,6 +117,18 @@ class Shard:
         return f"{self.index}/{self.count}"
 
 
+def known_keys(keys: Iterable[str], most: int = 10) -> str:
+    """``known keys: a, b, …`` for messages about a key: at most ``most`` names, so that an
+    unknown key in a project of thousands stays a one-line error."""
+    names = sorted(keys)
+    if not names:
+        return "known keys: none"
+    shown = ", ".join(names[:most])
+    if len(names) > most:
+        shown += f", … ({len(names)} in all: `defstate list components` lists them)"
+    return f"known keys: {shown}"
+
+
 def select_groups(
     groups: dict[str, KeyGroup],
     keys: Sequence[str] = (),
@@ -134,10 +146,9 @@ def select_groups(
             k for k in keys if k not in groups and not any(key_matches(g, k) for g in groups)
         ]
         if unknown:
-            known = ", ".join(sorted(groups)) or "none"
             raise UnknownStateKeyError(
                 f"unknown state {'key' if len(unknown) == 1 else 'keys'}: {', '.join(unknown)} "
-                f"(known keys: {known})"
+                f"({known_keys(groups)})"
             )
         selected = [g for g in selected if any(key_matches(g.key, k) for k in keys)]
     if management_types:

@@ -23,6 +23,7 @@ from defstate.loader.groups import (
     KeyGroup,
     Shard,
     group_by_key,
+    known_keys,
     resolve_storages,
     select_groups,
 )
@@ -58,8 +59,7 @@ class Project:
         """The instances using ``key``; ``UnknownStateKeyError`` lists the known keys."""
         group = self.groups.get(key)
         if group is None:
-            known = ", ".join(self.keys) or "none"
-            raise UnknownStateKeyError(f"unknown state key: {key} (known keys: {known})")
+            raise UnknownStateKeyError(f"unknown state key: {key} ({known_keys(self.keys)})")
         return group
 
     def storage(self, group: KeyGroup) -> StateStorage:
