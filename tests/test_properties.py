@@ -5,6 +5,7 @@ but the allowed templates is expanded. About 11 000 examples in all (issue 13)."
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,12 @@ from defstate.loader.discovery import instantiate
 from defstate.loader.project import ProjectConfig
 from defstate.loader.yaml_source import expand_templates, read_yaml_file
 from defstate.state_storage.keys import MAX_ENCODED_KEY_LENGTH, decode_key, encode_key
+
+
+def _examples(count: int) -> int:
+    """``count``, scaled by ``DEFSTATE_PROPERTY_SCALE`` (e.g. 0.1 while developing, 10 to hunt)."""
+    return max(10, int(count * float(os.environ.get("DEFSTATE_PROPERTY_SCALE", "1"))))
+
 
 PROPERTY = settings(
     deadline=2000,  # an example running past 2 s is a hang
@@ -148,7 +155,7 @@ def _load_entries(config: ProjectConfig, path: Path) -> None:
             assert target.is_relative_to(config.defs_dir)
 
 
-@settings(PROPERTY, max_examples=4000)
+@settings(PROPERTY, max_examples=_examples(4000))
 @given(data=_yaml_texts())
 def test_any_defs_yaml_loads_or_is_a_located_error(
     project: ProjectConfig, data: bytes, monkeypatch: pytest.MonkeyPatch
@@ -180,7 +187,7 @@ ATTRIBUTE_NAMES = st.sampled_from(
 )
 
 
-@settings(PROPERTY, max_examples=2000)
+@settings(PROPERTY, max_examples=_examples(2000))
 @given(
     type_name=st.sampled_from(TYPES[:2]),
     attributes=st.dictionaries(ATTRIBUTE_NAMES, JSON_VALUES, max_size=5),
@@ -203,7 +210,7 @@ KEY_CHARACTERS = st.one_of(
 )
 
 
-@settings(PROPERTY, max_examples=3000)
+@settings(PROPERTY, max_examples=_examples(3000))
 @given(key=st.one_of(st.text(KEY_CHARACTERS, max_size=30), st.text(KEY_CHARACTERS, max_size=400)))
 def test_every_string_is_a_key_inside_the_root_or_an_invalid_state_key_error(
     key: str, tmp_path_factory: pytest.TempPathFactory
@@ -287,7 +294,7 @@ def _reference(text: str, env: dict[str, str], root: str) -> str | None:
     return "".join(out) + text[position:]
 
 
-@settings(PROPERTY, max_examples=2500)
+@settings(PROPERTY, max_examples=_examples(2500))
 @given(text=st.lists(TEMPLATE_PIECES, max_size=25).map("".join))
 def test_only_the_allowed_templates_are_expanded(text: str) -> None:
     env = {"A": "<a>", "B": "{{ env.A }}", "_X1": "<x1>"}
