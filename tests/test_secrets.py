@@ -18,12 +18,14 @@ from defstate.errors import ProjectConfigError
 from defstate.loader.project import load_project_config
 from defstate.redaction import (
     MASK,
+    PUBLIC_VALUES,
     RedactingFilter,
     forget_secrets,
     redact,
     redact_data,
     register_secret,
 )
+from defstate.state_storage.management import ManagementType
 
 SECRET = "Zq9-very-SECRET-e2e-4711"
 # the storage credential is only in the storage options (moto accepts any secret key)
@@ -238,5 +240,9 @@ def test_redaction_finds_every_form_of_a_secret() -> None:
     assert redact("https://h/?t=p%40ss%22w%C3%B6rd%2F1") == f"https://h/?t={MASK}"
     assert redact("ab") == "ab"
     assert redact_data({'p@ss"wörd/1': ['p@ss"wörd/1', 1, None]}) == {MASK: [MASK, 1, None]}
+    for word in (*(m.value for m in ManagementType), "true"):  # defstate's own words
+        register_secret(word)
+        assert redact(word) == word
+    assert {m.value for m in ManagementType} <= PUBLIC_VALUES
     record = logging.LogRecord("x", logging.ERROR, __file__, 1, "token %s", ('p@ss"wörd/1',), None)
     assert RedactingFilter().filter(record) and record.getMessage() == f"token {MASK}"

@@ -8,7 +8,9 @@ What is secret (registered as the project is read, in every process that reads i
   name (``key``, ``secret``, ``token``, ``password``, ... see :data:`CREDENTIAL_OPTION_WORDS`).
 
 Values shorter than :data:`MIN_SECRET_LENGTH` characters are not redacted (masking every
-``1`` or ``on`` would make output unreadable, and such a value protects nothing).
+``1`` or ``on`` would make output unreadable, and such a value protects nothing), nor are
+the words of defstate's own vocabulary (:data:`PUBLIC_VALUES`: management types, booleans),
+which its output shows anyway (``management_type: "{{ env.STATE_MODE }}"`` keeps a pin usable).
 
 Everything defstate prints or writes passes through :func:`redact` (text) or
 :func:`redact_data` (JSON-like documents): CLI output, log records, error messages (also of
@@ -44,6 +46,23 @@ CREDENTIAL_OPTION_WORDS = (
     "auth",
 )
 
+# Words defstate prints itself, whatever the environment: never secrets. (The management
+# types are checked against ManagementType by the tests.)
+PUBLIC_VALUES = frozenset(
+    {
+        "LOCAL_FILESYSTEM",
+        "VERSIONED_STATE_STORAGE",
+        "LEGACY_CODE_SERVER_SNAPSHOTS",
+        "true",
+        "false",
+        "True",
+        "False",
+        "null",
+        "None",
+        "none",
+    }
+)
+
 _secrets: set[str] = set()
 _lock = threading.Lock()
 _pattern: re.Pattern[str] | None = None
@@ -52,7 +71,7 @@ _pattern: re.Pattern[str] | None = None
 def register_secret(value: object) -> None:
     """Treat ``value`` (a string) as secret from now on, in this process."""
     global _pattern
-    if not isinstance(value, str) or len(value) < MIN_SECRET_LENGTH:
+    if not isinstance(value, str) or len(value) < MIN_SECRET_LENGTH or value in PUBLIC_VALUES:
         return
     with _lock:
         if value in _secrets:
