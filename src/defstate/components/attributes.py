@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,47 +60,84 @@ def convert_value(value: Any, hint: Any, path: tuple[str | int, ...]) -> Any:
         ) from None
 
 
+_UNHANDLED: Any = object()  # a step's answer for a hint it does not handle
+
+_SCALARS: dict[Any, Callable[[Any], bool]] = {
+    bool: lambda v: isinstance(v, bool),
+    int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+    float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    str: lambda v: isinstance(v, str),
+    Path: lambda v: isinstance(v, str),
+}
+
+
 def _convert(value: Any, hint: Any, path: tuple[str | int, ...]) -> Any:
-    fail = _Mismatch
+    """Dispatch on the kind of hint; each step raises ``_Mismatch`` for a value that does
+    not fit, or answers ``_UNHANDLED`` for a hint that is not its kind."""
+    fits = _SCALARS.get(hint)
+    if fits is not None:
+        if not fits(value):
+            raise _Mismatch
+        return float(value) if hint is float else Path(value) if hint is Path else value
+    for step in (_convert_typing, _convert_collection):
+        result = step(value, hint, path)
+        if result is not _UNHANDLED:
+            return result
+    if isinstance(hint, type):
+        if isinstance(value, hint):
+            return value
+        raise _Mismatch
+    where = f"attribute {'.'.join(map(str, path))!r}: " if path else ""
+    raise AttributeValueError(path, f"{where}unsupported field type {hint!r}")
+
+
+def _convert_typing(value: Any, hint: Any, path: tuple[str | int, ...]) -> Any:
+    """``Any``, ``None``, unions, literals, enums and nested attrs classes."""
     if hint is Any or hint is object:
         return value
     if hint is type(None):
         if value is None:
             return None
-        raise fail
+        raise _Mismatch
     origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        for arg in args:
+        for arg in typing.get_args(hint):
             try:
                 return _convert(value, arg, path)  # no message for the arms that do not fit
             except (_Mismatch, AttributeValueError):
                 continue
-        raise fail
+        raise _Mismatch
     if origin is typing.Literal:
-        if value in args:
+        if value in typing.get_args(hint):
             return value
-        raise fail
+        raise _Mismatch
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         try:
             return hint(value)
         except ValueError:
-            raise fail from None
+            raise _Mismatch from None
     if isinstance(hint, type) and attrs.has(hint):
         if isinstance(value, hint):
             return value
         if not isinstance(value, Mapping):
-            raise fail
+            raise _Mismatch
         return construct(hint, value, path)
+    return _UNHANDLED
+
+
+def _convert_collection(value: Any, hint: Any, path: tuple[str | int, ...]) -> Any:
+    """Lists, tuples (fixed and variadic), sets and mappings, item by item."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
     if origin in (list, tuple, set, frozenset) or hint in (list, tuple, set, frozenset):
         container = origin or hint
         if not isinstance(value, list):
-            raise fail
+            raise _Mismatch
         if container is tuple and len(args) == 2 and args[1] is Ellipsis:
             args = (args[0],)
         if container is tuple and len(args) > 1:
             if len(value) != len(args):
-                raise fail
+                raise _Mismatch
             return tuple(
                 convert_value(v, a, (*path, i))
                 for i, (v, a) in enumerate(zip(value, args, strict=True))
@@ -109,7 +146,7 @@ def _convert(value: Any, hint: Any, path: tuple[str | int, ...]) -> Any:
         return container(convert_value(v, item, (*path, i)) for i, v in enumerate(value))
     if origin in (dict, Mapping) or hint in (dict, Mapping):
         if not isinstance(value, Mapping):
-            raise fail
+            raise _Mismatch
         key_hint, value_hint = args if args else (Any, Any)
         return {
             convert_value(k, key_hint, (*path, str(k))): convert_value(
@@ -117,32 +154,7 @@ def _convert(value: Any, hint: Any, path: tuple[str | int, ...]) -> Any:
             )
             for k, v in value.items()
         }
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise fail
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise fail
-    if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise fail
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        raise fail
-    if hint is Path:
-        if isinstance(value, str):
-            return Path(value)
-        raise fail
-    if isinstance(hint, type):
-        if isinstance(value, hint):
-            return value
-        raise fail
-    where = f"attribute {'.'.join(map(str, path))!r}: " if path else ""
-    raise AttributeValueError(path, f"{where}unsupported field type {hint!r}")
+    return _UNHANDLED
 
 
 _FIELDS: dict[type[Any], tuple[dict[str, Any], dict[str, attrs.Attribute[Any]]]] = {}

@@ -16,11 +16,12 @@ from defstate.components.component import Component
 from defstate.components.registry import registered_component_types, resolve_component_type
 from defstate.errors import DefstateError
 from defstate.loader.discovery import ensure_importable, find_defs_yaml_files
+from defstate.loader.folders import NOT_PROJECT_SOURCES
 from defstate.loader.project import ProjectConfig, load_project_config
 from defstate.loader.yaml_source import load_yaml_documents
 
 CONTRIB_PACKAGE = "defstate.contrib"
-_SKIPPED = frozenset({"tests", "test", "build", "dist", "node_modules", "venv"})
+_SKIPPED = frozenset({"tests", "test"}) | NOT_PROJECT_SOURCES
 
 
 @attrs.frozen

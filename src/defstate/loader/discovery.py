@@ -13,6 +13,7 @@ from defstate.components.component import Component
 from defstate.components.context import ComponentLoadContext
 from defstate.components.registry import resolve_component_type
 from defstate.components.state_backed import StateBackedComponent
+from defstate.definitions import Definitions
 from defstate.errors import (
     AttributeValueError,
     ComponentTypeError,
@@ -21,6 +22,7 @@ from defstate.errors import (
     InvalidStateKeyError,
     SourceLocation,
 )
+from defstate.loader.folders import is_skipped_in_defs
 from defstate.loader.project import ProjectConfig
 from defstate.loader.yaml_source import YamlDocument, read_yaml_file, render_templates
 from defstate.redaction import redact, redact_optional
@@ -29,7 +31,6 @@ from defstate.user_code import describe_exception, format_traceback
 
 DEFS_YAML = "defs.yaml"
 _ENTRY_KEYS = frozenset({"type", "attributes"})
-_SKIPPED_DIRS = frozenset({"__pycache__", "node_modules", "target", "logs"})
 
 
 @attrs.frozen
@@ -127,6 +128,14 @@ class ComponentInstance(Generic[C_co]):
     def source(self) -> str:
         return self.context.source
 
+    def defs_at(self, state_path: Path | None) -> Definitions:
+        """The definitions this instance builds from the state at ``state_path``: what a
+        load, the refresh guard and ``state diff`` all build."""
+        defs = self.component.build_defs(attrs.evolve(self.context, state_path=state_path))
+        if not isinstance(defs, Definitions):
+            raise TypeError(f"build_defs returned {type(defs).__name__}, not Definitions")
+        return defs
+
     def state_backed(self) -> ComponentInstance[StateBackedComponent] | None:
         """This instance, typed as holding a state-backed component, if it does."""
         if isinstance(self.component, StateBackedComponent):
@@ -143,7 +152,7 @@ def find_defs_yaml_files(defs_dir: Path) -> list[Path]:
         except FileNotFoundError:
             return
         for entry in entries:
-            if entry.name.startswith(".") or entry.name in _SKIPPED_DIRS:
+            if is_skipped_in_defs(entry.name):
                 continue
             if entry.is_dir():
                 yield from walk(entry)

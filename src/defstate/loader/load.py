@@ -273,7 +273,7 @@ def _build(
         state_path = state_paths.get(key) if key else None
         start = time.perf_counter()
         try:
-            parts.append((instance.source, _build_instance(instance, state_path)))
+            parts.append((instance.source, instance.defs_at(state_path)))
         except Exception as exc:
             errors.append(LoadProblem.for_instance(instance, exc))
         finally:
@@ -291,14 +291,6 @@ def _build(
         timings=timings,
         fingerprints=plan.fingerprints,
     )
-
-
-def _build_instance(instance: ComponentInstance[Component], state_path: Path | None) -> Definitions:
-    context = attrs.evolve(instance.context, state_path=state_path)
-    defs = instance.component.build_defs(context)
-    if not isinstance(defs, Definitions):
-        raise TypeError(f"build_defs returned {type(defs).__name__}, not Definitions")
-    return defs
 
 
 def _changed(key: str, fingerprints: Mapping[str, str], previous: Mapping[str, str] | None) -> bool:

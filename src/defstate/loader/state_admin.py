@@ -128,8 +128,7 @@ def _defs_dicts(
     assets: dict[str, dict[str, Any]] = {}
     checks: dict[str, dict[str, Any]] = {}
     for instance in group.instances:
-        context = attrs.evolve(instance.context, state_path=state)
-        defs = instance.component.build_defs(context)
+        defs = instance.defs_at(state)
         for spec in defs.assets:
             assets[spec.key.to_string()] = spec.to_json_dict()
         for check in defs.asset_checks:

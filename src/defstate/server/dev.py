@@ -8,33 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from defstate.loader.folders import NOT_PROJECT_SOURCES
 from defstate.loader.project import ProjectConfig
 from defstate.server.worker import WorkerLoad
 from defstate.text import plural
 
 log = logging.getLogger("defstate.server")
-
-IGNORED_DIRS = frozenset(
-    {
-        ".local_defs_state",
-        ".git",
-        ".hg",
-        ".venv",
-        "venv",
-        "env",
-        "__pycache__",
-        ".mypy_cache",
-        ".pytest_cache",
-        ".ruff_cache",
-        ".tox",
-        "node_modules",
-        "target",
-        "logs",
-        "dbt_packages",
-        "build",
-        "dist",
-    }
-)
 
 
 def is_watched(config: ProjectConfig, path: Path) -> bool:
@@ -44,7 +23,8 @@ def is_watched(config: ProjectConfig, path: Path) -> bool:
         relative = path.relative_to(config.root)
     except ValueError:
         return False
-    if any(part in IGNORED_DIRS or part.endswith(".egg-info") for part in relative.parts[:-1]):
+    folders = relative.parts[:-1]
+    if any(part in NOT_PROJECT_SOURCES or part.endswith(".egg-info") for part in folders):
         return False
     if path.name == "pyproject.toml" and len(relative.parts) == 1:
         return True

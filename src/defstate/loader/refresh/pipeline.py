@@ -48,6 +48,8 @@ class RefreshTarget:
     key: str
     instance: ComponentInstance[StateBackedComponent]
     storage: StateStorage
+    readers: tuple[ComponentInstance[StateBackedComponent], ...] = ()
+    """The other instances of the key: the guard counts their assets too."""
 
     @property
     def component(self) -> StateBackedComponent:
@@ -62,7 +64,11 @@ def plan_targets(
     groups: Iterable[KeyGroup], storages: Mapping[str, StateStorage]
 ) -> list[RefreshTarget]:
     """A refresh target for each group whose storage could be set up."""
-    return [RefreshTarget(g.key, g.writer, storages[g.key]) for g in groups if g.key in storages]
+    return [
+        RefreshTarget(g.key, g.writer, storages[g.key], g.instances[1:])
+        for g in groups
+        if g.key in storages
+    ]
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -207,9 +213,9 @@ def _attempt(
 
 
 def _asset_keys(target: RefreshTarget, state_path: Path | None) -> set[AssetKey]:
-    context = attrs.evolve(target.instance.context, state_path=state_path)
-    defs = target.component.build_defs_from_state(context, state_path)
-    return set(defs.asset_keys)
+    """The assets every instance of the key builds from ``state_path`` (as ``state diff``)."""
+    instances = (target.instance, *target.readers)
+    return {key for instance in instances for key in instance.defs_at(state_path).asset_keys}
 
 
 def _check_guard(target: RefreshTarget, guard: RefreshGuard, pending: Path) -> None:
