@@ -6,15 +6,19 @@ import json
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from defstate.cli.app import CliState, cli, handle_errors, pass_state
 from defstate.errors import DefstateError, UsageError
 from defstate.loader.gc_pause import paused_gc
-from defstate.loader.project import load_project_config
+from defstate.loader.project import ProjectConfig, load_project_config
 from defstate.redaction import install_log_redaction
 from defstate.state_storage.state_info import StateInfo
+
+if TYPE_CHECKING:
+    from defstate.server.location import CodeLocation
 
 
 def _stop_on_signal() -> threading.Event:
@@ -44,12 +48,10 @@ def _run_location(
     log_format: str = "text",
 ) -> None:
     # here, like the server modules: other commands never pay for logging
-    from defstate.loader.schedules import load_schedules
-    from defstate.server.dev import summarize_reload, watch_and_reload
+    from defstate.server.dev import summarize_reload
     from defstate.server.http import start_http_server
     from defstate.server.location import CodeLocation
     from defstate.server.logs import configure_logging, event
-    from defstate.server.poller import poll_for_new_state
 
     configure_logging(log_level, log_format)
     install_log_redaction()
@@ -70,44 +72,7 @@ def _run_location(
     server = start_http_server(location, host, port)
     stop = threading.Event()
     watching = threading.Event()
-    threads: list[threading.Thread] = []
-    if reload_on_new_state:
-        threads.append(
-            threading.Thread(
-                target=poll_for_new_state,
-                args=(location, reload_on_new_state, stop),
-                name="defstate-poller",
-                daemon=True,
-            )
-        )
-    schedules = [] if dev else list(load_schedules(config).values())
-    if schedules:
-        from datetime import UTC, datetime
-
-        from defstate.loader.schedules import Scheduler
-        from defstate.server.scheduling import run_scheduler, schedule_runner
-
-        scheduler = Scheduler(schedules, schedule_runner(location), datetime.now(UTC))
-        for name, when in scheduler.next_runs().items():
-            event(
-                f"schedule {name}: next run {when.isoformat()}",
-                schedule=name,
-                next_run=when.isoformat(),
-            )
-        threads.append(
-            threading.Thread(
-                target=run_scheduler, args=(scheduler, stop), name="defstate-scheduler", daemon=True
-            )
-        )
-    if dev:
-        threads.append(
-            threading.Thread(
-                target=watch_and_reload,
-                args=(config, location.reload, stop, watching),
-                name="defstate-watch",
-                daemon=True,
-            )
-        )
+    threads = _background_threads(location, config, dev, reload_on_new_state, stop, watching)
     for thread in threads:
         thread.start()
     if dev:
@@ -126,6 +91,71 @@ def _run_location(
         for thread in threads:
             thread.join(timeout=5)
         event("stopped")
+
+
+def _background_threads(
+    location: CodeLocation,
+    config: ProjectConfig,
+    dev: bool,
+    reload_on_new_state: float | None,
+    stop: threading.Event,
+    watching: threading.Event,
+) -> list[threading.Thread]:
+    """The code location's helpers, not started: the state poller, the scheduler (not in
+    dev mode) and the file watcher (dev mode)."""
+    from defstate.server.dev import watch_and_reload
+    from defstate.server.poller import poll_for_new_state
+
+    threads: list[threading.Thread] = []
+    if reload_on_new_state:
+        threads.append(
+            threading.Thread(
+                target=poll_for_new_state,
+                args=(location, reload_on_new_state, stop),
+                name="defstate-poller",
+                daemon=True,
+            )
+        )
+    scheduler = None if dev else _scheduler_thread(location, config, stop)
+    if scheduler is not None:
+        threads.append(scheduler)
+    if dev:
+        threads.append(
+            threading.Thread(
+                target=watch_and_reload,
+                args=(config, location.reload, stop, watching),
+                name="defstate-watch",
+                daemon=True,
+            )
+        )
+    return threads
+
+
+def _scheduler_thread(
+    location: CodeLocation, config: ProjectConfig, stop: threading.Event
+) -> threading.Thread | None:
+    """A thread running the project's schedules, or ``None`` when it has none."""
+    from defstate.loader.schedules import load_schedules
+
+    schedules = list(load_schedules(config).values())
+    if not schedules:
+        return None
+    from datetime import UTC, datetime
+
+    from defstate.loader.schedules import Scheduler
+    from defstate.server.logs import event
+    from defstate.server.scheduling import run_scheduler, schedule_runner
+
+    scheduler = Scheduler(schedules, schedule_runner(location), datetime.now(UTC))
+    for name, when in scheduler.next_runs().items():
+        event(
+            f"schedule {name}: next run {when.isoformat()}",
+            schedule=name,
+            next_run=when.isoformat(),
+        )
+    return threading.Thread(
+        target=run_scheduler, args=(scheduler, stop), name="defstate-scheduler", daemon=True
+    )
 
 
 def _check_port(host: str, port: int) -> None:
