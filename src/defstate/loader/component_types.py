@@ -100,8 +100,14 @@ def _module_types(
         except Exception as exc:  # a module that fails to import: report, go on
             problems.append(f"cannot import {name}: {type(exc).__name__}: {exc}")
     for mod in modules:
-        for _, cls in inspect.getmembers(mod, inspect.isclass):
-            if cls.__module__ == mod.__name__ and _is_concrete_component(cls):
+        # the module's own namespace: getmembers() would resolve lazy attributes, importing
+        # what a package defers (contrib.dagster's Dagster)
+        for cls in list(vars(mod).values()):
+            if (
+                inspect.isclass(cls)
+                and cls.__module__ == mod.__name__
+                and _is_concrete_component(cls)
+            ):
                 found.setdefault(f"{cls.__module__}.{cls.__qualname__}", cls)
 
 
