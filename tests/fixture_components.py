@@ -50,6 +50,7 @@ class ListComponent(StateBackedComponent):
     name: str = "list"
     fail: bool = False
     sleep: float = 0.0
+    hold_until: str | None = None  # block inside the refresh until this file exists
     barrier: int = 0
     prefix: str = ""
     fail_times: int = 0
@@ -68,6 +69,10 @@ class ListComponent(StateBackedComponent):
             _barrier(self.barrier).wait(timeout=10)
         if self.sleep:
             time.sleep(self.sleep)
+        if self.hold_until:
+            deadline = time.monotonic() + 120
+            while not Path(self.hold_until).exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
         if self.fail:
             raise RuntimeError(f"external system for {self.name} is down")
         if self.terminal:

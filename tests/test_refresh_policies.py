@@ -180,18 +180,27 @@ def test_single_flight_across_processes(
         }[strategy]()
         state = "    management_type: VERSIONED_STATE_STORAGE\n"
         extra = f'[tool.defstate.state_storage]\nurl = "{url}"\n'
-    root, _ = _project(make_project, counter_dir, "  sleep: 4\n", state, extra)
+    release = tmp_path / "release"
+    root, _ = _project(make_project, counter_dir, f"  hold_until: {release}\n", state, extra)
     first = _refresh_process(root)
     while call_count(counter_dir, "api") == 0:  # the first one is inside write_state_to_path
         time.sleep(0.02)
     second = _refresh_process(root)
     skipper = _refresh_process(root, "--no-wait")
+    # The first refresh holds the key until the skipper has seen it held; the second, started
+    # with the skipper, is waiting for the lock by then (a margin for a loaded machine), so
+    # the outcome never depends on how fast processes start.
+    skipped, err = skipper.communicate(timeout=120)
+    assert skipper.returncode == 0, err
+    time.sleep(2)
+    release.touch()
     outcomes = []
-    for process in (first, second, skipper):
-        out, err = process.communicate(timeout=60)
+    for process in (first, second):
+        out, err = process.communicate(timeout=120)
         assert process.returncode == 0, err
         (item,) = json.loads(out)["results"]
         outcomes.append(item)
+    outcomes.append(json.loads(skipped)["results"][0])
     assert call_count(counter_dir, "api") == 1  # write_state_to_path ran once
     assert [o["status"] for o in outcomes] == ["succeeded", "joined", "already_refreshing"]
     assert outcomes[1]["version"] == outcomes[0]["version"]
