@@ -33,8 +33,10 @@ if TYPE_CHECKING:
         load_defs,
         refresh_state,
     )
+    from defstate.loader.check import CheckReport, check_project
     from defstate.loader.history import StateHistory, state_history
     from defstate.loader.refresh import RefreshOptions
+    from defstate.selection import AssetSelection, SelectionSyntaxError
 
 DefsStateManagementType = ManagementType  # the name Dagster users know
 
@@ -48,6 +50,10 @@ _LAZY = {
     "RefreshOptions": "defstate.loader.refresh",
     "StateHistory": "defstate.loader.history",
     "state_history": "defstate.loader.history",
+    "AssetSelection": "defstate.selection",
+    "SelectionSyntaxError": "defstate.selection",
+    "CheckReport": "defstate.loader.check",
+    "check_project": "defstate.loader.check",
 }
 
 
@@ -71,7 +77,9 @@ __all__ = [
     "AssetCheckKey",
     "AssetCheckSpec",
     "AssetKey",
+    "AssetSelection",
     "AssetSpec",
+    "CheckReport",
     "Component",
     "ComponentLoadContext",
     "Definitions",
@@ -86,6 +94,7 @@ __all__ = [
     "RefreshOptions",
     "RefreshReport",
     "RetryPolicy",
+    "SelectionSyntaxError",
     "Shard",
     "StateBackedComponent",
     "StateHistory",
@@ -93,6 +102,7 @@ __all__ = [
     "StateVersion",
     "TerminalRefreshError",
     "__version__",
+    "check_project",
     "load_defs",
     "refresh_state",
     "register_component_type",
