@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 
 from defstate import AssetKey, ComponentLoadContext
@@ -353,8 +352,9 @@ def test_key_prefix_and_translation_templates(tmp_path: Path) -> None:
     assert check.asset == orders.key and check.blocking is False
 
 
-def test_translation_comes_through_defs_yaml_templates(make_project: Any, tmp_path: Path) -> None:
-    """``{{ node.x }}`` in a defs.yaml is left for the component (``{{ env.X }}`` is not)."""
+def test_translation_comes_through_defs_yaml_templates(tmp_path: Path) -> None:
+    """``{{ node.x }}`` in a defs.yaml is left for the component; ``{{ env.X }}`` is still
+    expanded when the file is loaded."""
     from defstate.loader.yaml_source import expand_templates
 
     text = "key: '{{ node.fqn[1] }}/{{ spec.key }}' in {{ project_root }}"
@@ -362,6 +362,7 @@ def test_translation_comes_through_defs_yaml_templates(make_project: Any, tmp_pa
         expand_templates(text, tmp_path, {})
         == f"key: '{{{{ node.fqn[1] }}}}/{{{{ spec.key }}}}' in {tmp_path}"
     )
+    assert expand_templates("{{ env.TEAM }}", tmp_path, {"TEAM": "data"}) == "data"
 
 
 class PrefixingDbt(DbtProjectComponent):
@@ -523,7 +524,3 @@ def test_importing_the_package_does_not_import_dbt() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert completed.stdout.strip() == "[]"
-
-
-def test_components_are_attrs_classes() -> None:
-    assert attrs.has(PrefixingDbt)
