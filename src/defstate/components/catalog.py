@@ -114,9 +114,9 @@ def _plain(value: Any) -> Any:
     if isinstance(value, PurePath):
         return str(value)
     if attrs.has(type(value)):
-        return {
-            f.alias or f.name: _plain(getattr(value, f.name)) for f in attrs.fields(type(value))
-        }
+        # an alias field (RetryPolicy.kind, of type) is accepted, never written out
+        fields = [f for f in attrs.fields(type(value)) if "alias_of" not in f.metadata]
+        return {f.alias or f.name: _plain(getattr(value, f.name)) for f in fields}
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):

@@ -28,7 +28,7 @@ class RetryPolicy:
     """
 
     type: RetryType | None = None
-    kind: RetryType | None = None
+    kind: RetryType | None = attrs.field(default=None, metadata={"alias_of": "type"})
     max_attempts: int = attrs.field(default=3, validator=attrs.validators.ge(1))
     multiplier: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
     min: float = attrs.field(default=0.5, validator=attrs.validators.ge(0))
