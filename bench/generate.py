@@ -13,27 +13,20 @@ projects write ``[tool.defstate.state_storage] url``; ``DEFSTATE_STATE_STORAGE_U
 from __future__ import annotations
 
 import argparse
+import inspect
 import shutil
 from pathlib import Path
 from typing import Literal
+
+from bench.plain import make_state
 
 Mode = Literal["io", "cpu", "instant"]
 MODES: tuple[Mode, ...] = ("io", "cpu", "instant")
 MANAGEMENT_TYPES = ("LOCAL_FILESYSTEM", "VERSIONED_STATE_STORAGE")
 
-# The state every bench project writes (bench.dagster_native's component shares it).
-MAKE_STATE_PY = """\
-def make_state(name: str, upstream: str | None, assets: int) -> list[dict[str, Any]]:
-    rows = []
-    for i in range(assets):
-        deps = [f"{name}/t{j:03d}" for j in (i - 1, i - 2) if j >= 0]
-        if i == 0 and upstream:
-            deps.append(f"{upstream}/t000")
-        rows.append({"name": f"t{i:03d}", "deps": deps, "kinds": ["table"], "rows": i * 100})
-    return rows
-
-
-"""
+# The state every bench project writes (bench.dagster_native's component and the plain
+# refresh baseline share it): the source of bench.plain.make_state, copied into the project.
+MAKE_STATE_PY = inspect.getsource(make_state) + "\n\n"
 
 COMPONENTS_PY = (
     '''\

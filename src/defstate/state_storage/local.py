@@ -101,13 +101,21 @@ class LocalStateWrite(PendingWrite):
     committed: bool = False
 
     def commit(self) -> StateVersion:
-        require_written(self.path, self.key)
+        try:
+            pending = os.lstat(self.path)
+        except FileNotFoundError:
+            require_written(self.path, self.key)  # raises: nothing was written
+            raise
         now = time.time()
         os.utime(self.path, (now, now))  # created_at is the publication time
-        size = path_size(self.path)
-        is_directory = self.path.is_dir()
+        is_directory = S_ISDIR(pending.st_mode)
+        size = path_size(self.path) if is_directory else pending.st_size
         target = self.key_dir / STATE_NAME
-        if not os.path.lexists(target) or (not is_directory and not target.is_dir()):
+        try:
+            target_is_directory = S_ISDIR(os.stat(target).st_mode)
+        except FileNotFoundError:  # the first state (or a dangling link)
+            target_is_directory = None
+        if target_is_directory is None or not (is_directory or target_is_directory):
             os.replace(self.path, target)
         elif _exchange(self.path, target):
             remove_path(self.path)  # now holds the previous state
@@ -199,39 +207,56 @@ class LocalStateStorage:
 
     def begin_write(self, key: str, metadata: Mapping[str, str] | None = None) -> LocalStateWrite:
         key_dir = self.key_dir(key)
-        self._ensure_root()
-        key_dir.mkdir(parents=True, exist_ok=True)
-        self._remove_abandoned(key_dir)
-        tmp = key_dir / f"{_TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
+        try:
+            self._remove_abandoned(key_dir)
+        except FileNotFoundError:
+            self._make_key_dir(key_dir)
+        tmp = key_dir / f"{_TMP_PREFIX}{_PID}-{uuid.uuid4().hex}"
         return LocalStateWrite(key=key, key_dir=key_dir, path=tmp)
+
+    def _make_key_dir(self, folder: Path) -> None:
+        """Create a key's folder (or its records folder), and the root with its
+        ``.gitignore`` the first time. Callers try their operation first and come here on
+        ``FileNotFoundError``: a refresh of a key that exists creates no folder."""
+        try:
+            folder.mkdir(exist_ok=True)
+        except FileNotFoundError:
+            self._ensure_root()
+            folder.mkdir(parents=True, exist_ok=True)
 
     def _ensure_root(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         gitignore = self.root / ".gitignore"
         if not gitignore.exists():
-            tmp = self.root / f".gitignore.{os.getpid()}.{uuid.uuid4().hex}"
+            tmp = self.root / f".gitignore.{_PID}.{uuid.uuid4().hex}"
             tmp.write_text(_GITIGNORE)
             os.replace(tmp, gitignore)
 
     @staticmethod
     def _remove_abandoned(key_dir: Path) -> None:
-        """Delete temporaries left by refreshes whose process died (e.g. SIGKILL)."""
-        for tmp in key_dir.glob(f"{_TMP_PREFIX}*"):
-            pid_text = tmp.name[len(_TMP_PREFIX) :].split("-", 1)[0]
+        """Delete temporaries left by refreshes whose process died (e.g. SIGKILL); one
+        listing of the key's folder (``FileNotFoundError`` when it does not exist yet)."""
+        with os.scandir(key_dir) as entries:
+            abandoned = [e.name for e in entries if e.name.startswith(_TMP_PREFIX)]
+        for name in abandoned:
+            pid_text = name[len(_TMP_PREFIX) :].split("-", 1)[0]
             if pid_text.isdigit() and not _pid_alive(int(pid_text)):
-                remove_path(tmp)
+                remove_path(key_dir / name)
 
     # -- refresh records and single-flight --------------------------------------------------
 
     def write_record(self, record: RefreshRecord) -> None:
         folder = self.key_dir(record.key) / RECORDS_DIRNAME
-        self._ensure_root()
-        folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{record.file_name}.tmp"
-        tmp.write_bytes(record.to_bytes())
+        try:
+            tmp.write_bytes(record.to_bytes())
+        except FileNotFoundError:
+            self._make_key_dir(folder)
+            tmp.write_bytes(record.to_bytes())
         os.replace(tmp, folder / record.file_name)
-        for old in sorted(folder.glob("*.json"))[:-MAX_LOCAL_RECORDS]:
-            old.unlink(missing_ok=True)
+        names = sorted(name for name in os.listdir(folder) if name.endswith(".json"))
+        for name in names[:-MAX_LOCAL_RECORDS]:
+            (folder / name).unlink(missing_ok=True)
 
     def records(self, key: str, limit: int = 50) -> list[RefreshRecord]:
         folder = self.key_dir(key) / RECORDS_DIRNAME
@@ -244,23 +269,94 @@ class LocalStateStorage:
     @contextlib.contextmanager
     def refresh_lock(self, key: str, *, wait: bool, ttl: float) -> Iterator[bool]:
         """A file lock in the key's folder (released by the OS if the holder dies)."""
-        from filelock import FileLock, Timeout
-
         key_dir = self.key_dir(key)
-        self._ensure_root()
-        key_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(key_dir / _LOCK_NAME))
+        lock_path = key_dir / _LOCK_NAME
+        if _flock is None:  # not POSIX
+            yield from _filelock(lock_path, key, key_dir, self, wait=wait)
+            return
         try:
-            lock.acquire(timeout=0)
-            waited = False
-        except Timeout:
+            fd = os.open(lock_path, _LOCK_FLAGS, 0o644)
+        except FileNotFoundError:
+            self._make_key_dir(key_dir)
+            fd = os.open(lock_path, _LOCK_FLAGS, 0o644)
+        try:
+            waited = _flock(fd, key, wait=wait)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in _NO_FLOCK:
+                raise
+            yield from _filelock(lock_path, key, key_dir, self, wait=wait)  # e.g. some NFS
+            return
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            yield waited
+        finally:
+            os.close(fd)  # releases the lock; the file stays (unlinking it would race)
+
+
+_PID = os.getpid()
+
+
+def _refresh_pid() -> None:
+    global _PID
+    _PID = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_refresh_pid)
+
+# flock is missing on this file system: filelock knows the fallbacks
+_NO_FLOCK = (errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK)
+_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+
+
+def _posix_flock() -> Any:
+    """``flock(fd, key, wait=...)`` where ``fcntl`` exists (else ``None``): lock ``fd``
+    exclusively, returning whether it had to wait."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+
+    def flock(fd: int, key: str, *, wait: bool) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
             if not wait:
                 raise AlreadyRefreshingError(
                     f"state key {key!r} is already being refreshed by another process"
                 ) from None
-            lock.acquire()
-            waited = True
-        try:
-            yield waited
-        finally:
-            lock.release()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return True
+
+    return flock
+
+
+_flock = _posix_flock()
+
+
+def _filelock(
+    lock_path: Path, key: str, key_dir: Path, storage: LocalStateStorage, *, wait: bool
+) -> Iterator[bool]:
+    """The portable single-flight lock (``filelock``) where ``fcntl.flock`` is missing."""
+    from filelock import FileLock, Timeout
+
+    storage._make_key_dir(key_dir)
+    lock = FileLock(str(lock_path))
+    try:
+        lock.acquire(timeout=0)
+        waited = False
+    except Timeout:
+        if not wait:
+            raise AlreadyRefreshingError(
+                f"state key {key!r} is already being refreshed by another process"
+            ) from None
+        lock.acquire()
+        waited = True
+    try:
+        yield waited
+    finally:
+        lock.release()

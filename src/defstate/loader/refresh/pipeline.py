@@ -179,6 +179,13 @@ def _join_running_refresh(run: _Run) -> RefreshResult | None:
 
 def _refresh_with_retries(run: _Run) -> BaseException | None:
     """Attempts as the retry policy allows; the last error, or ``None`` once one published."""
+    if run.retry.attempts == 1:  # no retries (the default): no tenacity machinery per key
+        try:
+            run.attempts += 1
+            run.version, run.notes = _attempt(run.target, run.timeout, run.guard)
+        except Exception as exc:
+            return exc
+        return None
     from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
     try:
