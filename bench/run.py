@@ -266,7 +266,7 @@ class Bench:
     def measure_loads(self, n: int, endpoint: str | None) -> None:
         env = self.env()
         local = self.project(f"local-{n}", n)
-        self.setup[f"refresh instant local N={n}"] = self.refresh(local, env).seconds
+        self.measure_refresh_instant(local, n, env)
         if n == min(self.settings.sizes):
             self.measure_heavy_imports(local)
 
@@ -306,6 +306,33 @@ class Bench:
             s3.create_bucket(endpoint, f"bench-{n}")
             s3_env = self.env(s3.s3_env(endpoint))
             self.measure_versioned(n, "s3", f"s3://bench-{n}/state", s3_env, json_base, endpoint)
+
+    def measure_refresh_instant(self, project: Path, n: int, env: dict[str, str]) -> None:
+        """``defstate state refresh`` of N components that return at once, local state, cold
+        (the state folder removed before each run), against ``plain.py refresh-instant``
+        writing the same N states atomically; the project keeps the last run's state."""
+        state = project / "defs" / ".local_defs_state"
+        plain_out = self.workdir / f"plain-refresh-instant-{n}"
+        plain = [sys.executable, str(PLAIN), "refresh-instant", str(n), str(self.settings.k)]
+
+        def baseline() -> Sample:
+            shutil.rmtree(plain_out, ignore_errors=True)
+            return self.process([*plain, str(plain_out)], project, env)
+
+        def cold() -> Sample:
+            shutil.rmtree(state, ignore_errors=True)
+            return self.refresh(project, env)
+
+        base = self.repeat("baseline refresh instant", baseline)
+        samples = self.repeat("refresh instant", cold)
+        self.add(
+            "refresh instant",
+            n,
+            samples,
+            baseline="atomic-write script",
+            baseline_seconds=_median(base),
+            note="local state, cold",
+        )
 
     def measure_versioned(
         self,
@@ -434,6 +461,10 @@ class Bench:
                 warm.target = "<= 1.3x local, no reads"
                 warm.passed = bool(warm.checks.get("no_storage_reads")) and warm.value <= 1.3
                 warm.note = f"{warm.value:.2f}x local; {warm.note}"
+        instant = rows.get(("refresh instant", 1000))
+        if instant and instant.median is not None and instant.ratio is not None:
+            instant.target = "<= 3x baseline, <= 1.0 s"
+            instant.passed = instant.ratio <= 3.0 and instant.median <= 1.0
         refresh = rows.get(("refresh io", 100))
         if refresh and refresh.median is not None:
             refresh.target = "< 2 s"

@@ -18,6 +18,7 @@ PER_SIZE_OPS = {
     "load warm file://",
     "refresh io",
     "refresh cpu",
+    "refresh instant",
 }
 S3_OPS = {"load warm s3", "load cold s3"}  # a smoke run measures S3 at its largest size only
 

@@ -22,6 +22,7 @@ a lone surrogate (``"\\ud800"``) cannot be encoded. Both raise ``InvalidStateKey
 
 from __future__ import annotations
 
+import functools
 from pathlib import PurePosixPath
 
 from defstate.errors import InvalidStateKeyError
@@ -42,6 +43,11 @@ def encode_key(key: str) -> PurePosixPath:
     if not isinstance(key, str) or not key:
         shown = _shown(key) if isinstance(key, str) else type(key).__name__
         raise InvalidStateKeyError(f"a state key must be a non-empty string, got {shown}")
+    return _encode(key)
+
+
+@functools.lru_cache(maxsize=8192)  # a refresh or load asks for each key's path several times
+def _encode(key: str) -> PurePosixPath:
     try:
         raw = key.encode("utf-8")
     except UnicodeEncodeError as exc:

@@ -143,6 +143,7 @@ class LocalStateStorage:
     """State kept in a folder next to the project (``<defs_dir>/.local_defs_state``)."""
 
     root: Path
+    _key_dirs: dict[str, Path] = attrs.field(factory=dict, init=False, repr=False, eq=False)
 
     management_type: ClassVar[ManagementType] = ManagementType.LOCAL_FILESYSTEM
     refreshed_at_initialization: ClassVar[bool] = False
@@ -164,7 +165,10 @@ class LocalStateStorage:
         return str(self.root)
 
     def key_dir(self, key: str) -> Path:
-        return self.root.joinpath(*encode_key(key).parts)
+        key_dir = self._key_dirs.get(key)
+        if key_dir is None:
+            key_dir = self._key_dirs[key] = self.root.joinpath(*encode_key(key).parts)
+        return key_dir
 
     def _current_path(self, key: str) -> Path | None:
         key_dir = self.key_dir(key)
@@ -248,11 +252,12 @@ class LocalStateStorage:
     def write_record(self, record: RefreshRecord) -> None:
         folder = self.key_dir(record.key) / RECORDS_DIRNAME
         tmp = folder / f".{record.file_name}.tmp"
+        data = record.to_bytes()
         try:
-            tmp.write_bytes(record.to_bytes())
+            tmp.write_bytes(data)
         except FileNotFoundError:
             self._make_key_dir(folder)
-            tmp.write_bytes(record.to_bytes())
+            tmp.write_bytes(data)
         os.replace(tmp, folder / record.file_name)
         names = sorted(name for name in os.listdir(folder) if name.endswith(".json"))
         for name in names[:-MAX_LOCAL_RECORDS]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 import uuid
 from collections.abc import Iterable, Mapping
@@ -15,6 +16,13 @@ from defstate.redaction import redact_optional
 
 def _strings(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(values)  # a list when read back from JSON
+
+
+@functools.cache  # one uname per process, not per record
+def _hostname() -> str:
+    import socket  # only refreshes write records; keep `import defstate` light
+
+    return socket.gethostname()
 
 
 @attrs.frozen(kw_only=True)
@@ -37,7 +45,7 @@ class RefreshRecord:
     bytes: int | None = None
     warnings: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     counts: Mapping[str, int] = attrs.field(factory=dict)
-    host: str = attrs.field(factory=lambda: _hostname())
+    host: str = attrs.field(factory=_hostname)
     record_id: str = attrs.field(factory=lambda: uuid.uuid4().hex)
 
     @property
@@ -56,9 +64,3 @@ class RefreshRecord:
     def from_json_dict(cls, data: Mapping[str, Any]) -> RefreshRecord:
         names = {f.name for f in attrs.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
-
-
-def _hostname() -> str:
-    import socket  # only refreshes write records; keep `import defstate` light
-
-    return socket.gethostname()
