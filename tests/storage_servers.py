@@ -132,7 +132,7 @@ def _http(method: str, url: str, body: dict[str, Any] | None = None) -> bytes:
     data = json.dumps(body).encode() if body is not None else None
     headers = {"Content-Type": "application/json"} if body is not None else {}
     request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    with urllib.request.urlopen(request, timeout=5) as response:
+    with urllib.request.urlopen(request, timeout=30) as response:  # a loaded machine
         payload: bytes = response.read()
         return payload
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -186,6 +187,9 @@ def test_single_flight_across_processes(
     while call_count(counter_dir, "api") == 0:  # the first one is inside write_state_to_path
         time.sleep(0.02)
     second = _refresh_process(root)
+    assert second.stderr is not None
+    waiting = second.stderr.readline()  # it says so when it starts waiting for the lease
+    assert "waiting for" in waiting, waiting
     skipper = _refresh_process(root, "--no-wait")
     # The first refresh holds the key until the skipper has seen it held; the second, started
     # with the skipper, is waiting for the lock by then (a margin for a loaded machine), so
@@ -201,8 +205,8 @@ def test_single_flight_across_processes(
         (item,) = json.loads(out)["results"]
         outcomes.append(item)
     outcomes.append(json.loads(skipped)["results"][0])
+    assert [o["status"] for o in outcomes] == ["succeeded", "joined", "skipped"], outcomes
     assert call_count(counter_dir, "api") == 1  # write_state_to_path ran once
-    assert [o["status"] for o in outcomes] == ["succeeded", "joined", "already_refreshing"]
     assert outcomes[1]["version"] == outcomes[0]["version"]
     assert outcomes[1]["ok"] and outcomes[2]["ok"]
 
@@ -218,14 +222,14 @@ def test_expired_lease_of_a_crashed_holder_is_taken_over(
     )
     lease = tmp_path / "store/List[api]/lease.json"
     lease.parent.mkdir(parents=True)
-    lease.write_text(json.dumps({"holder": "dead", "host": "gone", "expires_at": time.time() - 1}))
+    lease.write_text(json.dumps({"holder": "dead", "host": "gone", "pid": 1, "ttl": 30}))
+    stale = time.time() - 60  # not renewed for 60 s by the storage's clock: expired
+    os.utime(lease, (stale, stale))
     assert refresh_state(root).ok
-    assert not lease.exists()
-    lease.write_text(
-        json.dumps({"holder": "alive", "host": "busy", "expires_at": time.time() + 60})
-    )
+    assert json.loads(lease.read_text())["released"] is True  # released, not deleted
+    lease.write_text(json.dumps({"holder": "alive", "host": "busy", "pid": 1, "ttl": 60}))
     (result,) = refresh_state(root, options=RefreshOptions(wait=False)).results
-    assert result.status == "already_refreshing"
+    assert result.status == "skipped"
 
 
 SCHEDULES = """

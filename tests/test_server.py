@@ -390,3 +390,52 @@ def test_dev_failed_refresh_keeps_last_good_state(
     assert server.keys() == ["one_a", "two_a"]  # still serving the last good state
     assert server.get("/health")["status"] == "ok"
     assert call_count(counter_dir, "one") == 2 and call_count(counter_dir, "two") == 2
+
+
+@pytest.mark.parametrize("mode", ["serve", "dev"])
+def test_reload_with_new_load_errors_keeps_serving_what_works(
+    make_project: ProjectFactory, counter_dir: Path, servers: list[Server], mode: str
+) -> None:
+    """docs/reliability.md guarantee 9: serve keeps the load that worked and says
+    ``degraded`` with the new errors; dev shows the new load, ``degraded`` while broken."""
+    sources = {}
+    files = {}
+    for name in ("api", "crm"):
+        sources[name] = counter_dir.parent / f"{name}.json"
+        sources[name].write_text(json.dumps([f"{name}1"]))
+        files[f"defs/{name}/defs.yaml"] = _list_entry(name, sources[name], counter_dir)
+    root = make_project(files)
+    assert run_cli("state", "refresh", cwd=root).returncode == 0
+    server = Server([mode], cwd=root)
+    servers.append(server)
+    assert server.get("/health")["status"] == "ok"
+    crm = root / "defs/crm/defs.yaml"
+    good = crm.read_text()
+    crm.write_text(good.replace("type: fixture_components.ListComponent", "type: no.such.Type"))
+    status, health = server.post("/reload?wait=1")
+    assert health["status"] == "degraded"
+    if mode == "serve":
+        assert status == 500
+        assert server.keys() == ["api1", "crm1"]  # still the load that worked
+        (rejected,) = health["rejected_reload_errors"]
+        assert "no.such" in rejected["message"] and rejected["file"].endswith("crm/defs.yaml")
+        assert "no.such" in health["last_reload_error"]
+        assert any("new error(s); still serving" in line for line in server.seen + _drain(server))
+    else:
+        assert status == 200
+        assert server.keys() == ["api1"]  # dev shows the new load ...
+        assert health["load_errors"] == 1 and "no.such" in health["errors"][0]["message"]
+    assert server.get("/health")["status"] == "degraded"
+    crm.write_text(good)
+    status, health = server.post("/reload?wait=1")
+    assert status == 200 and health["status"] == "ok" and server.keys() == ["api1", "crm1"]
+    assert server.stop() == 0
+
+
+def _drain(server: Server) -> list[str]:
+    lines = []
+    while not server.lines.empty():
+        line = server.lines.get()
+        server.seen.append(line)
+        lines.append(line)
+    return lines

@@ -122,10 +122,12 @@ def test_gc_keeps_latest_and_newest(make_project: ProjectFactory, tmp_path: Path
     root, source = _project(make_project, tmp_path)
     versions = [_publish(root, source, [f"n{i}"]) for i in range(5)]
     assert rollback_state(root, "List[api]", versions[0])  # latest is now the oldest
-    deleted = gc_state(root, keep=2)
+    deleted = gc_state(root, keep=2, grace=0).deleted
     assert sorted(deleted["List[api]"]) == sorted(versions[1:3])
     remaining = {p.name for p in (tmp_path / "store/List[api]/versions").iterdir()}
     assert remaining == {versions[0], versions[3], versions[4]}
     assert [str(k) for k in load_defs(root).definitions.asset_keys] == ["n0"]
-    again = run_cli("state", "gc", "--keep", "2", "--json", cwd=root)
-    assert json.loads(again.stdout) == {"deleted": {"List[api]": []}}
+    again = run_cli("state", "gc", "--keep", "2", "--grace", "0", "--json", cwd=root)
+    (key_report,) = json.loads(again.stdout)["keys"]
+    assert key_report["key"] == "List[api]" and key_report["deleted"] == []
+    assert key_report["bytes_freed"] == 0

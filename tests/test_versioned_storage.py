@@ -24,6 +24,7 @@ from conftest import ProjectFactory, run_cli, subprocess_env
 from defstate import StateInfo, load_defs, refresh_state
 from defstate.errors import DefstateError
 from defstate.state_storage.archive import sha256_bytes
+from defstate.state_storage.calls import CallPolicy
 from defstate.state_storage.versioned import VersionedStateStorage
 from fixture_components import call_count
 
@@ -231,7 +232,7 @@ for i in range(20):
     (state / f"part-{i}.txt").write_text(tag * 1000)
 while not go.exists():
     time.sleep(0.005)
-print(VersionedStateStorage(url).publish("shared", state, {}).version)
+print(VersionedStateStorage(url).publish("shared", state, {}).version.version)
 """
 
 
@@ -351,7 +352,9 @@ def _s3_project(make_project: ProjectFactory, counter_dir: Path, storage_toml: s
 def _assert_one_line_error(done: subprocess.CompletedProcess[str], *fragments: str) -> str:
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
-    (line,) = done.stderr.splitlines()
+    lines = done.stderr.splitlines()
+    *progress, line = lines  # retries of a transient failure say so, one line each
+    assert all("retrying (attempt" in p for p in progress), lines
     for fragment in fragments:
         assert fragment in line, line
     return line
@@ -392,9 +395,13 @@ def test_unreachable_storage_is_retried_then_one_line_error(
         config_kwargs = {{retries = {{max_attempts = 1}}}}
         """,
     )
+    started = time.monotonic()
     done = run_cli("state", "refresh", cwd=root, env={"TOP_SECRET": "hunter2-very-secret"})
-    _assert_one_line_error(done, "s3://some-bucket/state", "List[api]", "Connect")
+    elapsed = time.monotonic() - started
+    _assert_one_line_error(done, "s3://some-bucket/state", "List[api]", "connect")
+    assert "retrying (attempt 2 of 4" in done.stderr  # progress says it is retrying
     assert "hunter2" not in done.stdout + done.stderr
+    assert elapsed < 30, elapsed  # refused: a few quick retries, no client-side retry storm
 
 
 @pytest.fixture(scope="module")
@@ -453,10 +460,10 @@ def test_denied_credentials_is_a_one_line_error(
 def test_transient_storage_errors_are_retried_and_permanent_ones_are_not(
     tmp_path: Path,
 ) -> None:
-    storage = VersionedStateStorage(f"file://{tmp_path}/store", attempts=3)
+    storage = VersionedStateStorage(f"file://{tmp_path}/store", policy=CallPolicy(attempts=3))
     calls: list[str] = []
 
-    def flaky() -> str:
+    def flaky(timeout: float | None) -> str:
         calls.append("x")
         if len(calls) < 3:
             raise ConnectionError("connection reset by peer")
@@ -466,7 +473,7 @@ def test_transient_storage_errors_are_retried_and_permanent_ones_are_not(
 
     denied: list[str] = []
 
-    def forbidden() -> None:
+    def forbidden(timeout: float | None) -> None:
         denied.append("x")
         raise PermissionError("Forbidden")
 

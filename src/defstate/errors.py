@@ -46,6 +46,7 @@ Exceptions from other libraries (botocore, aiohttp, a component's own code) are 
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import attrs
@@ -215,6 +216,9 @@ _NETWORK_TYPES = frozenset(
 )
 
 
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
 def _is_one_of(exc: BaseException, names: frozenset[str]) -> bool:
     return any(f"{cls.__module__}.{cls.__qualname__}" in names for cls in type(exc).__mro__)
 
@@ -233,6 +237,8 @@ def is_transient(exc: BaseException, *, unknown: bool = False) -> bool:
         return flag
     if isinstance(exc, PermissionError) or _is_one_of(exc, _DENIED_TYPES):
         return False
+    if isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS:
+        return False  # a full, over-quota or read-only disk fails the same way again
     if isinstance(exc, (ConnectionError, TimeoutError)) or _is_one_of(exc, _NETWORK_TYPES):
         return True
     return type(exc) is OSError or unknown

@@ -409,9 +409,24 @@ def _run_refresh(
     options: RefreshOptions,
     shard: Shard | None = None,
 ) -> None:
+    from defstate.state_storage.leases import released_on_signals
+
     types = tuple(ManagementType(m.upper()) for m in management_types)
-    show_progress = not as_json and sys.stderr.isatty()
-    if show_progress:
+    with released_on_signals():
+        report = _refresh_with_output(state, keys, types, concurrency, as_json, options, shard)
+    _print_report(state, report, as_json)
+
+
+def _refresh_with_output(
+    state: CliState,
+    keys: tuple[str, ...],
+    types: tuple[ManagementType, ...],
+    concurrency: int | None,
+    as_json: bool,
+    options: RefreshOptions,
+    shard: Shard | None,
+) -> RefreshReport:
+    if not as_json and sys.stderr.isatty():
         from defstate.cli.progress import refresh_progress
 
         with refresh_progress() as listener:
@@ -434,7 +449,7 @@ def _run_refresh(
                 options=options,
                 shard=shard,
             )
-    _print_report(state, report, as_json)
+    return report
 
 
 def _print_report(state: CliState, report: RefreshReport, as_json: bool) -> None:
@@ -527,8 +542,9 @@ def schedule_ls(state: CliState, as_json: bool) -> None:
 def schedule_run(state: CliState, name: str, as_json: bool, no_wait: bool) -> None:
     """Run one schedule once (for cron, Kubernetes CronJobs, Airflow, Dagster...)."""
     from defstate.loader.schedules import run_schedule
+    from defstate.state_storage.leases import released_on_signals
 
-    with user_output_to_stderr(as_json):
+    with released_on_signals(), user_output_to_stderr(as_json):
         report = run_schedule(state.project, name, wait=not no_wait)
     _print_report(state, report, as_json)
 
@@ -636,8 +652,33 @@ def state_rollback(state: CliState, key: str, version: str) -> None:
     click.echo(f"rolled back {key}  latest={restored.version}  ({restored.created_at})")
 
 
+class Duration(click.ParamType):  # type: ignore[type-arg]
+    """Seconds, or a number with a unit: ``90s``, ``30m``, ``1h``, ``7d``."""
+
+    name = "duration"
+    _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        text = str(value).strip().lower()
+        unit = self._UNITS.get(text[-1:], None)
+        number = text[:-1] if unit else text
+        try:
+            seconds = float(number) * (unit or 1)
+        except ValueError:
+            self.fail(f"{value!r} is not a duration (e.g. 90s, 30m, 1h, 7d)", param, ctx)
+        if seconds < 0:
+            self.fail(f"{value!r} is negative", param, ctx)
+        return seconds
+
+
 @state_group.command("gc")
-@click.option("--keep", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option(
+    "--keep", type=click.IntRange(min=0), default=5, show_default=True, help="Newest kept."
+)
 @click.option("--key", "keys", multiple=True, help="Only this key or glob pattern (repeatable).")
 @click.option(
     "--orphans",
@@ -645,13 +686,45 @@ def state_rollback(state: CliState, key: str, version: str) -> None:
     help="Instead: delete the whole state of keys no component uses (see `state ls`; a "
     "storage shared by several projects holds the others' keys too).",
 )
+@click.option(
+    "--grace",
+    type=Duration(),
+    default="1h",
+    show_default=True,
+    help="Keep versions superseded less than this ago (from the successor's publication).",
+)
+@click.option(
+    "--older-than", type=Duration(), default="0", help="Only delete versions older than this."
+)
+@click.option(
+    "--protect",
+    "protect_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Keep the versions this pin names (a state info JSON file; repeatable).",
+)
+@click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
 @handle_errors
 def state_gc(
-    state: CliState, keep: int, keys: tuple[str, ...], orphans: bool, as_json: bool
+    state: CliState,
+    keep: int,
+    keys: tuple[str, ...],
+    orphans: bool,
+    grace: float,
+    older_than: float,
+    protect_files: tuple[Path, ...],
+    dry_run: bool,
+    as_json: bool,
 ) -> None:
-    """Delete old versions, keeping the latest and the KEEP newest of each key."""
+    """Delete old versions of versioned keys.
+
+    Kept: the latest, every version a live process has pinned (serve, dev, opted-in loads),
+    the versions --protect pins name, the KEEP newest, and versions superseded less than
+    --grace ago. Prints each deleted version with the bytes freed.
+    """
+    from defstate.cli.render import format_bytes
     from defstate.loader.state_admin import gc_state
 
     if orphans:
@@ -660,13 +733,37 @@ def state_gc(
         gc_orphans(state, as_json)
         return
 
-    deleted = gc_state(state.project, keep=keep, keys=keys)
+    pins = tuple(p for p in (read_state_info(f) for f in protect_files) if p is not None)
+    report = gc_state(
+        state.project,
+        keep=keep,
+        keys=keys,
+        grace=grace,
+        older_than=older_than,
+        protect=pins,
+        dry_run=dry_run,
+    )
     if as_json:
-        click.echo(json_dumps({"deleted": deleted}))
-        return
-    from defstate.text import plural
+        click.echo(json_dumps(report.to_json_dict()))
+    else:
+        from defstate.text import plural
 
-    for key, versions in deleted.items():
-        click.echo(f"{key}: deleted {plural(len(versions), 'version')}")
-        for version in versions:
-            click.echo(f"  {version}")
+        verb = "would delete" if dry_run else "deleted"
+        for key_report in report.keys:
+            for entry in key_report.entries:
+                if entry.action != "kept":
+                    click.echo(
+                        f"{verb} {key_report.key} {entry.version}  {format_bytes(entry.bytes)}"
+                    )
+            click.echo(
+                f"{key_report.key}: {verb} {plural(len(key_report.deleted), 'version')}, "
+                f"{format_bytes(key_report.bytes_freed)}"
+            )
+        click.echo(f"{'would free' if dry_run else 'freed'} {format_bytes(report.bytes_freed)}")
+    for key_report in report.keys:
+        for problem in key_report.problems:
+            click.echo(f"warning: [{key_report.key}] {problem}", err=True)
+        if key_report.error:
+            click.echo(f"error: [{key_report.key}] {key_report.error}", err=True)
+    if not report.ok:
+        sys.exit(1)

@@ -200,7 +200,12 @@ def render_components(project: Project, wide: bool = False) -> None:
 def render_refresh_results(results: Sequence[RefreshResult]) -> None:
     """One line per key: key, version, seconds, bytes (or the error)."""
     for result in results:
-        if result.ok and result.version is not None:
+        if result.status == "unchanged":
+            click.echo(
+                f"unchanged {result.key}  version={result.published}  {result.seconds:.2f}s  "
+                "(same bytes as the latest version: nothing published)"
+            )
+        elif result.ok and result.version is not None:
             attempts = f"  attempts={result.attempts}" if result.attempts > 1 else ""
             click.echo(
                 f"refreshed {result.key}  version={result.version.version}  "
@@ -213,7 +218,7 @@ def render_refresh_results(results: Sequence[RefreshResult]) -> None:
                 f"joined {result.key}  version={result.published}  (refreshed meanwhile by "
                 f"another process)"
             )
-        elif result.status == "already_refreshing":
+        elif result.status == "skipped":
             click.echo(f"skipped {result.key}  (already refreshing in another process)")
         else:
             click.echo(

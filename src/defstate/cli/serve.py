@@ -84,7 +84,10 @@ def _run_location(
         while not signalled.wait(0.5):
             pass
     finally:
+        from defstate.state_storage.leases import release_held_leases
+
         stop.set()
+        release_held_leases()  # a scheduled refresh may be running: let others take over
         server.shutdown()
         server.server_close()
         location.close()

@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -39,6 +39,9 @@ from defstate.loader.storage import StateStorages
 from defstate.state_storage.base import StateStorage
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.state_info import StateInfo, StateVersion
+
+if TYPE_CHECKING:
+    from defstate.state_storage.pins import LivePins
 
 
 @attrs.frozen
@@ -116,6 +119,7 @@ class LoadResult:
     check_sources: Mapping[AssetCheckKey, str] = attrs.field(factory=dict)
     timings: Mapping[str, float] = attrs.field(factory=dict)
     fingerprints: Mapping[str, str] = attrs.field(factory=dict)
+    live_pins: LivePins | None = None
 
     @property
     def ok(self) -> bool:
@@ -152,6 +156,7 @@ def load_defs(
     unchanged_since: Mapping[str, str] | None = None,
     trigger: str = "dev",
     strict: bool | None = None,
+    keep_pinned: bool = False,
 ) -> LoadResult:
     """Build the project's definitions.
 
@@ -168,6 +173,9 @@ def load_defs(
     ``strict`` (default: ``DEFSTATE_DEPLOY=1`` is set) is for deployed artifacts: dev refreshes
     are off, and a state-backed key without state is an error naming the key and the command
     that creates it, instead of ``state_path=None``.
+
+    ``keep_pinned`` records the load's versioned versions as live pin records, renewed until
+    ``result.live_pins.close()`` (or the process ends): ``state gc`` then never deletes them.
     """
     if strict is None:
         strict = is_deploy()
@@ -179,7 +187,10 @@ def load_defs(
         refreshes = _refresh_due(plan, dev, unchanged_since, concurrency, listener, options)
     with paused_gc:  # no refresh runs from here on (see gc_pause)
         versions, state_paths = _resolve(plan, state_info)
-        return _build(plan, versions, state_paths, refreshes)
+        result = _build(plan, versions, state_paths, refreshes)
+    if keep_pinned:
+        result = attrs.evolve(result, live_pins=_keep_pinned(plan.storages, result.state_info))
+    return result
 
 
 @attrs.define
@@ -291,6 +302,28 @@ def _build(
         timings=timings,
         fingerprints=plan.fingerprints,
     )
+
+
+def _keep_pinned(storages: Mapping[str, StateStorage], pin: StateInfo) -> LivePins | None:
+    """Live pin records for ``pin``'s versions in storages that keep versions (see
+    ``load_defs(keep_pinned=True)``)."""
+    from defstate.state_storage.base import version_store
+    from defstate.state_storage.pins import LivePins
+
+    for storage in storages.values():
+        store = version_store(storage)
+        if store is not None:
+            pins = LivePins(store)  # one project has one storage that keeps versions
+            pins.hold(
+                {
+                    k: [v.version]
+                    for k, v in pin.versions.items()
+                    if k in storages and storages[k].keeps_versions
+                },
+                purpose="load",
+            )
+            return pins
+    return None
 
 
 def _changed(key: str, fingerprints: Mapping[str, str], previous: Mapping[str, str] | None) -> bool:

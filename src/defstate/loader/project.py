@@ -19,12 +19,18 @@ _KNOWN_KEYS = frozenset(
 )
 
 
+_CALL_SETTINGS = ("attempts", "deadline", "connect_timeout", "read_timeout")
+
+
 @attrs.frozen
 class StateStorageConfig:
-    """``[tool.defstate.state_storage]``: an fsspec URL and its storage options."""
+    """``[tool.defstate.state_storage]``: an fsspec URL, its storage options, and how storage
+    calls are bounded (``attempts``, ``deadline``, ``connect_timeout``, ``read_timeout``:
+    numbers of seconds except ``attempts``; defaults 4, 60, 5, 20)."""
 
     url: str
     storage_options: Mapping[str, Any] = attrs.field(factory=dict)
+    call_settings: Mapping[str, float] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -154,7 +160,8 @@ def _state_storage_config(
         raise ProjectConfigError(f"[tool.defstate.state_storage]: {'; '.join(problems)}", where)
     _reject_userinfo(url, where)
     register_credentials(options)
-    return StateStorageConfig(url=url, storage_options=options)
+    settings = _call_settings(table or {}, where)
+    return StateStorageConfig(url=url, storage_options=options, call_settings=settings)
 
 
 def _reject_userinfo(url: str, where: SourceLocation) -> None:
@@ -171,3 +178,21 @@ def _reject_userinfo(url: str, where: SourceLocation) -> None:
             "(put credentials in [tool.defstate.state_storage.storage_options])",
             where,
         )
+
+
+def _call_settings(table: Mapping[str, Any], where: SourceLocation) -> dict[str, float]:
+    settings: dict[str, float] = {}
+    for name in _CALL_SETTINGS:
+        if name not in table:
+            continue
+        value = table[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ProjectConfigError(
+                f"[tool.defstate.state_storage] {name} must be a positive number", where
+            )
+        if name == "attempts" and not isinstance(value, int):
+            raise ProjectConfigError(
+                "[tool.defstate.state_storage] attempts must be a positive integer", where
+            )
+        settings[name] = value
+    return settings

@@ -13,7 +13,8 @@ from defstate.loader.groups import KeyGroup, select_groups
 from defstate.loader.load import Project, open_project
 from defstate.state_storage.base import VersionStore, version_store
 from defstate.state_storage.management import ManagementType
-from defstate.state_storage.state_info import StateVersion
+from defstate.state_storage.state_info import StateInfo, StateVersion
+from defstate.state_storage.versioned import StoredVersion
 
 
 @attrs.frozen
@@ -198,32 +199,201 @@ def rollback_state(project_root: Path | str | None, key: str, version: str) -> S
     return storage.rollback(key, full_version(storage, key, version))
 
 
-def gc_state(
-    project_root: Path | str | None = None, *, keep: int = 5, keys: Sequence[str] = ()
-) -> dict[str, list[str]]:
-    """Delete old versions of versioned keys, keeping the latest and the ``keep`` newest.
+@attrs.frozen
+class GcEntry:
+    """One version gc looked at: what it did (``deleted``, ``would delete`` in a dry run,
+    or ``kept``) and why it kept it."""
 
-    Returns the deleted versions per key. Versions pinned by running code locations are not
-    known here: keep enough of them for the pins in use.
+    version: str
+    bytes: int
+    action: str
+    reason: str | None = None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class GcKeyReport:
+    """gc of one key: every version with its fate, problems found (damaged manifests or pin
+    records: reported and skipped), and the key's error if it could not be collected."""
+
+    key: str
+    entries: tuple[GcEntry, ...] = ()
+    problems: tuple[str, ...] = ()
+    error: str | None = None
+
+    @property
+    def deleted(self) -> list[str]:
+        return [e.version for e in self.entries if e.action in ("deleted", "would delete")]
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(e.bytes for e in self.entries if e.action in ("deleted", "would delete"))
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "deleted": [e.to_json_dict() for e in self.entries if e.action != "kept"],
+            "kept": [e.to_json_dict() for e in self.entries if e.action == "kept"],
+            "bytes_freed": self.bytes_freed,
+            "problems": list(self.problems),
+            "error": self.error,
+        }
+
+
+@attrs.frozen
+class GcReport:
+    """What ``gc_state`` did (or, with ``dry_run``, would do) per key."""
+
+    keys: tuple[GcKeyReport, ...]
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return all(k.error is None for k in self.keys)
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(k.bytes_freed for k in self.keys)
+
+    @property
+    def deleted(self) -> dict[str, list[str]]:
+        return {k.key: k.deleted for k in self.keys}
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "bytes_freed": self.bytes_freed,
+            "keys": [k.to_json_dict() for k in self.keys],
+        }
+
+
+@attrs.frozen
+class GcPolicy:
+    """What gc keeps besides the latest version and live pins: the ``keep`` newest, every
+    version superseded less than ``grace`` seconds ago (measured from its successor's
+    publication, by the storage's clock), versions younger than ``older_than``, and the
+    versions named by ``protect`` pins."""
+
+    keep: int = 5
+    grace: float = 3600.0
+    older_than: float = 0.0
+    protect: tuple[StateInfo, ...] = ()
+
+    def protected(self, key: str) -> set[str]:
+        return {v.version for pin in self.protect if (v := pin.get(key)) is not None}
+
+
+def _keep_reason(
+    stored: StoredVersion,
+    successor: StoredVersion | None,
+    rank: int,
+    *,
+    pointer: tuple[str | None, str | None, float] | None,
+    pinned: set[str],
+    policy: GcPolicy,
+    key: str,
+    now: float,
+) -> str | None:
+    """Why gc must keep ``stored`` (``None``: it may go). ``rank`` counts complete versions
+    from the newest (0)."""
+    if stored.manifest is None:
+        if not (stored.problem or "").startswith("incomplete"):
+            return f"damaged: {stored.problem}"
+        if now - stored.published_at < policy.grace:
+            return "incomplete and recent (an upload may be running)"
+        return None
+    latest, previous, moved_at = pointer or (None, None, 0.0)
+    if stored.version == latest:
+        return "latest"
+    if stored.version in pinned:
+        return "pinned by a live process"
+    if stored.version in policy.protected(key):
+        return "protected (--protect)"
+    if rank < policy.keep:
+        return f"among the {policy.keep} newest"
+    if successor is None:
+        return "newest version (never superseded)"
+    superseded_at = successor.published_at
+    if stored.version == previous:
+        superseded_at = max(superseded_at, moved_at)
+    if now - superseded_at < policy.grace:
+        return f"superseded {max(0.0, now - superseded_at):.0f}s ago (grace {policy.grace:g}s)"
+    if now - stored.published_at < policy.older_than:
+        return f"younger than {policy.older_than:g}s (--older-than)"
+    return None
+
+
+def collect_key(
+    storage: VersionStore, key: str, policy: GcPolicy, *, dry_run: bool = False
+) -> GcKeyReport:
+    """gc of one key (see :class:`GcPolicy`); deletion follows the pointer protocol of
+    :meth:`VersionStore.delete_version`, so a version that becomes latest or pinned
+    meanwhile is kept."""
+    stored_versions = storage.inventory(key)
+    if not stored_versions:
+        return GcKeyReport(key)
+    pointer = storage.pointer_info(key)
+    pinned, problems = storage.live_pins(key)
+    now = storage.storage_now(key)
+    complete = [v for v in stored_versions if v.manifest is not None]
+    order = {v.version: i for i, v in enumerate(complete)}
+    entries = []
+    for stored in stored_versions:
+        index = order.get(stored.version)
+        successor = None
+        rank = 0
+        if index is not None:
+            successor = complete[index + 1] if index + 1 < len(complete) else None
+            rank = len(complete) - 1 - index
+        reason = _keep_reason(
+            stored, successor, rank, pointer=pointer, pinned=pinned, policy=policy, key=key, now=now
+        )
+        if reason is not None and reason.startswith("damaged"):
+            problems.append(f"version {stored.version}: {stored.problem} (skipped)")
+        if reason is not None:
+            entries.append(GcEntry(stored.version, stored.size, "kept", reason))
+        elif dry_run:
+            entries.append(GcEntry(stored.version, stored.size, "would delete"))
+        elif storage.delete_version(key, stored):
+            entries.append(GcEntry(stored.version, stored.size, "deleted"))
+        else:
+            entries.append(GcEntry(stored.version, stored.size, "kept", "became in use during gc"))
+    return GcKeyReport(key, tuple(entries), tuple(problems))
+
+
+def gc_state(
+    project_root: Path | str | None = None,
+    *,
+    keep: int = 5,
+    keys: Sequence[str] = (),
+    grace: float = 3600.0,
+    older_than: float = 0.0,
+    protect: Sequence[StateInfo] = (),
+    dry_run: bool = False,
+) -> GcReport:
+    """Delete old versions of versioned keys. Kept: the latest, every version a live pin
+    record or a ``protect`` pin names, the ``keep`` newest, and versions superseded less than
+    ``grace`` seconds ago or younger than ``older_than`` (see :class:`GcPolicy`).
+
+    One key's failure is reported in its entry and does not stop the others; an unknown key
+    in ``keys`` raises ``UnknownStateKeyError``.
     """
-    if keep < 1:
-        raise ValueError("keep must be at least 1")
+    if keep < 0:
+        raise ValueError("keep must not be negative")
     project = open_project(project_root)
-    deleted: dict[str, list[str]] = {}
     chosen = {g.key for g in select_groups(dict(project.groups), keys)}  # unknown keys raise
+    policy = GcPolicy(keep, grace, older_than, tuple(protect))
+    reports = []
     for key, group in sorted(project.groups.items()):
         if key not in chosen:
             continue
-        storage = version_store(project.storage(group))
-        if storage is None:
-            continue
-        latest = storage.latest(key)
-        versions = storage.versions(key)  # oldest first
-        survivors = {v.version for v in versions[-keep:]}
-        if latest is not None:
-            survivors.add(latest.version)
-        gone = [v.version for v in versions if v.version not in survivors]
-        for version in gone:
-            storage.delete_version(key, version)
-        deleted[key] = gone
-    return deleted
+        try:
+            storage = version_store(project.storage(group))
+            if storage is None:
+                continue
+            reports.append(collect_key(storage, key, policy, dry_run=dry_run))
+        except DefstateError as exc:
+            reports.append(GcKeyReport(key, error=str(exc)))
+    return GcReport(tuple(reports), dry_run)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import tarfile
 from pathlib import Path
+from typing import IO
 
 from defstate.errors import StateIntegrityError
 
@@ -22,11 +24,14 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def pack_directory(path: Path) -> bytes:
-    """A deterministic gzip'd tar of ``path``'s contents (sorted, zero times and owners), so
-    the same directory always gives the same bytes and sha256."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+def _write_tar(path: Path, fileobj: IO[bytes]) -> None:
+    """A deterministic gzip'd tar of ``path``'s contents written to ``fileobj`` (sorted,
+    zero times and owners, no name or timestamp in the gzip header), streamed file by file,
+    so the same directory always gives the same bytes and sha256."""
+    with (
+        gzip.GzipFile(filename="", mode="wb", compresslevel=9, fileobj=fileobj, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
         for item in sorted(path.rglob("*")):
             if item.is_symlink() or not (item.is_file() or item.is_dir()):
                 continue  # state is data: links and devices are not carried
@@ -40,17 +45,36 @@ def pack_directory(path: Path) -> bytes:
                     tar.addfile(info, handle)
             else:
                 tar.addfile(info)
-    # gzip stores a timestamp in its header; zero it so the bytes are reproducible
-    data = bytearray(buffer.getvalue())
-    data[4:8] = b"\x00\x00\x00\x00"
-    return bytes(data)
 
 
-def unpack_directory(data: bytes, target: Path) -> None:
-    """Extract an archive made by :func:`pack_directory` into ``target`` (created)."""
+def pack_directory(path: Path) -> bytes:
+    """:func:`_write_tar` into memory (small states: code-server snapshots)."""
+    buffer = io.BytesIO()
+    _write_tar(path, buffer)
+    return buffer.getvalue()
+
+
+def pack_directory_to_file(path: Path, target: Path) -> None:
+    """:func:`_write_tar` into the file ``target``, never holding the archive in memory
+    (removed again if packing fails, e.g. on a full disk)."""
+    try:
+        with target.open("wb") as handle:
+            _write_tar(path, handle)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+
+
+def unpack_directory(data: bytes | Path, target: Path) -> None:
+    """Extract an archive made by :func:`pack_directory` (bytes, or a file streamed from
+    disk) into ``target`` (created)."""
     target.mkdir(parents=True)
+    if isinstance(data, Path):
+        with tarfile.open(data, mode="r:gz") as tar:
+            tar.extractall(target, filter="data")  # refuses absolute paths, '..' and links out
+        return
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        tar.extractall(target, filter="data")  # refuses absolute paths, '..' and links out
+        tar.extractall(target, filter="data")
 
 
 def pack_state(path: Path) -> tuple[bytes, bool]:
@@ -74,4 +98,15 @@ def verify(data: bytes, *, size: int | None, sha256: str | None, what: str) -> N
             f"{what}: expected {size} bytes, got {len(data)} (truncated or corrupted)"
         )
     if sha256 is not None and sha256_bytes(data) != sha256:
+        raise StateIntegrityError(f"{what}: sha256 mismatch (corrupted)")
+
+
+def verify_file(path: Path, *, size: int | None, sha256: str | None, what: str) -> None:
+    """:func:`verify` for a file on disk, streamed (never read whole)."""
+    actual = path.stat().st_size
+    if size is not None and actual != size:
+        raise StateIntegrityError(
+            f"{what}: expected {size} bytes, got {actual} (truncated or corrupted)"
+        )
+    if sha256 is not None and sha256_file(path) != sha256:
         raise StateIntegrityError(f"{what}: sha256 mismatch (corrupted)")

@@ -11,16 +11,19 @@ storage is. :mod:`defstate.state_storage.registry` maps a management type to its
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Protocol, Self, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, cast
 
 from defstate.errors import StateStorageError
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.records import RefreshRecord
 from defstate.state_storage.state_info import StateVersion
+
+if TYPE_CHECKING:
+    from defstate.state_storage.versioned import StoredVersion
 
 
 class StateWrite(Protocol):
@@ -30,6 +33,11 @@ class StateWrite(Protocol):
     @property
     def path(self) -> Path:
         """Where ``write_state_to_path`` writes: a file or a directory, not there yet."""
+        ...
+
+    @property
+    def unchanged(self) -> bool:
+        """After ``commit()``: the state equalled the latest version's (nothing published)."""
         ...
 
     def commit(self) -> StateVersion: ...
@@ -54,6 +62,11 @@ class StorageSettings(Protocol):
 
     @property
     def storage_options(self) -> Mapping[str, Any]: ...
+
+    @property
+    def call_settings(self) -> Mapping[str, float]:
+        """``attempts``, ``deadline``, ``connect_timeout``, ``read_timeout`` when set."""
+        ...
 
 
 class StorageProject(Protocol):
@@ -164,8 +177,35 @@ class VersionStore(StateStorage, Protocol):
         """Point ``key``'s latest back at stored ``version``."""
         ...
 
-    def delete_version(self, key: str, version: str) -> None:
-        """Delete stored ``version`` of ``key`` (never the latest one)."""
+    def delete_version(self, key: str, stored: StoredVersion | str) -> bool:
+        """Delete a stored version unless it is (or just became) latest or pinned; ``True``
+        when deleted. Objects already gone (a concurrent gc) are not an error."""
+        ...
+
+    def inventory(self, key: str) -> list[StoredVersion]:
+        """Every version folder of ``key`` (complete, incomplete, damaged), oldest first."""
+        ...
+
+    def pointer_info(self, key: str) -> tuple[str | None, str | None, float] | None:
+        """``(latest, previous, moved_at by the storage's clock)``, or ``None``."""
+        ...
+
+    def live_pins(self, key: str) -> tuple[set[str], list[str]]:
+        """Versions named by unexpired live pin records, and problems found."""
+        ...
+
+    def storage_now(self, key: str) -> float:
+        """The storage's own clock (for expiry and grace periods)."""
+        ...
+
+    def write_pin(
+        self, key: str, holder: str, versions: Sequence[str], *, ttl: float, purpose: str
+    ) -> None:
+        """Write or renew the live pin record ``holder`` (a uuid) naming ``versions``."""
+        ...
+
+    def delete_pin(self, key: str, holder: str) -> None:
+        """Remove a live pin record (already gone is fine)."""
         ...
 
 
@@ -201,9 +241,13 @@ def require_written(path: Path, key: str) -> None:
 
 class PendingWrite:
     """Context-manager behaviour shared by the storages' pending writes: leaving the block
-    without ``commit()`` (or with an exception) calls ``abort()``."""
+    without ``commit()`` (or with an exception) calls ``abort()``.
+
+    ``unchanged`` is set by ``commit()`` when the state equalled the latest version's and
+    nothing new was published."""
 
     committed: bool
+    unchanged: bool = False
 
     def abort(self) -> None:
         raise NotImplementedError

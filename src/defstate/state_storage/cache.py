@@ -8,16 +8,18 @@ use re-checks a file state's sha256, so a cached file corrupted on disk is detec
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
 
 from defstate.errors import StateIntegrityError
-from defstate.state_storage.archive import sha256_file, unpack_state
+from defstate.state_storage.archive import sha256_file, unpack_directory, unpack_state
 from defstate.state_storage.keys import encode_key
 from defstate.state_storage.state_info import StateVersion
 
@@ -56,7 +58,7 @@ class DownloadCache:
         entry = self.entry_dir(version)
         try:
             verified = (entry / _VERIFIED).read_text().strip()
-        except (FileNotFoundError, NotADirectoryError):
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
             return None
         if verified != version.sha256:
             return None  # an entry for different bytes: not ours
@@ -76,12 +78,35 @@ class DownloadCache:
 
     def put(self, version: StateVersion, data: bytes) -> Path:
         """Store ``data``, already verified against the version's manifest; returns the path."""
+        return self._install(
+            version, lambda state: unpack_state(data, state, is_directory=version.is_directory)
+        )
+
+    def install_download(self, version: StateVersion, downloaded: Path) -> Path:
+        """Store a downloaded and verified object file: a file state is moved into place, a
+        directory state's archive is unpacked from disk (streamed); returns the path."""
+        if version.is_directory:
+            return self._install(version, lambda state: unpack_directory(downloaded, state))
+        return self._install(version, lambda state: shutil.move(downloaded, state))
+
+    def adopt(self, version: StateVersion, state: Path) -> Path:
+        """Move a state that was just published (a file or a directory) into the entry."""
+        return self._install(version, lambda target: shutil.move(state, target))
+
+    def scratch_dir(self) -> Path:
+        """A private temporary folder inside the cache (same disk: moves are renames)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / f".tmp-{os.getpid()}-{uuid.uuid4().hex}"
+        path.mkdir()
+        return path
+
+    def _install(self, version: StateVersion, fill: Callable[[Path], object]) -> Path:
         entry = self.entry_dir(version)
         entry.parent.mkdir(parents=True, exist_ok=True)
         tmp = entry.parent / f".tmp-{os.getpid()}-{uuid.uuid4().hex}"
         tmp.mkdir()
         try:
-            unpack_state(data, tmp / "state", is_directory=version.is_directory)
+            fill(tmp / "state")
             (tmp / _VERIFIED).write_text(str(version.sha256))
             try:
                 os.rename(tmp, entry)
@@ -92,3 +117,12 @@ class DownloadCache:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return entry / "state"
+
+
+@functools.cache
+def fallback_cache_dir() -> Path:
+    """A private temporary folder of this process, used when the configured cache cannot be
+    written (read-only home, full disk): loads keep working, they only download again."""
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix="defstate-cache-"))

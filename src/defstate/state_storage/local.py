@@ -334,6 +334,7 @@ def _posix_flock() -> Any:
                 raise AlreadyRefreshingError(
                     f"state key {key!r} is already being refreshed by another process"
                 ) from None
+        _say_waiting(key)
         fcntl.flock(fd, fcntl.LOCK_EX)
         return True
 
@@ -341,6 +342,15 @@ def _posix_flock() -> Any:
 
 
 _flock = _posix_flock()
+
+
+def _say_waiting(key: str) -> None:
+    """Tell the user why the refresh blocks (progress, not silence)."""
+    import logging  # only when waiting: the read path never imports it
+
+    logging.getLogger("defstate.state_storage").warning(
+        "waiting for the refresh of key %r running in another process", key
+    )
 
 
 def _filelock(
@@ -359,6 +369,7 @@ def _filelock(
             raise AlreadyRefreshingError(
                 f"state key {key!r} is already being refreshed by another process"
             ) from None
+        _say_waiting(key)
         lock.acquire()
         waited = True
     try:

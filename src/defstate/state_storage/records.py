@@ -29,8 +29,9 @@ def _hostname() -> str:
 class RefreshRecord:
     """What one refresh did: who triggered it, how long, how many attempts, what it published.
 
-    ``status`` is ``succeeded``, ``failed``, ``rejected`` (the guard refused it) or
-    ``timed_out``; ``version`` is the published version when it succeeded. ``warnings`` and
+    ``status`` is ``succeeded``, ``unchanged`` (same bytes as the latest version: nothing
+    published), ``failed``, ``rejected`` (the guard refused it) or ``timed_out``; ``version``
+    is the published (or, when unchanged, the still latest) version. ``warnings`` and
     ``counts`` are what the component noted about the state it wrote (``refresh_notes``).
     """
 

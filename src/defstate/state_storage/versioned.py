@@ -5,12 +5,24 @@ Layout under the storage URL (a compatibility promise, documented in the README)
     <url>/<encoded key>/versions/<uuid>/state            a file state's bytes
     <url>/<encoded key>/versions/<uuid>/state.tar.gz     a directory state, archived
     <url>/<encoded key>/versions/<uuid>/manifest.json    key, version, created_at, size, sha256, ...
-    <url>/<encoded key>/latest.json                      the pointer: a copy of the latest manifest
+    <url>/<encoded key>/latest.json                      the pointer: the latest manifest + previous
+    <url>/<encoded key>/pins/<holder>.json               live pin records (versions in use)
+    <url>/<encoded key>/lease.json                       the single-flight refresh lease
+    <url>/<encoded key>/records/<time>-<id>.json         refresh records
 
-A refresh uploads the state bytes, then the manifest, each in one atomic call, and only then
-overwrites the key's pointer. One pointer object per key means refreshes of different keys
-never race. A reader that was given a pin reads ``versions/<uuid>/`` directly and never looks
-at a pointer.
+The pointer protocol (docs/reliability.md has the proof sketch) keeps one invariant: **the
+pointer never names a version whose manifest or bytes are missing**.
+
+- A publication (or rollback) first writes a *claim* (a pin record naming its version), then
+  the bytes, then the manifest, then moves the pointer with a conditional write, then drops
+  the claim.
+- gc deletes a version's manifest first, then re-reads the pointer and the pin records; if
+  either names the version it puts the manifest back and keeps it, otherwise it deletes the
+  bytes. Objects already deleted (by a concurrent gc) are not an error.
+
+A publication whose bytes equal the latest version's (same sha256) publishes nothing and
+does not move the pointer (``unchanged``). Everything that touches the pointer is in this
+module, so a change of pointer layout stays local to it.
 """
 
 from __future__ import annotations
@@ -20,46 +32,60 @@ import json
 import logging
 import os
 import socket
-import tempfile
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
 import attrs
 
 from defstate.errors import (
-    AlreadyRefreshingError,
     ProjectConfigError,
     SourceLocation,
     StateIntegrityError,
     StateStorageError,
-    is_transient,
 )
 from defstate.redaction import redact_url
-from defstate.state_storage.archive import pack_state, sha256_bytes, verify
-from defstate.state_storage.base import StorageProject, WorkdirWrite, require_written
-from defstate.state_storage.cache import DownloadCache, default_cache_dir
+from defstate.state_storage.archive import pack_directory_to_file, sha256_file, verify_file
+from defstate.state_storage.base import (
+    StorageProject,
+    WorkdirWrite,
+    remove_path,
+    require_written,
+)
+from defstate.state_storage.cache import DownloadCache, default_cache_dir, fallback_cache_dir
+from defstate.state_storage.calls import CallPolicy, call_with_deadline, describe_error
 from defstate.state_storage.keys import encode_key
+from defstate.state_storage.leases import hold_lease
 from defstate.state_storage.management import ManagementType
+from defstate.state_storage.objects import ObjectInfo, ObjectStore, Timeouts, open_store
 from defstate.state_storage.records import RefreshRecord
 from defstate.state_storage.state_info import StateVersion, utc_iso
 
 T = TypeVar("T")
 log = logging.getLogger("defstate.state_storage")
 
-_MEMORY_LOCK = threading.Lock()
-_TAKEOVER_SETTLE_SECONDS = 1.0  # memory:// has no conditional writes; one process shares it
+__all__ = [
+    "Publication",
+    "StoredVersion",
+    "VersionedStateStorage",
+    "VersionedStateWrite",
+    "describe_error",
+    "redact_url",
+]
 
 POINTER_NAME = "latest.json"
 LEASE_NAME = "lease.json"
+PINS_DIRNAME = "pins"
+CLOCK_NAME = ".clock"
 RECORDS_DIRNAME = "records"
+VERSIONS_DIRNAME = "versions"
 MANIFEST_NAME = "manifest.json"
 FILE_STATE_NAME = "state"
 DIRECTORY_STATE_NAME = "state.tar.gz"
 LAYOUT_FORMAT = 1
+_POINTER_RACE_LIMIT = 100
 
 
 def _check_version_id(key: str, version: str) -> None:
@@ -72,16 +98,6 @@ def _check_version_id(key: str, version: str) -> None:
         raise StateStorageError(f"{version!r} is not a version of key {key!r} (a uuid4)")
 
 
-def describe_error(exc: BaseException) -> str:
-    """A one-line reason, never including credentials (storage options are never printed)."""
-    if isinstance(exc, PermissionError):
-        return f"access denied ({exc}); check the credentials in storage_options or the env"
-    if isinstance(exc, FileNotFoundError):
-        return f"not found ({exc})"
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 @attrs.define
 class VersionedStateWrite(WorkdirWrite):
     """A pending versioned refresh: the component writes into a local temporary folder."""
@@ -91,13 +107,52 @@ class VersionedStateWrite(WorkdirWrite):
     metadata: Mapping[str, str]
     workdir: Path
     committed: bool = False
+    unchanged: bool = False
 
     def commit(self) -> StateVersion:
         require_written(self.path, self.key)
-        version = self.storage.publish(self.key, self.path, self.metadata)
+        published = self.storage.publish(self.key, self.path, self.metadata, self.workdir)
+        self.unchanged = published.unchanged
         self.committed = True
         self.abort()  # the bytes are uploaded: the local working copy can go
-        return version
+        return published.version
+
+
+@attrs.frozen
+class Publication:
+    """What :meth:`VersionedStateStorage.publish` did: the key's latest version now, and
+    whether it is the one that was already latest (same bytes: nothing was published)."""
+
+    version: StateVersion
+    unchanged: bool = False
+
+
+@attrs.frozen
+class StoredVersion:
+    """A version folder found in storage: its manifest (``None`` when missing or damaged,
+    ``problem`` says which), its objects, and when it was published by the storage's clock."""
+
+    version: str
+    manifest: StateVersion | None
+    objects: tuple[ObjectInfo, ...]
+    problem: str | None = None
+
+    @property
+    def size(self) -> int:
+        return sum(o.size for o in self.objects)
+
+    @property
+    def published_at(self) -> float:
+        """The manifest's modification time (the last object a publication writes)."""
+        for info in self.objects:
+            if info.path.endswith(f"/{MANIFEST_NAME}"):
+                return info.mtime
+        return max((o.mtime for o in self.objects), default=0.0)
+
+    @property
+    def sort_key(self) -> tuple[str, float]:
+        created = self.manifest.created_at if self.manifest else ""
+        return (created, self.published_at)
 
 
 @attrs.define
@@ -106,11 +161,11 @@ class VersionedStateStorage:
 
     url: str
     storage_options: Mapping[str, Any] = attrs.field(factory=dict)
-    attempts: int = 4
-    _fs: Any = attrs.field(default=None, init=False)
+    policy: CallPolicy = attrs.field(factory=CallPolicy)
+    _store: ObjectStore | None = attrs.field(default=None, init=False)
     _root: str = attrs.field(default="", init=False)
     _root_checked: bool = attrs.field(default=False, init=False)
-    _fs_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
+    _open_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
     _cache: DownloadCache | None = attrs.field(default=None, init=False)
 
     management_type: ClassVar[ManagementType] = ManagementType.VERSIONED_STATE_STORAGE
@@ -131,7 +186,8 @@ class VersionedStateStorage:
                 "(or DEFSTATE_STATE_STORAGE_URL)",
                 SourceLocation(project.pyproject),
             )
-        return cls(settings.url, dict(settings.storage_options))
+        policy = CallPolicy(**settings.call_settings)  # type: ignore[arg-type]
+        return cls(settings.url, dict(settings.storage_options), policy)
 
     def describe(self) -> str:
         return redact_url(self.url)
@@ -139,41 +195,41 @@ class VersionedStateStorage:
     # -- plumbing ---------------------------------------------------------------------------
 
     @property
+    def store(self) -> ObjectStore:
+        if self._store is None:
+            with self._open_lock:  # loads resolve keys from several threads
+                if self._store is None:
+                    self._open()
+        assert self._store is not None
+        return self._store
+
+    @property
     def fs(self) -> Any:
-        if self._fs is None:
-            with self._fs_lock:  # loads resolve keys from several threads
-                self._open()
-        return self._fs
+        """The underlying fsspec file system (for tests and tools)."""
+        return self.store.fs
 
     def _open(self) -> None:
-        if self._fs is None:
-            import fsspec  # heavy: only when versioned storage is used
-
-            if self.url.startswith(("gs://", "gcs://")):
-                # gcsfs otherwise probes for zonal buckets over gRPC first, which stalls
-                # each call for a minute where that endpoint is unreachable.
-                os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
-
-            options = {"use_listings_cache": False, "skip_instance_cache": True}
-            options.update(self.storage_options)
-            try:
-                fs, root = fsspec.core.url_to_fs(self.url, **options)
-            except (ImportError, ValueError) as exc:
-                raise StateStorageError(
-                    f"cannot open state storage {self.describe()}: {describe_error(exc)}"
-                ) from None
-            self._root = root.rstrip("/")
-            self._fs = fs  # last: other threads check only _fs before using _root
+        timeouts = Timeouts(self.policy.connect_timeout, self.policy.read_timeout)
+        try:
+            store, root = open_store(self.url, self.storage_options, timeouts)
+        except StateStorageError as exc:
+            raise StateStorageError(f"cannot open state storage: {exc}") from None
+        except (ImportError, ValueError, TypeError) as exc:
+            raise StateStorageError(
+                f"cannot open state storage {self.describe()}: {describe_error(exc)}"
+            ) from None
+        self._root = root
+        self._store = store  # last: other threads check only _store before using _root
 
     @property
     def is_local(self) -> bool:
-        protocol = self.fs.protocol
-        protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
-        return "file" in protocols or "local" in protocols
+        """Whether the store is this machine's files (``file://``)."""
+        return self.store.local_files
 
     @property
     def is_object_store(self) -> bool:
-        return not self.is_local and "memory" not in str(self.fs.protocol)
+        """Whether the store is an object store with buckets (``s3://``, ``gs://``)."""
+        return self.store.has_buckets
 
     @property
     def cache(self) -> DownloadCache:
@@ -181,90 +237,74 @@ class VersionedStateStorage:
             self._cache = DownloadCache.for_storage(default_cache_dir(), self.url)
         return self._cache
 
+    def _scratch(self) -> Path:
+        """A scratch folder in the download cache, or in a temporary cache when the
+        configured one cannot be written (a load must not fail for that)."""
+        try:
+            return self.cache.scratch_dir()
+        except OSError as exc:
+            fallback = DownloadCache.for_storage(fallback_cache_dir(), self.url)
+            log.warning(
+                "the download cache %s cannot be written (%s); using %s for this process",
+                self.cache.root,
+                exc.strerror or exc,
+                fallback.root,
+            )
+            self._cache = fallback
+            return fallback.scratch_dir()
+
     def key_path(self, key: str) -> str:
-        self.fs  # noqa: B018  (sets _root)
+        self.store  # noqa: B018  (sets _root)
         return "/".join((self._root, *encode_key(key).parts))
 
     def version_path(self, key: str, version: str) -> str:
         _check_version_id(key, version)
-        return f"{self.key_path(key)}/versions/{version}"
+        return f"{self.key_path(key)}/{VERSIONS_DIRNAME}/{version}"
 
     def state_object_path(self, key: str, version: str, *, is_directory: bool) -> str:
         name = DIRECTORY_STATE_NAME if is_directory else FILE_STATE_NAME
         return f"{self.version_path(key, version)}/{name}"
 
-    def _call(self, what: str, key: str, func: Callable[[], T]) -> T:
-        """Run one storage call with retries on transient errors; wrap the final error."""
-        from tenacity import (
-            Retrying,
-            retry_if_exception,
-            stop_after_attempt,
-            wait_exponential,
+    def _path(self, key: str, name: str) -> str:
+        return f"{self.key_path(key)}/{name}"
+
+    def _call(
+        self,
+        what: str,
+        key: str,
+        func: Callable[[float | None], T],
+        transfer_bytes: int | None = None,
+    ) -> T:
+        """One storage operation with retries and a deadline; errors name key and URL."""
+        return call_with_deadline(
+            self.policy,
+            f"{what} state for key {key!r}",
+            self.describe(),
+            func,
+            transfer_bytes=transfer_bytes,
         )
 
-        try:
-            for attempt in Retrying(
-                retry=retry_if_exception(is_transient),
-                stop=stop_after_attempt(self.attempts),
-                wait=wait_exponential(multiplier=0.2, max=2),
-                reraise=True,
-            ):
-                with attempt:
-                    return func()
-        except StateStorageError:
-            raise
-        except Exception as exc:
-            raise StateStorageError(
-                f"cannot {what} state for key {key!r} at {self.describe()}: {describe_error(exc)}",
-                transient=is_transient(exc),
-            ) from exc
-        raise AssertionError("unreachable")
-
-    def _put(self, path: str, data: bytes) -> None:
-        """Write one object whole: readers see all of it or none of it."""
-        if self.is_local:
-            # a local write streams into the final name; write aside and rename instead
-            os.replace(self._write_aside(path, data), path)
-        else:
-            self.fs.pipe_file(path, data)
-
-    def _write_aside(self, path: str, data: bytes) -> str:
-        """Write ``data`` to a temporary sibling of local ``path``; returns its name."""
-        parent = path.rsplit("/", 1)[0]
-        self.fs.makedirs(parent, exist_ok=True)
-        tmp = f"{parent}/.tmp-{os.getpid()}-{uuid.uuid4().hex}"
-        self.fs.pipe_file(tmp, data)
-        return tmp
+    def _lease_call(self, what: str, func: Callable[[float | None], T]) -> T:
+        return call_with_deadline(self.policy, what, self.describe(), func)
 
     def _check_root(self, key: str) -> None:
         """A missing bucket is a configuration error, not "no state yet"."""
-        if self._root_checked or not self.is_object_store:
+        if self._root_checked or not self.store.has_buckets:
             return
         bucket = self._root.split("/", 1)[0]
-        if not self._call("read", key, lambda: self.fs.exists(bucket)):
+        fs = self.store.fs
+        if not self._call("read", key, lambda t: fs.exists(bucket, **self.store._kw(t))):
             raise StateStorageError(
                 f"cannot read state for key {key!r} at {self.describe()}: "
                 f"bucket {bucket!r} does not exist"
             )
         self._root_checked = True
 
-    def _read_optional(self, key: str, path: str) -> bytes | None:
-        """An object's bytes, or ``None`` when it does not exist (with retries, wrapped)."""
-
-        def read() -> bytes | None:
-            try:
-                data: bytes = self.fs.cat_file(path)
-                return data
-            except FileNotFoundError:
-                return None
-
-        return self._call("read", key, read)
-
-    # -- StateStorage -----------------------------------------------------------------------
+    # -- reading ----------------------------------------------------------------------------
 
     def latest(self, key: str) -> StateVersion | None:
-        pointer = f"{self.key_path(key)}/{POINTER_NAME}"
-        data = self._read_optional(key, pointer)
+        pointer = self._path(key, POINTER_NAME)
+        data = self._call("read", key, lambda t: self.store.read(pointer, t))
         if data is None:
             self._check_root(key)
             return None
@@ -273,7 +313,7 @@ class VersionedStateStorage:
     def _parse_manifest(self, key: str, data: bytes, where: str) -> StateVersion:
         try:
             manifest = json.loads(data)
-            return StateVersion(
+            version = StateVersion(
                 key=key,
                 version=str(manifest["version"]),
                 created_at=str(manifest["created_at"]),
@@ -285,8 +325,10 @@ class VersionedStateStorage:
         except (ValueError, KeyError, TypeError) as exc:
             raise StateIntegrityError(
                 f"state for key {key!r} at {self.describe()}: {where} is not a valid manifest "
-                f"({exc})"
+                f"({type(exc).__name__}: {exc})"
             ) from None
+        _check_version_id(key, version.version)
+        return version
 
     def has_local_copy(self, version: StateVersion) -> bool:
         return self.cache.contains(version)
@@ -294,67 +336,179 @@ class VersionedStateStorage:
     def state_path(self, version: StateVersion) -> Path:
         _check_version_id(version.key, version.version)  # before it names a cache folder
         what = f"state for key {version.key!r} version {version.version} at {self.describe()}"
-        cache = self.cache
-        cached = cache.get(version, what)
+        cached = self.cache.get(version, what)
         if cached is not None:
             return cached
         source = self.state_object_path(
             version.key, version.version, is_directory=version.is_directory
         )
-        data = self._call("download", version.key, lambda: self.fs.cat_file(source))
-        verify(data, size=version.size, sha256=version.sha256, what=what)
-        return cache.put(version, data)
+        scratch = self._scratch()
+        try:
+            target = scratch / "download"
+            self._call(
+                "download",
+                version.key,
+                lambda t: self.store.download(source, target, t),
+                transfer_bytes=version.size or 0,
+            )
+            verify_file(target, size=version.size, sha256=version.sha256, what=what)
+            return self.cache.install_download(version, target)
+        finally:
+            remove_path(scratch)
 
     def begin_write(
         self, key: str, metadata: Mapping[str, str] | None = None
     ) -> VersionedStateWrite:
+        import tempfile
+
         workdir = Path(tempfile.mkdtemp(prefix="defstate-refresh-"))
         return VersionedStateWrite(self, key, dict(metadata or {}), workdir)
 
     # -- publication ------------------------------------------------------------------------
 
-    def publish(self, key: str, path: Path, metadata: Mapping[str, str]) -> StateVersion:
-        """Upload ``path`` as a new version of ``key``, then move the key's pointer to it."""
-        data, is_directory = pack_state(path)
-        from defstate import __version__
+    def publish(
+        self,
+        key: str,
+        path: Path,
+        metadata: Mapping[str, str],
+        scratch: Path | None = None,
+    ) -> Publication:
+        """Upload ``path`` (a file, or a directory archived on disk) as a new version of
+        ``key`` and move the key's pointer to it, streaming: the state is never held in
+        memory. Same bytes as the latest version: nothing is published (``unchanged``)."""
+        is_directory = path.is_dir()
+        packed = path
+        if is_directory:
+            import tempfile
 
+            packed = Path(tempfile.mkdtemp(dir=scratch)) / DIRECTORY_STATE_NAME
+            pack_directory_to_file(path, packed)
+        size, sha256 = packed.stat().st_size, sha256_file(packed)
+        latest = self.latest(key)
+        if latest is not None and (latest.sha256, latest.size, latest.is_directory) == (
+            sha256,
+            size,
+            is_directory,
+        ):
+            if is_directory:
+                remove_path(packed.parent)
+            return Publication(latest, unchanged=True)
         version = StateVersion(
             key=key,
             version=str(uuid.uuid4()),
             created_at=utc_iso(),
             management_type=self.management_type,
-            size=len(data),
-            sha256=sha256_bytes(data),
+            size=size,
+            sha256=sha256,
             is_directory=is_directory,
         )
-        manifest = {
+        try:
+            self._upload_version(version, packed, metadata)
+            try:  # the writer's next load needs no download; the publication is done anyway
+                self.cache.install_download(version, packed)
+            except Exception as exc:
+                log.warning(
+                    "published state for key %r version %s at %s but could not cache it "
+                    "locally: %s",
+                    key,
+                    version.version,
+                    self.describe(),
+                    exc,
+                )
+        finally:
+            if is_directory:
+                remove_path(packed.parent)
+        return Publication(version)
+
+    def _manifest(self, version: StateVersion, metadata: Mapping[str, str]) -> dict[str, Any]:
+        from defstate import __version__
+
+        return {
             "format": LAYOUT_FORMAT,
-            "key": key,
+            "key": version.key,
             "version": version.version,
             "created_at": version.created_at,
             "size": version.size,
             "sha256": version.sha256,
-            "is_directory": is_directory,
+            "is_directory": version.is_directory,
             "defstate_version": __version__,
             "host": socket.gethostname(),
-            **{k: v for k, v in metadata.items() if k not in ("key", "version")},
+            **{k: v for k, v in metadata.items() if k not in ("key", "version", "previous")},
         }
-        manifest_bytes = json.dumps(manifest, indent=1, sort_keys=True).encode()
-        base = self.version_path(key, version.version)
-        state = self.state_object_path(key, version.version, is_directory=is_directory)
-        self._call("write", key, lambda: self._put(state, data))
-        self._call("write", key, lambda: self._put(f"{base}/{MANIFEST_NAME}", manifest_bytes))
-        self._move_pointer(key, manifest_bytes)
-        what = f"state for key {key!r} version {version.version} at {self.describe()}"
-        try:  # the writer's next load needs no download; the publication is done either way
-            self.cache.put(version, data)
-        except Exception as exc:
-            log.warning("published %s but could not cache it locally: %s", what, exc)
-        return version
 
-    def _move_pointer(self, key: str, manifest_bytes: bytes) -> None:
-        pointer = f"{self.key_path(key)}/{POINTER_NAME}"
-        self._call("write", key, lambda: self._put(pointer, manifest_bytes))
+    def _upload_version(
+        self, version: StateVersion, packed: Path, metadata: Mapping[str, str]
+    ) -> None:
+        """Claim, bytes, manifest, pointer, unclaim (see the module docstring)."""
+        key = version.key
+        manifest = self._manifest(version, metadata)
+        base = self.version_path(key, version.version)
+        state = self.state_object_path(key, version.version, is_directory=version.is_directory)
+        manifest_path = f"{base}/{MANIFEST_NAME}"
+        with self.claim(key, version.version, "publish"):
+            try:
+                self._call(
+                    "upload",
+                    key,
+                    lambda t: self.store.upload(packed, state, t),
+                    transfer_bytes=version.size or 0,
+                )
+                data = json.dumps(manifest, indent=1, sort_keys=True).encode()
+                self._call("write", key, lambda t: self.store.write(manifest_path, data, t))
+            except BaseException:
+                # Never pointed at: remove what was uploaded (best effort; gc also would).
+                for leftover in (manifest_path, state):
+                    with contextlib.suppress(Exception):
+                        self.store.delete(leftover)
+                self.store.remove_empty_folder(base)
+                raise
+            self._move_pointer(key, manifest)
+
+    def _move_pointer(self, key: str, manifest: Mapping[str, Any]) -> None:
+        """Compare-and-swap the pointer to ``manifest`` (retried while others move it)."""
+        pointer = self._path(key, POINTER_NAME)
+        for _ in range(_POINTER_RACE_LIMIT):
+            current = self._call("read", key, lambda t: self.store.read_with_info(pointer, t))
+            token, previous = None, None
+            if current is not None:
+                token = current[1].token
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    doc = json.loads(current[0])
+                    previous = doc.get("version")
+                    if previous == manifest["version"]:
+                        previous = doc.get("previous")  # the same version again
+            data = json.dumps({**manifest, "previous": previous}, indent=1, sort_keys=True)
+            written = self._write_pointer(key, pointer, data.encode(), token)
+            if written is not None:
+                return
+        raise StateStorageError(
+            f"cannot move the latest pointer of key {key!r} at {self.describe()}: it kept "
+            f"changing ({_POINTER_RACE_LIMIT} concurrent moves)"
+        )
+
+    def _write_pointer(self, key: str, pointer: str, data: bytes, token: str | None) -> str | None:
+        return self._call("write", key, lambda t: self.store.write_if(pointer, data, token, t))
+
+    def pointer_info(self, key: str) -> tuple[str | None, str | None, float] | None:
+        """``(latest, previous, moved_at)`` from the pointer (``moved_at`` by the storage's
+        clock), or ``None`` without a pointer."""
+        pointer = self._path(key, POINTER_NAME)
+        current = self._call("read", key, lambda t: self.store.read_with_info(pointer, t))
+        if current is None:
+            return None
+        try:
+            doc = json.loads(current[0])
+            latest, previous = doc.get("version"), doc.get("previous")
+        except (ValueError, AttributeError) as exc:
+            raise StateIntegrityError(
+                f"state for key {key!r} at {self.describe()}: {pointer} is not a valid "
+                f"pointer ({exc})"
+            ) from None
+        return (
+            latest if isinstance(latest, str) else None,
+            previous if isinstance(previous, str) else None,
+            current[1].mtime,
+        )
 
     def version(self, key: str, version: str) -> StateVersion:
         """Stored version ``version`` of ``key``, from its manifest."""
@@ -362,187 +516,211 @@ class VersionedStateStorage:
 
     def _read_manifest(self, key: str, version: str) -> tuple[StateVersion, bytes]:
         manifest = f"{self.version_path(key, version)}/{MANIFEST_NAME}"
-        data = self._read_optional(key, manifest)
+        data = self._call("read", key, lambda t: self.store.read(manifest, t))
         if data is None:
             raise StateStorageError(f"no version {version} of key {key!r} at {self.describe()}")
         return self._parse_manifest(key, data, manifest), data
 
     def rollback(self, key: str, version: str) -> StateVersion:
         """Make stored ``version`` the key's latest again (it must be complete)."""
-        target, manifest = self._read_manifest(key, version)
-        state = self.state_object_path(key, version, is_directory=target.is_directory)
-        if not self._call("read", key, lambda: self.fs.exists(state)):
-            raise StateStorageError(
-                f"version {version} of key {key!r} at {self.describe()} has no state bytes"
-            )
-        self._move_pointer(key, manifest)  # the pointer is a copy of the manifest
+        with self.claim(key, version, "rollback"):  # gc keeps it from here on
+            target, data = self._read_manifest(key, version)
+            state = self.state_object_path(key, version, is_directory=target.is_directory)
+            if self._call("read", key, lambda t: self.store.stat(state, t)) is None:
+                raise StateStorageError(
+                    f"version {version} of key {key!r} at {self.describe()} has no state bytes"
+                )
+            self._move_pointer(key, json.loads(data))
         return target
 
-    def delete_version(self, key: str, version: str) -> None:
-        """Remove a stored version (never the latest: callers check)."""
-        path = self.version_path(key, version)
+    # -- listing and deleting versions ------------------------------------------------------
 
-        def delete() -> None:  # rm(recursive) would glob-expand the "[...]" of keys
-            if self.is_local:
-                import shutil
+    def inventory(self, key: str) -> list[StoredVersion]:
+        """Every version folder of ``key`` (complete, incomplete and damaged), oldest first.
 
-                shutil.rmtree(path)
-                return
-            for name in self.fs.find(path):
-                self.fs.rm_file(name)
-
-        self._call("delete", key, delete)
+        One listing of the key's ``versions/`` prefix, then one read per manifest.
+        """
+        prefix = f"{self.key_path(key)}/{VERSIONS_DIRNAME}"
+        objects = self._call("list", key, lambda t: self.store.list_objects(prefix, t))
+        folders: dict[str, list[ObjectInfo]] = {}
+        for info in objects:
+            relative = info.path[len(prefix) :].strip("/").split("/")
+            if len(relative) >= 2:
+                folders.setdefault(relative[0], []).append(info)
+        found = []
+        for name, infos in folders.items():
+            manifest, problem = None, None
+            if not any(i.path.endswith(f"/{MANIFEST_NAME}") for i in infos):
+                problem = "incomplete: no manifest (an upload that never finished)"
+            else:
+                try:
+                    _check_version_id(key, name)
+                    manifest = self.version(key, name)
+                except StateStorageError as exc:
+                    problem = str(exc)
+            found.append(StoredVersion(name, manifest, tuple(infos), problem))
+        return sorted(found, key=lambda v: v.sort_key)
 
     def versions(self, key: str) -> list[StateVersion]:
-        """Every stored version of ``key`` with a manifest, oldest first."""
-        root = f"{self.key_path(key)}/versions"
+        """Every complete stored version of ``key``, oldest first. A damaged manifest is
+        reported (a warning naming it) and skipped, never fatal for the others."""
+        result = []
+        for stored in self.inventory(key):
+            if stored.manifest is not None:
+                result.append(stored.manifest)
+            elif not (stored.problem or "").startswith("incomplete"):
+                log.warning(
+                    "skipping version %s of key %r: %s", stored.version, key, stored.problem
+                )
+        return result
 
-        def read_all() -> list[StateVersion]:
+    def storage_now(self, key: str) -> float:
+        """The storage's clock (see :meth:`ObjectStore.now`)."""
+        clock = self._path(key, CLOCK_NAME)
+        return self._call("read", key, lambda t: self.store.now(clock, t))
+
+    def delete_version(self, key: str, stored: StoredVersion | str) -> bool:
+        """Delete a stored version unless it is (or just became) in use; ``True`` if deleted.
+
+        The manifest goes first; then the pointer and the live pins are read again, and a
+        version either names is restored and kept. Objects already gone are not an error.
+        """
+        if isinstance(stored, str):
+            stored = next((v for v in self.inventory(key) if v.version == stored), None) or (
+                StoredVersion(stored, None, ())
+            )
+        _check_version_id(key, stored.version)
+        manifest_path = f"{self.version_path(key, stored.version)}/{MANIFEST_NAME}"
+        manifest = self._call("read", key, lambda t: self.store.read(manifest_path, t))
+        if manifest is not None:
+            self._call("delete", key, lambda t: self.store.delete(manifest_path, t))
+        pointer = self.pointer_info(key)
+        in_use = pointer is not None and pointer[0] == stored.version
+        if in_use or stored.version in self.live_pins(key)[0]:
+            if manifest is None and in_use:
+                manifest = self._manifest_from_pointer(key, stored.version)
+            if manifest is not None:  # put back (or repair, after a gc killed mid-way)
+                self._call("write", key, lambda t: self.store.write(manifest_path, manifest, t))
+            return False
+        names = {o.path for o in stored.objects} - {manifest_path}
+        base = self.version_path(key, stored.version)
+        names |= {f"{base}/{FILE_STATE_NAME}", f"{base}/{DIRECTORY_STATE_NAME}"}
+        for name in sorted(names):
+            self._call("delete", key, lambda t, name=name: self.store.delete(name, t))  # type: ignore[misc]
+        self.store.remove_empty_folder(base)
+        return True
+
+    def _manifest_from_pointer(self, key: str, version: str) -> bytes | None:
+        """The manifest the pointer carries for ``version`` (``None`` if it moved on)."""
+        data = self._call("read", key, lambda t: self.store.read(self._path(key, POINTER_NAME), t))
+        try:
+            doc = json.loads(data or b"null")
+        except ValueError:
+            return None
+        if not isinstance(doc, dict) or doc.get("version") != version:
+            return None
+        doc.pop("previous", None)
+        return json.dumps(doc, indent=1, sort_keys=True).encode()
+
+    # -- live pins --------------------------------------------------------------------------
+
+    def write_pin(
+        self, key: str, holder: str, versions: Sequence[str], *, ttl: float, purpose: str
+    ) -> None:
+        """Write (or renew) the pin record ``holder`` of ``key``: these versions are in use
+        for the next ``ttl`` seconds (by the storage's clock)."""
+        for version in versions:
+            _check_version_id(key, version)
+        path = f"{self.key_path(key)}/{PINS_DIRNAME}/{uuid.UUID(holder).hex}.json"
+        record = {
+            "holder": holder,
+            "versions": list(versions),
+            "ttl": ttl,
+            "purpose": purpose,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+        }
+        data = json.dumps(record, sort_keys=True).encode()
+        self._call("write", key, lambda t: self.store.write(path, data, t))
+
+    def delete_pin(self, key: str, holder: str) -> None:
+        path = f"{self.key_path(key)}/{PINS_DIRNAME}/{uuid.UUID(holder).hex}.json"
+        self._call("delete", key, lambda t: self.store.delete(path, t))
+
+    def live_pins(self, key: str) -> tuple[set[str], list[str]]:
+        """Versions named by live (unexpired) pin records, and problems found (damaged
+        records are reported and ignored, expired ones deleted)."""
+        prefix = f"{self.key_path(key)}/{PINS_DIRNAME}"
+        records = self._call("list", key, lambda t: self.store.list_objects(prefix, t))
+        if not records:
+            return set(), []
+        now = self.storage_now(key)
+        live: set[str] = set()
+        problems: list[str] = []
+        for info in records:
+            data = self._call("read", key, lambda t, p=info.path: self.store.read(p, t))  # type: ignore[misc]
+            if data is None:
+                continue  # removed meanwhile
             try:
-                folders = self.fs.ls(root, detail=False)
-            except FileNotFoundError:
-                return []
-            found = []
-            for folder in folders:
-                try:
-                    data = self.fs.cat_file(f"{folder.rstrip('/')}/{MANIFEST_NAME}")
-                except FileNotFoundError:
-                    continue  # an upload that never completed
-                found.append(self._parse_manifest(key, data, folder))
-            return sorted(found, key=lambda v: v.created_at)
+                record = json.loads(data)
+                ttl = float(record["ttl"])
+                versions = [str(v) for v in record["versions"]]
+            except (ValueError, KeyError, TypeError) as exc:
+                problems.append(f"pin record {info.path} is damaged ({exc}): ignored")
+                continue
+            if now - info.mtime <= ttl:
+                live.update(versions)
+            elif now - info.mtime > 2 * ttl:
+                with contextlib.suppress(StateStorageError):
+                    self._call("delete", key, lambda t, p=info.path: self.store.delete(p, t))  # type: ignore[misc]
+        return live, problems
 
-        return self._call("list", key, read_all)
+    @contextlib.contextmanager
+    def claim(self, key: str, version: str, purpose: str) -> Iterator[None]:
+        """A short-lived pin while a publication or rollback is moving the pointer."""
+        holder = str(uuid.uuid4())
+        ttl = 4 * self.policy.deadline + 60
+        self.write_pin(key, holder, [version], ttl=ttl, purpose=purpose)
+        try:
+            yield
+        finally:
+            try:
+                self.delete_pin(key, holder)
+            except StateStorageError as exc:  # it expires on its own
+                log.warning("could not remove the %s claim of key %r: %s", purpose, key, exc)
 
     # -- refresh records --------------------------------------------------------------------
 
     def write_record(self, record: RefreshRecord) -> None:
         path = f"{self.key_path(record.key)}/{RECORDS_DIRNAME}/{record.file_name}"
-        self._call("write", record.key, lambda: self._put(path, record.to_bytes()))
+        self._call("write", record.key, lambda t: self.store.write(path, record.to_bytes(), t))
 
     def records(self, key: str, limit: int = 50) -> list[RefreshRecord]:
         folder = f"{self.key_path(key)}/{RECORDS_DIRNAME}"
-
-        def read() -> list[RefreshRecord]:
-            try:
-                names = sorted(self.fs.ls(folder, detail=False), reverse=True)
-            except FileNotFoundError:
-                return []
-            names = [n for n in names if n.endswith(".json") and "/.tmp-" not in n][:limit]
-            found = []
-            for name in names:
-                try:
-                    found.append(RefreshRecord.from_json_dict(json.loads(self.fs.cat_file(name))))
-                except (FileNotFoundError, ValueError, TypeError):
-                    continue
-            return found
-
-        return self._call("list", key, read)
+        names = self._call("list", key, lambda t: self.store.list_names(folder, t))
+        names = sorted((n for n in names if n.endswith(".json")), reverse=True)[:limit]
+        found = []
+        for name in names:
+            data = self._call("read", key, lambda t, n=name: self.store.read(n, t))  # type: ignore[misc]
+            if data is None:
+                continue
+            with contextlib.suppress(ValueError, TypeError):
+                found.append(RefreshRecord.from_json_dict(json.loads(data)))
+        return found
 
     # -- single-flight lease ----------------------------------------------------------------
 
-    def _create_exclusive(self, path: str, data: bytes) -> bool:
-        """Create ``path`` with ``data`` only if it does not exist; ``False`` if it does."""
-        fs = self.fs
-        if self.is_local:
-            tmp = self._write_aside(path, data)
-            try:
-                os.link(tmp, path)  # atomic create-if-absent, with content
-                return True
-            except FileExistsError:
-                return False
-            finally:
-                os.unlink(tmp)
-        if not self.is_object_store:
-            with _MEMORY_LOCK:
-                if fs.exists(path):
-                    return False
-                fs.pipe_file(path, data)
-                return True
-        try:
-            fs.pipe_file(path, data, mode="create")  # If-None-Match / generation 0
-            return True
-        except FileExistsError:
-            return False
-
-    def _read_lease(self, path: str) -> dict[str, Any] | None:
-        try:
-            lease: dict[str, Any] = json.loads(self.fs.cat_file(path))
-            return lease
-        except FileNotFoundError:
-            return None
-        except ValueError:
-            return {}  # being written: treat as held
-
-    @contextlib.contextmanager
-    def refresh_lock(self, key: str, *, wait: bool, ttl: float = 60.0) -> Iterator[bool]:
-        """A lease object ``<key>/lease.json`` with an expiry, renewed while held.
-
-        A crashed holder stops renewing, so its lease expires after ``ttl`` seconds and the
-        next refresh takes it over.
-        """
-        path = f"{self.key_path(key)}/{LEASE_NAME}"
-        holder = uuid.uuid4().hex
-
-        def lease_bytes() -> bytes:
-            return json.dumps(
-                {
-                    "holder": holder,
-                    "host": socket.gethostname(),
-                    "pid": os.getpid(),
-                    "expires_at": time.time() + ttl,
-                }
-            ).encode()
-
-        waited = False
-        took_over = False
-        while True:
-            if self._call("write", key, lambda: self._create_exclusive(path, lease_bytes())):
-                if not took_over:
-                    break
-                # Two processes can both see the same expired lease; the later one may delete
-                # the earlier one's fresh lease. Settle, then check the lease is still ours.
-                time.sleep(_TAKEOVER_SETTLE_SECONDS)
-                mine = self._call("read", key, lambda: self._read_lease(path))
-                if mine is not None and mine.get("holder") == holder:
-                    break
-                took_over = False
-                continue
-            current = self._call("read", key, lambda: self._read_lease(path))
-            if current and float(current.get("expires_at", 0)) < time.time():
-                # Expired: its holder died. Remove it only if it is still that same lease.
-                again = self._call("read", key, lambda: self._read_lease(path))
-                if again == current:
-                    with contextlib.suppress(FileNotFoundError):
-                        self.fs.rm_file(path)
-                    took_over = True
-                continue
-            if not wait:
-                raise AlreadyRefreshingError(
-                    f"state key {key!r} is already being refreshed (lease {path} held by "
-                    f"{(current or {}).get('host', '?')})"
-                )
-            waited = True
-            time.sleep(0.2)
-        stop = threading.Event()
-
-        def renew() -> None:
-            while not stop.wait(ttl / 3):
-                try:
-                    current = self._read_lease(path)
-                    if current is not None and current.get("holder") != holder:
-                        return  # taken over after we stalled: nothing to renew
-                    self._put(path, lease_bytes())
-                except Exception as exc:  # a blip must not end renewal: try again next cycle
-                    log.warning("could not renew the refresh lease of %s: %s", key, exc)
-
-        renewer = threading.Thread(target=renew, name="defstate-lease", daemon=True)
-        renewer.start()
-        try:
-            yield waited
-        finally:
-            stop.set()
-            renewer.join()
-            current = self._read_lease(path)
-            if current is not None and current.get("holder") == holder:
-                with contextlib.suppress(FileNotFoundError):
-                    self.fs.rm_file(path)
+    def refresh_lock(
+        self, key: str, *, wait: bool, ttl: float = 60.0
+    ) -> contextlib.AbstractContextManager[bool]:
+        """The key's lease (see :mod:`defstate.state_storage.leases`); yields whether
+        acquiring it waited. A holder that died blocks others for at most ``ttl`` seconds."""
+        return hold_lease(
+            self.store,
+            self._path(key, LEASE_NAME),
+            self._path(key, CLOCK_NAME),
+            key,
+            wait=wait,
+            ttl=ttl,
+            call=self._lease_call,
+        )

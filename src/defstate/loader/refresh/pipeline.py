@@ -22,6 +22,7 @@ from defstate.errors import (
     AlreadyRefreshingError,
     DefstateError,
     RefreshRejectedError,
+    RefreshTimeoutError,
     is_transient,
 )
 from defstate.loader.discovery import ComponentInstance
@@ -34,7 +35,7 @@ from defstate.loader.refresh.results import (
     RefreshStatus,
     outcome,
 )
-from defstate.state_storage.base import StateStorage, require_written
+from defstate.state_storage.base import StateStorage, StateWrite, require_written
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.records import RefreshRecord
 from defstate.state_storage.state_info import StateVersion, utc_iso
@@ -92,6 +93,7 @@ class _Run:
     attempts: int = 0
     version: StateVersion | None = None
     notes: RefreshNotes = attrs.field(factory=RefreshNotes)
+    unchanged: bool = False  # the last attempt's state equalled the latest version's
 
     @classmethod
     def begin(cls, target: RefreshTarget, options: RefreshOptions) -> _Run:
@@ -123,10 +125,17 @@ class _Run:
             traceback=traceback,
         )
 
+    def outcome(self, error: BaseException | None) -> tuple[RefreshStatus, str | None]:
+        """:func:`outcome`, with ``unchanged`` for a publication of identical bytes."""
+        status, message = outcome(error)
+        if status is RefreshStatus.SUCCEEDED and self.unchanged:
+            status = RefreshStatus.UNCHANGED
+        return status, message
+
     def finish(self, error: BaseException | None) -> RefreshResult:
         """The result of a run that raised ``error`` (or nothing); the traceback of a
         component's own error is kept for ``--debug``."""
-        status, message = outcome(error)
+        status, message = self.outcome(error)
         user_error = error is not None and not isinstance(error, DefstateError)
         return self.result(
             status, message, traceback=format_traceback(error) if user_error else None
@@ -143,7 +152,7 @@ def run_refresh(target: RefreshTarget, options: RefreshOptions | None = None) ->
     try:
         return _refresh_holding_lock(run)
     except AlreadyRefreshingError:
-        return run.result(RefreshStatus.ALREADY_REFRESHING)
+        return run.result(RefreshStatus.SKIPPED)
     except Exception as exc:  # the lock itself failed (e.g. storage unreachable)
         return run.finish(exc)
 
@@ -170,7 +179,7 @@ def _join_running_refresh(run: _Run) -> RefreshResult | None:
         return None
     for record in records:
         if record.finished_at >= run.requested_at:
-            failed = record.status != RefreshStatus.SUCCEEDED
+            failed = record.status not in (RefreshStatus.SUCCEEDED, RefreshStatus.UNCHANGED)
             return run.result(
                 RefreshStatus.JOINED, record.error if failed else None, record.version
             )
@@ -197,7 +206,7 @@ def _refresh_with_retries(run: _Run) -> BaseException | None:
         ):
             with attempt:
                 run.attempts += 1
-                run.version, run.notes = _attempt(run.target, run.timeout, run.guard)
+                run.version, run.notes, run.unchanged = _attempt(run.target, run.timeout, run.guard)
     except Exception as exc:
         return exc
     return None
@@ -205,10 +214,12 @@ def _refresh_with_retries(run: _Run) -> BaseException | None:
 
 def _attempt(
     target: RefreshTarget, timeout: float | None, guard: RefreshGuard | None
-) -> tuple[StateVersion, RefreshNotes]:
-    """Write the state into a pending location, check it, and publish it."""
+) -> tuple[StateVersion, RefreshNotes, bool]:
+    """Write the state into a pending location, check it, and publish it (within what is
+    left of ``timeout``); also returns whether it was unchanged (nothing published)."""
     instance = target.instance
     metadata = {"component_type": instance.type_name, "component": instance.source}
+    started = time.monotonic()
     with target.storage.begin_write(target.key, metadata) as write:
         write_state(target.component, write.path, timeout)
         require_written(write.path, target.key)
@@ -216,7 +227,23 @@ def _attempt(
         notes = target.component.refresh_notes(write.path)
         if guard is not None:
             _check_guard(target, guard, write.path)
-        return write.commit(), notes
+        left = None if timeout is None else timeout - (time.monotonic() - started)
+        return _publish(write, timeout, left), notes, write.unchanged
+
+
+def _publish(write: StateWrite, timeout: float | None, left: float | None) -> StateVersion:
+    """``write.commit()``, its storage calls bounded by what is left of the timeout."""
+    from defstate.state_storage.calls import StorageDeadlineError, operation_deadline
+
+    try:
+        with operation_deadline(left):
+            return write.commit()
+    except StorageDeadlineError as exc:
+        if left is None:
+            raise
+        raise RefreshTimeoutError(
+            f"publishing did not finish within the {timeout:g}s timeout: {exc}"
+        ) from exc
 
 
 def _asset_keys(target: RefreshTarget, state_path: Path | None) -> set[AssetKey]:
@@ -247,7 +274,7 @@ def _check_guard(target: RefreshTarget, guard: RefreshGuard, pending: Path) -> N
 
 def _write_record(run: _Run, started_at: str, error: BaseException | None) -> None:
     """Store the refresh record; a record must never fail the refresh it describes."""
-    status, message = outcome(error)
+    status, message = run.outcome(error)
     target, version = run.target, run.version
     record = RefreshRecord(
         key=target.key,

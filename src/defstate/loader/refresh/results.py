@@ -19,11 +19,12 @@ class RefreshStatus(enum.StrEnum):
     """How a refresh of one key ended (a ``str``: records and JSON carry the value)."""
 
     SUCCEEDED = "succeeded"
+    UNCHANGED = "unchanged"  # the latest version's bytes again: nothing published, no move
     FAILED = "failed"
     REJECTED = "rejected"  # the guard refused the new state
     TIMED_OUT = "timed_out"
     JOINED = "joined"  # another process refreshed the key meanwhile; its result is reported
-    ALREADY_REFRESHING = "already_refreshing"  # wait=False and another refresh holds the key
+    SKIPPED = "skipped"  # wait=False and another refresh holds the key (not a failure)
 
 
 @attrs.frozen
