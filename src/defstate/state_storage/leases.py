@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import attrs
 
 from defstate.errors import AlreadyRefreshingError
-from defstate.state_storage.objects import ObjectStore
+from defstate.state_storage.objects import ObjectInfo, ObjectStore
 
 T = TypeVar("T")
 log = logging.getLogger("defstate.state_storage")
@@ -186,41 +186,9 @@ def _acquire(
         current = call(
             f"read the refresh lease of key {key!r}", lambda t: store.read_with_info(path, t)
         )
-        token = None if current is None else current[1].token
-        free = current is None
-        if current is not None:
-            doc = LeaseDocument.parse(current[0])
-            if doc.problem is not None:
-                log.warning(
-                    "the refresh lease %s of key %r is damaged (%s): treating it as expired",
-                    path,
-                    key,
-                    doc.problem,
-                )
-                free = True
-            elif doc.released:
-                free = True
-            else:
-                now = call(f"read the storage clock for key {key!r}", lambda t: store.now(clock, t))
-                age = now - current[1].mtime
-                if age > doc.ttl:
-                    log.warning(
-                        "taking over the refresh lease of key %r from %s (pid %s): not renewed "
-                        "for %.0fs (ttl %.0fs)",
-                        key,
-                        doc.host,
-                        doc.pid,
-                        age,
-                        doc.ttl,
-                    )
-                    free = True
-                elif not wait:
-                    raise AlreadyRefreshingError(
-                        f"state key {key!r} is already being refreshed (lease {path} held by "
-                        f"{doc.host} pid {doc.pid}, renewed {max(age, 0):.0f}s ago; a holder "
-                        f"that died loses it {doc.ttl:.0f}s after its last renewal)"
-                    )
-        if free:
+        holding = _holder_if_live(store, path, clock, key, current, call)
+        if holding is None:
+            token = None if current is None else current[1].token
             new_token = call(
                 f"take the refresh lease of key {key!r}",
                 lambda t, token=token: store.write_if(path, _lease_bytes(holder, ttl), token, t),  # type: ignore[misc]
@@ -228,6 +196,13 @@ def _acquire(
             if new_token is not None:
                 return HeldLease(store, path, key, holder, ttl, new_token, call), waited
             continue  # someone else changed it first: look again
+        doc, age = holding
+        if not wait:
+            raise AlreadyRefreshingError(
+                f"state key {key!r} is already being refreshed (lease {path} held by "
+                f"{doc.host} pid {doc.pid}, renewed {max(age, 0):.0f}s ago; a holder that "
+                f"died loses it {doc.ttl:.0f}s after its last renewal)"
+            )
         if not waited:
             log.warning(
                 "waiting for the refresh of key %r running elsewhere (lease %s, held by %s "
@@ -240,6 +215,45 @@ def _acquire(
             )
         waited = True
         time.sleep(POLL_SECONDS)
+
+
+def _holder_if_live(
+    store: ObjectStore,
+    path: str,
+    clock: str,
+    key: str,
+    current: tuple[bytes, ObjectInfo] | None,
+    call: Call[Any],
+) -> tuple[LeaseDocument, float] | None:
+    """The live lease's document and age (seconds since its last renewal, by the storage's
+    clock), or ``None`` when the lease is free: absent, released, damaged or expired."""
+    if current is None:
+        return None
+    doc = LeaseDocument.parse(current[0])
+    if doc.problem is not None:
+        log.warning(
+            "the refresh lease %s of key %r is damaged (%s): treating it as expired",
+            path,
+            key,
+            doc.problem,
+        )
+        return None
+    if doc.released:
+        return None
+    now = call(f"read the storage clock for key {key!r}", lambda t: store.now(clock, t))
+    age = now - current[1].mtime
+    if age > doc.ttl:
+        log.warning(
+            "taking over the refresh lease of key %r from %s (pid %s): not renewed for %.0fs "
+            "(ttl %.0fs)",
+            key,
+            doc.host,
+            doc.pid,
+            age,
+            doc.ttl,
+        )
+        return None
+    return doc, age
 
 
 @contextmanager
