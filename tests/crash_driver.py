@@ -141,6 +141,8 @@ def _versioned(url: str, workdir: Path) -> dict[str, Any]:
         "rollback": rollback,
         "gc": lambda t: collect_key(t, KEY, GcPolicy(keep=1, grace=0)),
     }
+    if not storage().is_local:  # the same code paths; object-store round trips are slow
+        del operations["publish directory"]
     return _drive(operations, killed, lambda: _check_versioned(storage(), workdir))
 
 

@@ -28,7 +28,9 @@ def test_verify_reports_corrupt_and_incomplete_versions(
     make_project: ProjectFactory, tmp_path: Path
 ) -> None:
     root = _project(make_project, tmp_path, {"wh": ["a", "b"]})
-    for _ in range(3):
+    defs = root / "defs/wh/defs.yaml"
+    for other in ("b", "c", "d"):  # three different states (identical bytes are "unchanged")
+        defs.write_text(defs.read_text().replace('"b"', f'"{other}"').replace('"c"', f'"{other}"'))
         assert run_cli("state", "refresh", cwd=root, env=VERSIONED).returncode == 0
     clean = run_cli("state", "verify", cwd=root, env=VERSIONED)
     assert clean.returncode == 0, clean.stderr

@@ -165,7 +165,9 @@ class CodeLocation:
     def health(self) -> dict[str, Any]:
         load = self.current
         errors = list(load.document["errors"]) if load else []
-        healthy = load is not None and self.last_error is None and not errors
+        # a failed refresh that kept the previous state is a warning, not a broken load
+        broken = [e for e in errors if e.get("kind") != "refresh"]
+        healthy = load is not None and self.last_error is None and not broken
         return {
             "status": "ok" if healthy else "degraded",
             "generation": load.generation if load else None,

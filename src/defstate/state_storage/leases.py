@@ -303,9 +303,10 @@ def released_on_signals() -> Iterator[None]:
 
     def handler(signum: int, frame: object) -> None:
         keys = release_held_leases()
-        released = f": released the refresh lease of {', '.join(keys)}" if keys else ""
         sys.stdout.flush()
-        sys.stderr.write(f"interrupted by {signal.Signals(signum).name}{released}\n")
+        if keys:
+            sys.stderr.write(f"released the refresh lease of {', '.join(keys)}\n")
+        sys.stderr.write("interrupted\n")
         sys.stderr.flush()
         os._exit(128 + signum)
 
