@@ -191,7 +191,7 @@ def _refresh_with_retries(run: _Run) -> BaseException | None:
     if run.retry.attempts == 1:  # no retries (the default): no tenacity machinery per key
         try:
             run.attempts += 1
-            run.version, run.notes = _attempt(run.target, run.timeout, run.guard)
+            run.version, run.notes, run.unchanged = _attempt(run.target, run.timeout, run.guard)
         except Exception as exc:
             return exc
         return None
