@@ -211,7 +211,7 @@ class StorageContract:
         thread.start()
         with storage.refresh_lock(KEY, wait=False, ttl=60):
             holding.set()
-            thread.join(0.5)  # the other side is now waiting
+            thread.join(0.3)  # the other side is now waiting
         thread.join(60)
         assert waited_for == [True]
 

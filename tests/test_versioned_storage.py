@@ -121,7 +121,7 @@ def test_publish_read_and_pin(
     assert len(stored) == 2
 
 
-@pytest.mark.parametrize("backend", ["memory", "s3"], indirect=True)
+@ONE_BACKEND
 def test_repeated_load_downloads_no_state_bytes(
     backend: Backend,
     make_project: ProjectFactory,
@@ -315,7 +315,7 @@ def test_management_type_change_never_reads_the_other_state(
     assert _keys(root, state_info=local_pin) == []
 
 
-@pytest.mark.parametrize("backend", ["file", "s3"], indirect=True)
+@pytest.mark.parametrize("backend", ["file"], indirect=True)  # a CLI process: not memory://
 def test_cli_refresh_publishes_both_strategies_in_one_run(
     backend: Backend, make_project: ProjectFactory, counter_dir: Path
 ) -> None:
