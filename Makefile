@@ -11,14 +11,21 @@ $(UV):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
 
-# `make install EXTRAS=dbt` (or EXTRAS=s3,serve...) adds extras to the demo's environment
+# Installs come from the committed uv.lock (`uv sync --frozen`): a fresh machine and CI get the
+# same versions. --inexact keeps uv itself (pip-installed into .venv above) and whatever else
+# you added. `make install EXTRAS=dbt` (or EXTRAS=s3,serve...) adds extras to the demo's
+# environment. After changing dependencies in pyproject.toml, run `.venv/bin/uv lock`
+# (tests/test_lockfile.py fails until you do).
 EXTRAS ?=
+comma  := ,
+SYNC   := UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --inexact --quiet --python $(BIN)/python
+WITH   := $(foreach e,$(subst $(comma), ,$(EXTRAS)),--extra $(e))
 
 install: $(UV)
-	$(UV) pip install --quiet --python $(BIN)/python -e '.$(if $(EXTRAS),[$(EXTRAS)])'
+	$(SYNC) $(WITH)
 
 install-dev: $(UV)
-	$(UV) pip install --quiet --python $(BIN)/python -e '.[dev]'
+	$(SYNC) --extra dev $(WITH)
 
 demo: install
 	cd examples/quickstart && ../../$(BIN)/defstate state refresh
