@@ -316,14 +316,14 @@ def test_served_schedule_publishes_and_reloads_to_a_new_pin(
     location = CodeLocation(root)
     try:
         first = location.reload()
-        assert first is not None and first.document["assets"] == []  # nothing published yet
+        assert first is not None and first.document.assets == []  # nothing published yet
         schedules = list(load_schedules(load_project_config(root)).values())
         start = datetime(2026, 5, 1, 9, 59, tzinfo=UTC)
         scheduler = Scheduler(schedules, schedule_runner(location), start)
         assert scheduler.tick(datetime(2026, 5, 1, 10, 0, tzinfo=UTC)) == ["hourly"]
         second = location.current
         assert second is not None and second.generation == 2
-        assert {a["key"] for a in second.document["assets"]} == {f"t{i}" for i in range(10)}
+        assert {a["key"] for a in second.document.assets} == {f"t{i}" for i in range(10)}
         pinned = second.state_info.get("List[api]")
         assert pinned is not None
         (record,) = state_history(root, "List[api]").records

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +14,7 @@ from defstate.errors import DefstateError, UsageError
 from defstate.loader.gc_pause import paused_gc
 from defstate.loader.project import ProjectConfig, load_project_config
 from defstate.redaction import install_log_redaction
+from defstate.state_storage.atomic import write_atomic
 from defstate.state_storage.state_info import StateInfo
 
 if TYPE_CHECKING:
@@ -289,17 +289,18 @@ def worker_load(
     state_info: Path | None,
     unchanged_since: Path | None,
 ) -> None:
-    """Run one load and write its document to OUTPUT."""
+    """Run one load and write its document to OUTPUT (an alias of
+    ``python -m defstate.server.worker``, which code locations start)."""
+    from defstate.server.protocol import LoadRequest
     from defstate.server.worker import load_document
 
-    document = load_document(
-        state.project,
+    request = LoadRequest(
+        project_root=state.project,
         dev=dev,
         state_info=StateInfo.from_json(state_info.read_text()) if state_info else None,
         unchanged_since=json.loads(unchanged_since.read_text()) if unchanged_since else None,
     )
+    document = load_document(request)
     with paused_gc:
-        text = json.dumps(document)
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, output)
+        text = document.to_json()
+    write_atomic(output, text.encode())

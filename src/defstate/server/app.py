@@ -34,6 +34,7 @@ from defstate.redaction import redact_bytes, secret_values
 from defstate.selection import SelectionSyntaxError
 from defstate.server.guard import ActionGuard, check_same_origin
 from defstate.server.location import CodeLocation
+from defstate.server.protocol import LoadDocument
 from defstate.server.state_panel import StatePanel
 from defstate.server.views import DEFAULT_SEARCH_LIMIT, LoadViews
 
@@ -189,7 +190,7 @@ def _etags(header: str) -> set[str]:
 @_of_load
 def components(request: Request, views: LoadViews) -> JSONResponse:
     load = views.load
-    return JSONResponse({"generation": load.generation, "components": load.document["components"]})
+    return JSONResponse({"generation": load.generation, "components": load.document.components})
 
 
 @_of_load
@@ -197,7 +198,7 @@ def state_pins(request: Request, views: LoadViews) -> JSONResponse:
     load = views.load
     rows = {
         key: {name: version[name] for name in ("version", "created_at", "management_type")}
-        for key, version in load.document["state"].items()
+        for key, version in load.document.state.items()
     }
     return JSONResponse({"generation": load.generation, "state": rows})
 
@@ -209,7 +210,7 @@ def worker_defs(request: Request, views: LoadViews) -> JSONResponse:
         reconstructed = location.reconstruct()
     except DefstateError as exc:
         return JSONResponse({"error": str(exc)}, 500)
-    return JSONResponse({"generation": load.generation, **reconstructed})
+    return JSONResponse({"generation": load.generation, **reconstructed.to_json_dict()})
 
 
 async def reload(request: Request) -> JSONResponse:
@@ -284,13 +285,13 @@ def api_health(request: Request) -> JSONResponse:
 
     state = _state(request)
     load = state.location.current
-    document = load.document if load else {}
+    document = load.document if load else LoadDocument()
     return JSONResponse(
         {
             "health": state.location.health(),
             "project_root": str(state.location.project_root),
-            "errors": document.get("errors", []),
-            "refreshes": document.get("refreshes", []),
+            "errors": document.errors,
+            "refreshes": document.refreshes,
             "schedules": describe_schedules(state.location),
         }
     )

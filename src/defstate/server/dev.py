@@ -73,7 +73,7 @@ def watch_and_reload(
 
 
 def _asset_map(load: WorkerLoad | None) -> dict[str, Any]:
-    return {a["key"]: a for a in load.document["assets"]} if load else {}
+    return {a["key"]: a for a in load.document.assets} if load else {}
 
 
 def _relative(path: str, root: Path | None) -> str:
@@ -105,9 +105,9 @@ def summarize_reload(
     added = sorted(set(after) - set(before))
     removed = sorted(set(before) - set(after))
     changed = sorted(k for k in set(after) & set(before) if after[k] != before[k])
-    refreshed = [r["key"] for r in new.document.get("refreshes", []) if r["ok"]]
-    problems = new.document["errors"]
-    seconds = new.document.get("seconds", 0)
+    refreshed = [r["key"] for r in new.document.refreshes if r["ok"]]
+    problems = new.document.errors
+    seconds = new.document.seconds
     records: list[tuple[int, str, dict[str, Any]]] = [
         (
             logging.INFO,

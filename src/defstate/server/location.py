@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from defstate.errors import DefstateError
+from defstate.server.protocol import HealthStatus, LoadDocument
 from defstate.server.worker import WorkerLoad, WorkerPool
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.state_info import utc_iso
@@ -78,8 +79,11 @@ class CodeLocation:
                     log.error("reload failed, still serving the previous load: %s", exc)
                 return None
             # what a user waits for: starting the worker, the load, reading its document
-            document["load_seconds"] = document.get("seconds")
-            document["seconds"] = round(time.perf_counter() - started, 3)
+            document = attrs.evolve(
+                document,
+                load_seconds=document.seconds,
+                seconds=round(time.perf_counter() - started, 3),
+            )
             new_errors = _new_errors(previous, document)
             if new_errors and previous is not None and not self.dev:
                 return self._keep_serving(previous, new_errors)
@@ -155,7 +159,7 @@ class CodeLocation:
 
         threading.Thread(target=run, name="defstate-reload", daemon=True).start()
 
-    def reconstruct(self) -> dict[str, Any]:
+    def reconstruct(self) -> LoadDocument:
         """Load in a fresh worker from the current load's pin (what a run worker would see)."""
         load = self.current
         if load is None:
@@ -164,15 +168,15 @@ class CodeLocation:
 
     def health(self) -> dict[str, Any]:
         load = self.current
-        errors = list(load.document["errors"]) if load else []
+        errors = list(load.document.errors) if load else []
         # a failed refresh that kept the previous state is a warning, not a broken load
         broken = [e for e in errors if e.get("kind") != "refresh"]
         healthy = load is not None and self.last_error is None and not broken
         return {
-            "status": "ok" if healthy else "degraded",
+            "status": HealthStatus.OK if healthy else HealthStatus.DEGRADED,
             "generation": load.generation if load else None,
             "loaded_at": utc_iso(load.loaded_at) if load else None,
-            "assets": len(load.document["assets"]) if load else 0,
+            "assets": len(load.document.assets) if load else 0,
             "load_errors": len(errors),
             "errors": errors,
             "rejected_reload_errors": self.rejected_errors,
@@ -195,7 +199,7 @@ class CodeLocation:
             return {}
         return {
             row["key"]: ManagementType(row["management_type"])
-            for row in load.document["components"]
+            for row in load.document.components
             if row["key"] is not None and row["management_type"] is not None
         }
 
@@ -209,10 +213,10 @@ def _error_identity(error: dict[str, Any]) -> tuple[Any, ...]:
     return (error.get("file"), error.get("component"), error.get("key"), error.get("message"))
 
 
-def _new_errors(previous: WorkerLoad | None, document: dict[str, Any]) -> list[dict[str, Any]]:
+def _new_errors(previous: WorkerLoad | None, document: LoadDocument) -> list[dict[str, Any]]:
     """Errors of ``document`` that the ``previous`` load did not have."""
-    known = {_error_identity(e) for e in previous.document["errors"]} if previous else set()
-    return [e for e in document["errors"] if _error_identity(e) not in known]
+    known = {_error_identity(e) for e in previous.document.errors} if previous else set()
+    return [e for e in document.errors if _error_identity(e) not in known]
 
 
 def _describe_error(error: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 from defstate.errors import DefstateError
 from defstate.loader.project import load_project_config
+from defstate.loader.refresh.results import RefreshStatus
 from defstate.loader.schedules import Schedule, Scheduler, load_schedules
 from defstate.server.location import CodeLocation
 
@@ -26,7 +27,11 @@ def schedule_runner(location: CodeLocation) -> Callable[[Schedule], bool]:
         except DefstateError as exc:
             log.error("schedule %s failed: %s", schedule.name, exc)
             return False
-        published = [r["key"] for r in report.get("results", []) if r["status"] == "succeeded"]
+        published = [
+            r["key"]
+            for r in report.get("results", [])
+            if RefreshStatus(r["status"]) is RefreshStatus.SUCCEEDED
+        ]
         for result in report.get("results", []):
             if not result["ok"]:
                 log.error("schedule %s: %s: %s", schedule.name, result["key"], result["error"])

@@ -107,7 +107,7 @@ class StatePanel:
 
     def _known_key(self, key: str) -> str:
         load = self.location.current
-        keys = {row["key"] for row in load.document["components"]} if load else set()
+        keys = {row["key"] for row in load.document.components} if load else set()
         if key not in keys:
             raise UnknownStateKeyError(f"unknown state key {key!r}")
         return key
@@ -121,7 +121,7 @@ class StatePanel:
     def overview(self) -> dict[str, Any]:
         """Per key: ``in_use`` (the current load's pin), ``latest``, ``out_of_date``, records."""
         load = self.location.current
-        pins = load.document["state"] if load else {}
+        pins = load.document.state if load else {}
         document = self.location.pool.run_json(["overview"], "reading state", module=_MODULE)
         for row in document["keys"]:
             in_use, latest = pins.get(row["key"]), row["latest"]

@@ -42,10 +42,10 @@ class LoadViews:
         return json.dumps(
             {
                 "generation": self.generation,
-                "assets": document["assets"],
-                "asset_checks": document["asset_checks"],
-                "state": document["state"],
-                "errors": document["errors"],
+                "assets": document.assets,
+                "asset_checks": document.asset_checks,
+                "state": document.state,
+                "errors": document.errors,
             }
         ).encode()
 
@@ -66,23 +66,23 @@ class LoadViews:
     def assets(self) -> list[Mapping[str, Any]]:
         """Assets ordered by group, component, key: the order of the Assets view."""
         return sorted(
-            self.load.document["assets"],
+            self.load.document.assets,
             key=lambda a: (a.get("group") or "", a.get("component") or "", a["key"]),
         )
 
     @cached_property
     def by_key(self) -> dict[str, Mapping[str, Any]]:
-        return {a["key"]: a for a in self.load.document["assets"]}
+        return {a["key"]: a for a in self.load.document.assets}
 
     @cached_property
     def state_key_of_source(self) -> dict[str, str | None]:
         """Component source (``file:line``) -> its state key (None for plain components)."""
-        return {row["source"]: row.get("key") for row in self.load.document["components"]}
+        return {row["source"]: row.get("key") for row in self.load.document.components}
 
     @cached_property
     def checks_by_asset(self) -> dict[str, list[Mapping[str, Any]]]:
         checks: dict[str, list[Mapping[str, Any]]] = {}
-        for check in self.load.document.get("asset_checks", []):
+        for check in self.load.document.asset_checks:
             checks.setdefault(check["asset"], []).append(check)
         return checks
 
@@ -168,7 +168,7 @@ class LoadViews:
     # --- lineage ---------------------------------------------------------------------------
     @cached_property
     def upstream(self) -> dict[str, tuple[str, ...]]:
-        return {a["key"]: tuple(a.get("deps", ())) for a in self.load.document["assets"]}
+        return {a["key"]: tuple(a.get("deps", ())) for a in self.load.document.assets}
 
     @cached_property
     def downstream(self) -> dict[str, list[str]]:

@@ -1,9 +1,10 @@
-"""Loads in worker processes: the protocol between a code location and its workers.
+"""Loads in worker processes, and the worker's entry point.
 
-The server starts ``python -m defstate --project P worker load [options]``; the worker runs
-``load_defs`` and prints one JSON document (the ``list defs --json`` document plus components,
-fingerprints, refresh results and timing). A worker that exits non-zero or prints no document
-is a failed load; a load with component errors is a successful load with errors.
+The server writes a :class:`~defstate.server.protocol.LoadRequest` and starts
+``python -m defstate.server.worker REQUEST OUTPUT``; the worker runs ``load_defs`` and writes
+one :class:`~defstate.server.protocol.LoadDocument` to OUTPUT. A worker that exits non-zero
+or writes no document is a failed load; a load with component errors is a successful load
+with errors.
 """
 
 from __future__ import annotations
@@ -21,28 +22,25 @@ from typing import Any
 
 import attrs
 
-from defstate.errors import WorkerError
+from defstate.errors import DefstateError, WorkerError
 from defstate.loader.gc_pause import paused_gc
 from defstate.loader.load import LoadResult, load_defs
-from defstate.redaction import redact_data
+from defstate.redaction import redact_data, redact_standard_streams
+from defstate.server.protocol import LoadDocument, LoadRequest
+from defstate.state_storage.atomic import write_atomic
 from defstate.state_storage.state_info import StateInfo
+from defstate.user_code import describe_exception
 
 
-def load_document(
-    project_root: Path | None,
-    *,
-    dev: bool,
-    state_info: StateInfo | None,
-    unchanged_since: Mapping[str, str] | None,
-) -> dict[str, Any]:
-    """Run a load in this process and return the worker document (called in the worker)."""
+def load_document(request: LoadRequest) -> LoadDocument:
+    """Run a load in this process and return its document (called in the worker)."""
     start = time.perf_counter()
     result: LoadResult = load_defs(
-        project_root,
-        dev=dev,
-        state_info=state_info,
-        unchanged_since=unchanged_since,
-        trigger="dev" if dev else "serve",
+        request.project_root,
+        dev=request.dev,
+        state_info=request.state_info,
+        unchanged_since=request.unchanged_since,
+        trigger="dev" if request.dev else "serve",
     )
     with paused_gc:
         document = result.to_json_dict()
@@ -51,24 +49,36 @@ def load_document(
         document["refreshes"] = [r.to_json_dict() for r in result.refreshes]
     document["seconds"] = round(time.perf_counter() - start, 3)
     # this process expanded the templates, so it knows the secrets the server never sees
-    return redact_data(document)  # type: ignore[no-any-return]
+    return LoadDocument.from_json_dict(redact_data(document))
+
+
+def run_request(request_path: Path, output: Path) -> None:
+    """Load what the request file asks and write the document to ``output`` atomically."""
+    document = load_document(LoadRequest.from_json(request_path.read_text()))
+    with paused_gc:
+        text = document.to_json()
+    write_atomic(output, text.encode())
+
+
+def _as_load_document(value: LoadDocument | Mapping[str, Any]) -> LoadDocument:
+    return LoadDocument.coerce(value)
 
 
 @attrs.frozen
 class WorkerLoad:
     """One load, as produced by a worker process."""
 
-    document: Mapping[str, Any]
-    generation: int
-    loaded_at: float
+    document: LoadDocument = attrs.field(converter=_as_load_document)
+    generation: int = 0
+    loaded_at: float = 0.0
 
     @property
     def state_info(self) -> StateInfo:
-        return StateInfo.from_json_dict(self.document["state"])
+        return self.document.state_info
 
     @property
     def fingerprints(self) -> dict[str, str]:
-        return dict(self.document.get("fingerprints", {}))
+        return dict(self.document.fingerprints)
 
 
 @attrs.define
@@ -87,29 +97,19 @@ class WorkerPool:
         dev: bool = False,
         state_info: StateInfo | None = None,
         unchanged_since: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]:
+    ) -> LoadDocument:
         """Run one load in a fresh worker process and return its document."""
+        request = LoadRequest(self.project_root, dev, state_info, unchanged_since)
         with tempfile.TemporaryDirectory(prefix="defstate-worker-") as tmp:
-            args = [sys.executable, "-m", "defstate", "--project", str(self.project_root)]
-            args += ["worker", "load", "--output", str(Path(tmp) / "load.json")]
-            if dev:
-                args.append("--dev")
-            if state_info is not None:
-                pin = Path(tmp) / "pin.json"
-                pin.write_text(state_info.to_json())
-                args += ["--state-info", str(pin)]
-            if unchanged_since is not None:
-                previous = Path(tmp) / "fingerprints.json"
-                previous.write_text(json.dumps(dict(unchanged_since)))
-                args += ["--unchanged-since", str(previous)]
+            request_path, output = Path(tmp) / "request.json", Path(tmp) / "load.json"
+            request_path.write_text(request.to_json())
+            args = [sys.executable, "-m", __name__, str(request_path), str(output)]
             returncode, _, stderr = self.run_command(args)
-            output = Path(tmp) / "load.json"
             if returncode != 0 or not output.exists():
                 raise WorkerError(
                     f"load failed in worker process: {_last_line(stderr, returncode)}"
                 )
-            document: dict[str, Any] = json.loads(output.read_text())
-            return document
+            return LoadDocument.from_json(output.read_text())
 
     def run_schedule(self, name: str) -> dict[str, Any]:
         """Run ``defstate schedule run NAME --json`` in a worker; returns its report."""
@@ -178,3 +178,26 @@ def _worker_environment() -> dict[str, str]:
     inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     paths = list(dict.fromkeys([*(p for p in sys.path if p), *inherited]))
     return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(paths)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m defstate.server.worker REQUEST OUTPUT``: one load, written to OUTPUT."""
+    arguments = sys.argv[1:] if argv is None else argv
+    if len(arguments) != 2:
+        print("usage: python -m defstate.server.worker REQUEST OUTPUT", file=sys.stderr)
+        return 2
+    redact_standard_streams()  # what user code prints here may hold expanded secrets
+    try:
+        run_request(Path(arguments[0]), Path(arguments[1]))
+    except DefstateError as exc:
+        # the server reports the last stderr line as the reason the load failed
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:
+        print(f"error: {describe_exception(exc)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Self
 import attrs
 
 from defstate.errors import AlreadyRefreshingError, StateStorageError
+from defstate.state_storage.atomic import write_atomic
 from defstate.state_storage.base import (
     PendingWrite,
     StorageProject,
@@ -232,9 +233,7 @@ class LocalStateStorage:
         self.root.mkdir(parents=True, exist_ok=True)
         gitignore = self.root / ".gitignore"
         if not gitignore.exists():
-            tmp = self.root / f".gitignore.{_PID}.{uuid.uuid4().hex}"
-            tmp.write_text(_GITIGNORE)
-            os.replace(tmp, gitignore)
+            write_atomic(gitignore, _GITIGNORE.encode())
 
     @staticmethod
     def _remove_abandoned(key_dir: Path) -> None:
@@ -251,14 +250,12 @@ class LocalStateStorage:
 
     def write_record(self, record: RefreshRecord) -> None:
         folder = self.key_dir(record.key) / RECORDS_DIRNAME
-        tmp = folder / f".{record.file_name}.tmp"
         data = record.to_bytes()
         try:
-            tmp.write_bytes(data)
+            write_atomic(folder / record.file_name, data, make_parents=False)
         except FileNotFoundError:
             self._make_key_dir(folder)
-            tmp.write_bytes(data)
-        os.replace(tmp, folder / record.file_name)
+            write_atomic(folder / record.file_name, data, make_parents=False)
         names = sorted(name for name in os.listdir(folder) if name.endswith(".json"))
         for name in names[:-MAX_LOCAL_RECORDS]:
             (folder / name).unlink(missing_ok=True)

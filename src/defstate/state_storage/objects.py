@@ -37,11 +37,12 @@ from urllib.parse import urlsplit
 import attrs
 
 from defstate.errors import StateStorageError
+from defstate.state_storage.atomic import TMP_PREFIX, written_aside
 
 log = logging.getLogger("defstate.state_storage")
 
 _COPY_BLOCK = 1 << 20
-_TMP_PREFIX = ".tmp-"
+_TMP_PREFIX = TMP_PREFIX
 # Uploads and downloads stream in parts of this size, a few at a time: peak memory stays
 # bounded whatever the state's size.
 STREAM_CHUNK = 8 * 1024 * 1024
@@ -288,19 +289,11 @@ class LocalObjectStore(ObjectStore):
             f"{prefix}/{n}" for n in names if not n.startswith(_TMP_PREFIX) and n != ".clock"
         )
 
-    @contextlib.contextmanager
-    def _aside(self, path: str) -> Iterator[str]:
+    @staticmethod
+    def _aside(path: str) -> contextlib.AbstractContextManager[str]:
         """A temporary sibling of ``path``, renamed onto it on success and removed on any
         failure (a full disk leaves no partial file behind)."""
-        parent = os.path.dirname(path)
-        os.makedirs(parent, exist_ok=True)
-        tmp = f"{parent}/{_TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
-        try:
-            yield tmp
-            os.replace(tmp, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        return written_aside(path)
 
     def write(self, path: str, data: bytes, timeout: float | None = None) -> None:
         with self._aside(path) as tmp, open(tmp, "wb") as handle:

@@ -1,0 +1,45 @@
+"""Write-aside-and-rename: the one way defstate publishes a local file atomically.
+
+Readers see the old file or the complete new one, never a partial write; a failure (a full
+disk, an exception while writing) leaves no temporary behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+#: temporaries start with this, then the writer's pid: listings skip them and cleanup can
+#: tell an abandoned one (its process is gone) from one being written
+TMP_PREFIX = ".tmp-"
+
+
+def aside_name(parent: str | os.PathLike[str]) -> str:
+    """A fresh temporary name in ``parent`` (``.tmp-<pid>-<random>``)."""
+    return os.path.join(os.fspath(parent), f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}")
+
+
+@contextlib.contextmanager
+def written_aside(path: str | os.PathLike[str], *, make_parents: bool = True) -> Iterator[str]:
+    """Yield a temporary sibling of ``path`` to write; renamed onto ``path`` when the block
+    succeeds, removed on any failure. The parent folder is created if missing, unless
+    ``make_parents`` is false (then writing raises ``FileNotFoundError``)."""
+    parent = os.path.dirname(os.fspath(path)) or "."
+    if make_parents:
+        os.makedirs(parent, exist_ok=True)
+    tmp = aside_name(parent)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes, *, make_parents: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically (see :func:`written_aside`)."""
+    with written_aside(path, make_parents=make_parents) as tmp:
+        Path(tmp).write_bytes(data)
