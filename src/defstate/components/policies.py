@@ -8,7 +8,7 @@ The retry vocabulary is dlt's: ``none``; ``fixed`` (wait ``min`` seconds between
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import attrs
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 
 RetryType = Literal["none", "fixed", "backoff"]
+T = TypeVar("T")
 
 
 @attrs.frozen(kw_only=True)
@@ -69,6 +70,30 @@ class RetryPolicy:
         if self.strategy == "fixed":
             return wait_fixed(self.min)
         return wait_none()
+
+    def call(
+        self,
+        attempt: Callable[[], T],
+        *,
+        retryable: Callable[[BaseException], bool],
+        wait: Callable[[RetryCallState], float] | None = None,
+    ) -> T:
+        """``attempt()``, retried as this policy says while it raises what ``retryable``
+        accepts; the last error propagates. ``wait`` replaces the policy's pauses (e.g. to
+        honour a server's ``Retry-After``). One attempt runs without tenacity at all."""
+        if self.attempts == 1:
+            return attempt()
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt
+
+        for trial in Retrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=wait or self.tenacity_wait(),
+            retry=retry_if_exception(retryable),
+            reraise=True,
+        ):
+            with trial:
+                return attempt()
+        raise AssertionError("unreachable: tenacity either returns or raises")
 
 
 @attrs.frozen(kw_only=True)

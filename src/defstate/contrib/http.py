@@ -413,8 +413,6 @@ def fetch_response(
     data: bytes | None = None,
 ) -> HttpResponse:
     """One request (GET, or POST with ``data``), retried as ``retry`` says."""
-    from tenacity import Retrying, retry_if_exception, stop_after_attempt
-
     policy_wait = retry.tenacity_wait()
 
     def wait(state: RetryCallState) -> float:
@@ -426,25 +424,22 @@ def fetch_response(
         return seconds
 
     attempts = 0
+
+    def attempt() -> HttpResponse:
+        nonlocal attempts
+        attempts += 1
+        return http_request(url, headers=headers, timeout=timeout, secrets=secrets, data=data)
+
     try:
-        for attempt in Retrying(
-            stop=stop_after_attempt(retry.attempts),
+        return retry.call(
+            attempt,
+            retryable=lambda exc: isinstance(exc, HttpRequestError) and exc.transient,
             wait=wait,
-            retry=retry_if_exception(
-                lambda exc: isinstance(exc, HttpRequestError) and exc.transient
-            ),
-            reraise=True,
-        ):
-            with attempt:
-                attempts = attempt.retry_state.attempt_number
-                return http_request(
-                    url, headers=headers, timeout=timeout, secrets=secrets, data=data
-                )
+        )
     except HttpRequestError as exc:
         if attempts > 1:
             raise exc.with_suffix(f" (gave up after {attempts} attempts)") from None
         raise
-    raise AssertionError("unreachable: tenacity either returns or raises")
 
 
 def http_request(

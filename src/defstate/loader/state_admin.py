@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from defstate.errors import DefstateError, StateStorageError, UsageError
+from defstate.keyed_diff import diff_by_key
 from defstate.loader.groups import KeyGroup, select_groups
 from defstate.loader.load import Project, open_project
 from defstate.state_storage.base import VersionStore, version_store
@@ -137,18 +138,6 @@ def _defs_dicts(
     return assets, checks
 
 
-def _compare(
-    before: Mapping[str, Any], after: Mapping[str, Any]
-) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """(added, removed, changed) names, each sorted."""
-    both = set(after) & set(before)
-    return (
-        tuple(sorted(set(after) - set(before))),
-        tuple(sorted(set(before) - set(after))),
-        tuple(sorted(k for k in both if after[k] != before[k])),
-    )
-
-
 def diff_state(
     project_root: Path | str | None, key: str, old: str | None = None, new: str | None = None
 ) -> DefsDiff:
@@ -184,8 +173,8 @@ def diff_state(
         key,
         old,
         new,
-        *_compare(assets_before, assets_after),
-        *_compare(checks_before, checks_after),
+        *diff_by_key(assets_before, assets_after),
+        *diff_by_key(checks_before, checks_after),
     )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from defstate.keyed_diff import diff_by_key
 from defstate.loader.folders import NOT_PROJECT_SOURCES
 from defstate.loader.project import ProjectConfig
 from defstate.server.worker import WorkerLoad
@@ -102,9 +103,7 @@ def summarize_reload(
             )
         ]
     before, after = _asset_map(previous), _asset_map(new)
-    added = sorted(set(after) - set(before))
-    removed = sorted(set(before) - set(after))
-    changed = sorted(k for k in set(after) & set(before) if after[k] != before[k])
+    added, removed, changed = diff_by_key(before, after)
     refreshed = [r["key"] for r in new.document.refreshes if r["ok"]]
     problems = new.document.errors
     seconds = new.document.seconds

@@ -188,25 +188,13 @@ def _join_running_refresh(run: _Run) -> RefreshResult | None:
 
 def _refresh_with_retries(run: _Run) -> BaseException | None:
     """Attempts as the retry policy allows; the last error, or ``None`` once one published."""
-    if run.retry.attempts == 1:  # no retries (the default): no tenacity machinery per key
-        try:
-            run.attempts += 1
-            run.version, run.notes, run.unchanged = _attempt(run.target, run.timeout, run.guard)
-        except Exception as exc:
-            return exc
-        return None
-    from tenacity import Retrying, retry_if_exception, stop_after_attempt
+
+    def attempt() -> None:
+        run.attempts += 1
+        run.version, run.notes, run.unchanged = _attempt(run.target, run.timeout, run.guard)
 
     try:
-        for attempt in Retrying(
-            stop=stop_after_attempt(run.retry.attempts),
-            wait=run.retry.tenacity_wait(),
-            retry=retry_if_exception(is_retryable),
-            reraise=True,
-        ):
-            with attempt:
-                run.attempts += 1
-                run.version, run.notes, run.unchanged = _attempt(run.target, run.timeout, run.guard)
+        run.retry.call(attempt, retryable=is_retryable)
     except Exception as exc:
         return exc
     return None
