@@ -69,3 +69,14 @@ def test_no_code_outside_state_storage_branches_on_a_management_type() -> None:
                 if names & storage_classes:
                     found.append(f"{path.name}:{node.lineno}")
     assert found == []
+
+
+def test_every_management_type_has_a_display_label() -> None:
+    """Tables show the type's own label; no renderer keeps a map keyed by the type's name."""
+    from defstate.cli.render import management_name
+
+    labels = {m: m.label for m in ManagementType}
+    assert sorted(labels.values()) == ["local", "snapshot", "versioned"]
+    for member, label in labels.items():
+        assert management_name(member) == label
+        assert management_name(member.value, wide=True) == member.value

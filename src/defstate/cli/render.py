@@ -12,6 +12,7 @@ import click
 from defstate.cli.app import debug_enabled
 from defstate.loader.discovery import LoadProblem
 from defstate.loader.refresh import RefreshResult
+from defstate.state_storage.management import ManagementType
 from defstate.text import plural
 
 if TYPE_CHECKING:
@@ -26,11 +27,6 @@ if TYPE_CHECKING:
 # --wide: as wide as the content (no terminal is this wide, so nothing wraps or folds)
 _WIDE = 100_000
 SHORT_ID = 8
-_SHORT_MANAGEMENT = {
-    "LOCAL_FILESYSTEM": "local",
-    "VERSIONED_STATE_STORAGE": "versioned",
-    "LEGACY_CODE_SERVER_SNAPSHOTS": "snapshot",
-}
 
 
 def console(stderr: bool = False, wide: bool = False) -> Console:
@@ -65,8 +61,10 @@ def short_time(iso: str | None, wide: bool = False) -> str:
     return iso[:19] + "Z"
 
 
-def management_name(value: str, wide: bool = False) -> str:
-    return value if wide else _SHORT_MANAGEMENT.get(value, value)
+def management_name(management_type: ManagementType | str, wide: bool = False) -> str:
+    """The management type's full name with --wide, else its short label."""
+    management_type = ManagementType(management_type)
+    return management_type.value if wide else management_type.label
 
 
 def table(title: str, columns: Sequence[str], wide: bool, keep: Sequence[str] = ()) -> Table:
@@ -158,7 +156,7 @@ def render_defs(result: LoadResult, wide: bool = False) -> None:
                 key,
                 short_id(version.version, wide),
                 short_time(version.created_at, wide),
-                management_name(version.management_type.value, wide),
+                management_name(version.management_type, wide),
             )
         out.print(state)
 
@@ -191,7 +189,7 @@ def render_components(project: Project, wide: bool = False) -> None:
     for instance in project.instances:
         management = ""
         if instance.state_key is not None:
-            value = project.groups[instance.state_key].management_type.value
+            value = project.groups[instance.state_key].management_type
             management = management_name(value, wide)
         grid.add_row(instance.source, instance.type_name, instance.state_key or "", management)
     console(wide=wide).print(grid)
@@ -281,7 +279,7 @@ def render_state_list(rows: Sequence[KeyState], wide: bool = False) -> None:
         latest = row.latest
         grid.add_row(
             row.key,
-            management_name(row.management_type.value, wide),
+            management_name(row.management_type, wide),
             short_id(latest.version, wide) if latest else ("error" if row.error else "none"),
             short_time(latest.created_at if latest else None, wide),
             format_bytes(latest.size if latest else None),
