@@ -85,6 +85,6 @@ def test_sigkill_at_every_storage_call_loses_nothing(
     report = json.loads(done.stdout)
     assert report["problems"] == []
     points = sum(report["kill_points"].values())
-    minimum = {"local": 8, "file": 20, "s3": 20}[backend]  # 50+ in all
+    minimum = {"local": 15, "file": 30, "s3": 20}[backend]  # 65+ in all (measured: 447)
     assert points >= minimum, report["kill_points"]
     (tmp_path / f"kill-points-{backend}.json").write_text(json.dumps(report["kill_points"]))
