@@ -218,3 +218,23 @@ def test_a_registered_short_name_is_a_type_in_defs_yaml(
     unknown = make_project({"defs/y/defs.yaml": "type: lst\n"}, name="other")
     (problem,) = load_defs(unknown).errors
     assert "unknown component type 'lst'" in problem.message
+
+
+@pytest.mark.parametrize("type_name", [".relative.Thing", "..up.Thing", "a..b", "a.", "x-y.Z"])
+def test_a_type_that_is_no_import_path_is_an_error_of_its_entry(
+    make_project: ProjectFactory, type_name: str
+) -> None:
+    # relative names made importlib raise TypeError, which escaped the load (found by the
+    # property tests)
+    root = make_project(
+        {
+            "defs/bad/defs.yaml": f"type: '{type_name}'\n",
+            "defs/good/defs.yaml": "type: fixture_components.PlainComponent\n"
+            "attributes:\n  assets: [kept]\n",
+        }
+    )
+    result = load_defs(root)
+    (problem,) = result.errors
+    assert "expected a dotted import path" in problem.message
+    assert str(problem.location).endswith("defs/bad/defs.yaml:1")
+    assert [str(k) for k in result.definitions.asset_keys] == ["kept"]

@@ -25,7 +25,9 @@ def resolve_component_type(name: str) -> type[Component]:
     if name in _REGISTERED:
         return _REGISTERED[name]
     module_name, _, class_name = name.rpartition(".")
-    if not module_name:
+    # every part an identifier: no relative imports (".x"), empty parts or other characters,
+    # which importlib would reject with TypeError or ValueError rather than ImportError
+    if not module_name or not all(part.isidentifier() for part in name.split(".")):
         raise ComponentTypeError(
             f"unknown component type {name!r}: expected a dotted import path 'package.module.Class'"
         )
