@@ -5,17 +5,30 @@ per storage; the storage's capabilities decide which tests apply to it.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from conftest import subprocess_env
 from defstate.errors import AlreadyRefreshingError, StateStorageError
 from defstate.state_storage.base import StateStorage, version_store
 from defstate.state_storage.records import RefreshRecord
 from defstate.state_storage.state_info import StateInfo, StateVersion
 
 KEY = "List[contract key/with spaces]"
+LONG_KEY = "List[" + "long-" * 60 + "]"  # encoded over 200 characters: two folder levels
+LEASE_TTL = 2.0
+HOLD_UNTIL_KILLED = """
+import sys, time
+{opening}
+with storage.refresh_lock(sys.argv[1], wait=False, ttl=float(sys.argv[2])):
+    print("held", flush=True)
+    time.sleep(600)
+"""
 
 
 def publish(
@@ -60,6 +73,11 @@ class StorageContract:
         """Damage ``version``'s stored bytes (and drop local copies); ``False`` when the
         storage keeps no checksummed copy, so there is nothing to detect."""
         return False
+
+    def opening_code(self, storage: StateStorage) -> str | None:
+        """Python that binds ``storage`` to this same storage in another process; ``None``
+        when no other process can reach it (it lives in this process's memory)."""
+        return None
 
     @pytest.fixture
     def storage(self) -> StateStorage:
@@ -110,6 +128,21 @@ class StorageContract:
         assert one is not None and two is not None
         assert read_state(storage.state_path(one)) == b"one"
         assert read_state(storage.state_path(two)) == b"two"
+
+    # -- key listing ----------------------------------------------------------------------
+
+    def test_an_empty_storage_lists_no_keys(self, storage: StateStorage) -> None:
+        assert storage.stored_keys() == []
+
+    def test_every_published_key_is_listed_once_sorted(self, storage: StateStorage) -> None:
+        keys = [KEY, LONG_KEY, "List[b]", "List[a]", "Dbt[%2F ünïcode/..]"]
+        for key in keys:
+            publish(storage, key.encode(), key=key)
+        publish(storage, b"again", key="List[a]")
+        assert storage.stored_keys() == sorted(keys)
+        for key in storage.stored_keys():  # each listed key reads back
+            latest = storage.latest(key)
+            assert latest is not None, key
 
     # -- pins and reconstruction ----------------------------------------------------------
 
@@ -214,6 +247,43 @@ class StorageContract:
             thread.join(0.3)  # the other side is now waiting
         thread.join(60)
         assert waited_for == [True]
+
+    @pytest.mark.slow  # waits out a real lease ttl (about 5 s a storage)
+    def test_a_dead_holders_lease_is_reclaimed_a_live_one_blocks(
+        self, storage: StateStorage
+    ) -> None:
+        """Across processes: a holder that keeps running blocks another process (past the
+        ttl, as its lease is renewed); once it is killed, the key is free again at most
+        ``ttl`` later (a lock the OS releases: at once)."""
+        opening = self.opening_code(storage)
+        if opening is None:
+            pytest.skip(f"{type(storage).__name__} lives in one process")
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLD_UNTIL_KILLED.format(opening=opening), KEY, str(LEASE_TTL)],
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+            if storage.uses_leases:
+                time.sleep(LEASE_TTL * 1.25)  # past the ttl: only renewals keep it held
+            with (
+                pytest.raises(AlreadyRefreshingError),
+                storage.refresh_lock(KEY, wait=False, ttl=LEASE_TTL),
+            ):
+                pass
+            holder.kill()
+            holder.wait()
+            killed_at = time.monotonic()
+            with storage.refresh_lock(KEY, wait=True, ttl=LEASE_TTL):
+                elapsed = time.monotonic() - killed_at
+            # the ttl, plus the storage clock's one-second granularity and a loaded machine
+            assert elapsed < LEASE_TTL + 10, elapsed
+        finally:
+            if holder.poll() is None:
+                holder.kill()
+                holder.wait()
 
     # -- corruption -----------------------------------------------------------------------
 

@@ -23,6 +23,14 @@ class TestLocalStorage(StorageContract):
     def storage(self, tmp_path: Path) -> StateStorage:
         return LocalStateStorage.for_defs_dir(tmp_path)
 
+    def opening_code(self, storage: StateStorage) -> str | None:
+        assert isinstance(storage, LocalStateStorage)
+        return (
+            "from pathlib import Path\n"
+            "from defstate.state_storage.local import LocalStateStorage\n"
+            f"storage = LocalStateStorage(Path({str(storage.root)!r}))"
+        )
+
 
 class TestSnapshotStorage(StorageContract):
     @pytest.fixture
@@ -43,6 +51,13 @@ class VersionedContract(StorageContract):
         monkeypatch.setenv("DEFSTATE_CACHE_DIR", str(tmp_path / "cache"))
         return VersionedStateStorage(self.url(request, tmp_path))
 
+    def opening_code(self, storage: StateStorage) -> str | None:
+        assert isinstance(storage, VersionedStateStorage)
+        return (
+            "from defstate.state_storage.versioned import VersionedStateStorage\n"
+            f"storage = VersionedStateStorage({storage.url!r})"
+        )
+
     def corrupt(self, storage: StateStorage, version: StateVersion) -> bool:
         assert isinstance(storage, VersionedStateStorage)
         path = storage.state_object_path(version.key, version.version, is_directory=False)
@@ -57,6 +72,9 @@ class TestMemoryStorage(VersionedContract):
     def url(self, request: pytest.FixtureRequest, tmp_path: Path) -> str:
         request.addfinalizer(fsspec.filesystem("memory").store.clear)
         return f"memory://defstate-{uuid.uuid4().hex}/state"
+
+    def opening_code(self, storage: StateStorage) -> str | None:
+        return None  # memory:// is one store per process
 
 
 class TestFileStorage(VersionedContract):

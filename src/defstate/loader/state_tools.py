@@ -21,7 +21,6 @@ from defstate.errors import DefstateError, ProjectConfigError, SourceLocation
 from defstate.loader.groups import select_groups
 from defstate.loader.load import Project, open_project
 from defstate.state_storage.archive import verify
-from defstate.state_storage.keys import decode_key
 from defstate.state_storage.local import LocalStateStorage
 from defstate.state_storage.registry import storage_class
 from defstate.state_storage.state_info import StateInfo, StateVersion
@@ -196,57 +195,15 @@ def orphan_keys(project_root: Path | str | None = None) -> list[OrphanKey]:
     known = set(project.groups)
     found: list[OrphanKey] = []
     local = LocalStateStorage.for_defs_dir(project.config.defs_dir)
-    if local.root.is_dir():
-        for key, folder in _local_keys(local.root, PurePosixPath()):
-            if key not in known:
-                found.append(OrphanKey(key, local.describe(), str(folder)))
+    for key in local.stored_keys():
+        if key not in known:
+            found.append(OrphanKey(key, local.describe(), str(local.key_dir(key))))
     if project.config.state_storage is not None:
         storage = _versioned_storage(project)
-        root = storage.key_path("x").rsplit("/", 1)[0]  # "x" encodes to one level
-        for key, path in _remote_keys(storage, root, PurePosixPath()):
+        for key in storage.stored_keys():
             if key not in known:
-                found.append(OrphanKey(key, storage.describe(), path))
+                found.append(OrphanKey(key, storage.describe(), storage.key_path(key)))
     return sorted(found, key=lambda o: (o.storage, o.key))
-
-
-def _local_keys(folder: Path, prefix: PurePosixPath) -> list[tuple[str, Path]]:
-    keys = []
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith(".") or not entry.is_dir():
-            continue  # .gitignore, probes: never a key (encoded keys never start with ".")
-        relative = prefix / entry.name
-        if entry.name.endswith("+"):  # a long key continues one level down
-            keys.extend(_local_keys(entry, relative))
-            continue
-        try:
-            keys.append((decode_key(relative), entry))
-        except ValueError:
-            continue  # not written by defstate
-    return keys
-
-
-def _remote_keys(
-    storage: VersionedStateStorage, folder: str, prefix: PurePosixPath
-) -> list[tuple[str, str]]:
-    fs = storage.fs
-    try:
-        entries = sorted(fs.ls(folder, detail=True), key=lambda e: e["name"])
-    except FileNotFoundError:
-        return []
-    keys = []
-    for entry in entries:
-        name = PurePosixPath(entry["name"].rstrip("/")).name
-        if name.startswith(".") or entry.get("type") != "directory":
-            continue
-        relative = prefix / name
-        if name.endswith("+"):
-            keys.extend(_remote_keys(storage, entry["name"].rstrip("/"), relative))
-            continue
-        try:
-            keys.append((decode_key(relative), entry["name"].rstrip("/")))
-        except ValueError:
-            continue
-    return keys
 
 
 def delete_orphans(project_root: Path | str | None = None) -> list[OrphanKey]:

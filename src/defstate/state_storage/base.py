@@ -144,6 +144,10 @@ class StateStorage(Protocol):
         """Where this storage keeps state, for messages (never includes credentials)."""
         ...
 
+    def stored_keys(self) -> list[str]:
+        """Every key with something stored (state, records or a lease), sorted."""
+        ...
+
     def write_record(self, record: RefreshRecord) -> None:
         """Store one refresh record next to the key's state."""
         ...

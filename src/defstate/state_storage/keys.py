@@ -23,6 +23,7 @@ a lone surrogate (``"\\ud800"``) cannot be encoded. Both raise ``InvalidStateKey
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterable
 from pathlib import PurePosixPath
 
 from defstate.errors import InvalidStateKeyError
@@ -101,3 +102,28 @@ def decode_key(path: PurePosixPath | str) -> str:
     if encode_key(key) != PurePosixPath(path):
         raise InvalidStateKeyError(f"{_shown(str(path))} is not an encoded state key")
     return key
+
+
+def find_keys(folders: Callable[[PurePosixPath], Iterable[str]]) -> list[str]:
+    """Every key stored below a state root, sorted; ``folders(relative)`` names the
+    sub-folders of ``relative`` (``PurePosixPath()`` is the root).
+
+    A long key's ``+`` chunks are followed down; hidden names and names that are not an
+    encoded key (written by something else) are skipped.
+    """
+    found: list[str] = []
+    pending = [PurePosixPath()]
+    while pending:
+        folder = pending.pop()
+        for name in folders(folder):
+            if name.startswith("."):
+                continue  # .gitignore, .tmp-*, probes: never a key (encoded keys never are)
+            relative = folder / name
+            if name.endswith(_CONTINUED):
+                pending.append(relative)
+                continue
+            try:
+                found.append(decode_key(relative))
+            except InvalidStateKeyError:
+                continue
+    return sorted(found)

@@ -17,7 +17,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from stat import S_ISDIR
 from typing import Any, ClassVar, Self
 
@@ -32,7 +32,7 @@ from defstate.state_storage.base import (
     remove_path,
     require_written,
 )
-from defstate.state_storage.keys import encode_key
+from defstate.state_storage.keys import encode_key, find_keys
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.records import RefreshRecord
 from defstate.state_storage.state_info import LOCAL_VERSION, StateVersion, utc_iso
@@ -164,6 +164,16 @@ class LocalStateStorage:
 
     def describe(self) -> str:
         return str(self.root)
+
+    def stored_keys(self) -> list[str]:
+        def folders(relative: PurePosixPath) -> list[str]:
+            try:
+                with os.scandir(self.root / relative) as entries:
+                    return [e.name for e in entries if e.is_dir()]
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+
+        return find_keys(folders)
 
     def key_dir(self, key: str) -> Path:
         key_dir = self._key_dirs.get(key)

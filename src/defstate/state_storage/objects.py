@@ -177,6 +177,18 @@ class ObjectStore:
             return []
         return sorted(n.rstrip("/") for n in names)
 
+    def list_folders(self, prefix: str, timeout: float | None = None) -> list[str]:
+        """The names of the direct sub-folders of ``prefix``."""
+        try:
+            entries = self.fs.ls(prefix, detail=True, **self._kw(timeout))
+        except FileNotFoundError:
+            return []
+        return sorted(
+            e["name"].rstrip("/").rsplit("/", 1)[-1]
+            for e in entries
+            if e.get("type") == "directory"
+        )
+
     def now(self, probe: str, timeout: float | None = None) -> float:
         """The storage's clock: the modification time of an object written just now.
 

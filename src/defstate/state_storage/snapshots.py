@@ -111,6 +111,9 @@ class SnapshotStateStorage:
     def latest(self, key: str) -> StateVersion | None:
         return self.snapshots.get(key)
 
+    def stored_keys(self) -> list[str]:
+        return sorted(self.snapshots)
+
     def has_local_copy(self, version: StateVersion) -> bool:
         return True  # the bytes are in the pin
 

@@ -35,7 +35,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar, Self, TypeVar
 
 import attrs
@@ -56,7 +56,7 @@ from defstate.state_storage.base import (
 )
 from defstate.state_storage.cache import DownloadCache, default_cache_dir, fallback_cache_dir
 from defstate.state_storage.calls import CallPolicy, call_with_deadline, describe_error
-from defstate.state_storage.keys import encode_key
+from defstate.state_storage.keys import encode_key, find_keys
 from defstate.state_storage.leases import hold_lease
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.objects import ObjectInfo, ObjectStore, Timeouts, open_store
@@ -301,6 +301,20 @@ class VersionedStateStorage:
         self._root_checked = True
 
     # -- reading ----------------------------------------------------------------------------
+
+    def stored_keys(self) -> list[str]:
+        store = self.store  # sets _root
+
+        def folders(relative: PurePosixPath) -> list[str]:
+            prefix = "/".join((self._root, *relative.parts))
+            return call_with_deadline(
+                self.policy,
+                "list the state keys",
+                self.describe(),
+                lambda t: store.list_folders(prefix, t),
+            )
+
+        return find_keys(folders)
 
     def latest(self, key: str) -> StateVersion | None:
         pointer = self._path(key, POINTER_NAME)
