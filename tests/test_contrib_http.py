@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from defstate.contrib.http import (
     fetch_json,
     load_state,
     make_state,
+    map_items,
     redact_url,
 )
 
@@ -209,15 +211,15 @@ def test_example_assets_deps_and_metadata(server: CatalogServer, project: Path) 
     assert customers.owners == ("data-platform@example.com",)
     assert [d.to_string() for d in defs.get_asset("staging/orders").deps] == ["raw/orders"]
 
-    # The state holds only the mapped fields, sorted, and never the token.
+    # The state holds every item whole (mapped or not), in a stable order, never the token.
     text = _state_file(project).read_text()
     assert TOKEN not in text
     state = json.loads(text)
     assert state["format"] == STATE_FORMAT
-    assert "columns" not in state["items"][0]
-    assert [(i["schema"], i["name"]) for i in state["items"]] == sorted(
-        (i["schema"], i["name"]) for i in state["items"]
-    )
+    served = json.loads(server.behaviour.body)["data"]["tables"]
+    assert sorted(state["items"], key=lambda i: i["id"]) == sorted(served, key=lambda i: i["id"])
+    assert {"name": "customer_id"} in state["items"][0]["columns"]  # not mapped, still kept
+    assert state["items"] == sorted(state["items"], key=lambda i: json.dumps(i, sort_keys=True))
 
 
 def test_example_readme_commands(server: CatalogServer, project: Path) -> None:
@@ -517,21 +519,110 @@ def test_no_state_yet_loads_without_contacting_anything(
     assert server.behaviour.requests == []
 
 
-def test_a_mapping_changed_since_the_refresh_asks_for_a_refresh(
-    server: CatalogServer, project: Path
-) -> None:
+def test_a_changed_mapping_applies_without_a_refresh(server: CatalogServer, project: Path) -> None:
     _ok(load_defs(project, dev=True))
+    _stop_server(server)
     document = yaml.safe_load((project / "defs/catalog/defs.yaml").read_text())
     mapping = document["attributes"]["mapping"]
-    mapping["metadata"]["first_column"] = "columns.0.name"
+    mapping["metadata"]["first_column"] = "columns.0.name"  # a field no mapping read before
     _set_attributes(project, mapping=mapping)
-    message = _one_error(load_defs(project))
-    assert "columns.0.name" in message
-    assert f"refresh {STATE_KEY}" in message
-    # after a refresh, the new field is there (list indexes work in field paths)
-    defs = _ok(load_defs(project, dev=True)).definitions
+    defs = _ok(load_defs(project)).definitions
+    # list indexes work in field paths; an item without the field has no such metadata
     assert defs.get_asset("raw/orders").metadata["first_column"] == "id"
     assert "first_column" not in defs.get_asset("staging/orders").metadata
+    assert len(server.behaviour.requests) == 1
+
+
+_SECOND_INSTANCE = """
+type: defstate.contrib.http.HttpCatalogComponent
+attributes:
+  url: "http://127.0.0.1:{{ env.CATALOG_PORT }}/catalog.json"
+  headers: {Authorization: "Bearer {{ env.CATALOG_TOKEN }}"}
+  retry: {kind: none}
+  items_path: data.tables
+  strict: true
+  mapping:
+    key: KEY_FIELDS
+    group: schema
+    metadata: {columns: columns}
+  defs_state: {management_type: LOCAL_FILESYSTEM, key: "HttpCatalog[example]"}
+"""
+
+
+def test_instances_sharing_a_key_each_map_the_catalog_their_way(
+    server: CatalogServer, project: Path
+) -> None:
+    # One refresh (by the first instance) serves both; each applies its own mapping and
+    # skipping when definitions are built, whatever the other one reads.
+    (project / "defs" / "by_id").mkdir()
+    (project / "defs" / "by_id" / "defs.yaml").write_text(
+        _SECOND_INSTANCE.replace("KEY_FIELDS", "id")
+    )
+    result = _ok(load_defs(project, dev=True))
+    assert [r.key for r in result.refreshes] == [STATE_KEY]
+    assert len(server.behaviour.requests) == 1
+    defs = result.definitions
+    assert len(defs.assets) == 10
+    assert defs.get_asset("raw/orders").metadata["row_count"] == 4  # the first mapping
+    by_id_orders = defs.get_asset("tbl-001")  # the second: fields the first never maps
+    assert by_id_orders.group_name == "raw"
+    assert by_id_orders.metadata["columns"][0] == {"name": "id"}
+    assert by_id_orders.deps == () and by_id_orders.owners == ()
+
+    # strict applies to the instance that sets it, at build time too: its key field is
+    # missing from every stored item, and only this instance fails
+    no_field = _SECOND_INSTANCE.replace("KEY_FIELDS", "[catalog, id]")  # no item has `catalog`
+    (project / "defs" / "by_id" / "defs.yaml").write_text(no_field)
+    result = load_defs(project)
+    message = _one_error(result)
+    assert "has no key field 'catalog'" in message and "strict: true" in message
+    assert len(result.definitions.assets) == 5
+
+
+def test_secrets_echoed_in_items_are_masked_in_the_state(
+    server: CatalogServer, project: Path
+) -> None:
+    catalog = json.loads(server.behaviour.body)
+    first = catalog["data"]["tables"][0]
+    first["links"] = {"self": f"http://api.example/t?access_token={TOKEN}"}
+    first["requested_with"] = f"Bearer {TOKEN}"
+    server.behaviour.body = json.dumps(catalog).encode()
+    _set_attributes(
+        project, headers={"Authorization": f"Bearer {TOKEN}", "X-Api-Version": "2024-03-10"}
+    )
+    mapping = yaml.safe_load((project / "defs/catalog/defs.yaml").read_text())["attributes"][
+        "mapping"
+    ]
+    mapping["metadata"]["self"] = "links.self"
+    _set_attributes(project, mapping=mapping)
+    defs = _ok(load_defs(project, dev=True)).definitions
+    text = _state_file(project).read_text()
+    assert TOKEN not in text
+    (item,) = [i for i in json.loads(text)["items"] if i["id"] == first["id"]]
+    assert item["requested_with"] == "***"
+    ltv = defs.get_asset("marts/customer_ltv").metadata
+    assert ltv["self"] == "http://api.example/t?access_token=***"
+    # a header that is no credential is plain data: its value stays in the items
+    assert ltv["updated_at"] == "2024-03-10T06:00:00Z"
+
+
+def test_default_keys_differ_where_the_stored_items_would() -> None:
+    def key(url: str, items_path: str = "data.tables") -> str:
+        component = HttpCatalogComponent(
+            url=url, items_path=items_path, mapping=FieldMapping(key="name")
+        )
+        return component.defs_state_key
+
+    base = key("https://api.example/tables")
+    assert base == "HttpCatalog[api.example/tables,items=data.tables]"
+    assert key("https://api.example/tables", "data.views") != base
+    raw, marts = (
+        key("https://api.example/tables?schema=raw"),
+        key("https://api.example/tables?schema=marts"),
+    )
+    assert len({base, raw, marts}) == 3
+    assert "schema=raw" not in raw  # query values may be credentials: only a hash
+    assert raw.startswith("HttpCatalog[api.example/tables,query=")
 
 
 def test_responses_that_do_not_fit_fail_the_refresh(server: CatalogServer, project: Path) -> None:
@@ -552,18 +643,29 @@ def test_mapping_rules() -> None:
         {"path": "b/x", "parents": [["a", "y"], "c/z"], "owner": "o", "tags": None, "n": None},
         {"path": "a/y", "n": 2},
     ]
-    state = make_state(items, mapping)
-    assert [i["path"] for i in state["items"]] == ["a/y", "b/x"]  # sorted by key
-    assert state["fields"] == ["n", "owner", "parents", "path", "tags"]
+    state = make_state(items)
+    assert state["items"] == [items[1], items[0]]  # whole items, in canonical-JSON order
+    assert make_state(list(reversed(items))) == state
+    mapped = map_items(state["items"], mapping, strict=True)
+    assert [s.key.to_string() for s in mapped.specs] == ["a/y", "b/x"]  # sorted by key
+    assert [d.to_string() for d in mapped.specs[1].deps] == ["a/y", "c/z"]
+    assert mapped.specs[1].owners == ("o",) and mapped.specs[1].metadata == {"n": None}
 
-    with pytest.raises(CatalogMappingError, match="item 1 has no key field 'path'"):
-        make_state([{"path": "a"}, {"other": 1}], mapping)
-    with pytest.raises(CatalogMappingError, match="items 0 and 1 both map to asset key a/b"):
-        make_state([{"path": "a/b"}, {"path": "a/b"}], mapping)
-    with pytest.raises(CatalogMappingError, match="item 0 is a string, not an object"):
-        make_state(["a"], mapping)
-    with pytest.raises(CatalogMappingError, match="deps field 'parents' holds a number"):
-        make_state([{"path": "a", "parents": [3]}], mapping)
+    bad = [
+        ([{"path": "a"}, {"other": 1}], "item {\"other\": 1} has no key field 'path'"),
+        ([{"path": "a/b"}, {"path": "a/b"}], "two items map to asset key a/b"),
+        (["a"], 'item "a" is a string, not an object'),
+        ([{"path": "a", "parents": [3]}], "deps field 'parents' holds a number"),
+    ]
+    for items_, reason in bad:
+        with pytest.raises(CatalogMappingError, match=re.escape(reason)):
+            map_items(items_, mapping, strict=True)
+        skipped = map_items(items_, mapping, strict=False)
+        assert len(skipped.skipped) == 1 and reason in skipped.skipped[0]
+        assert len(skipped.specs) == len(items_) - 1
+    long_item = {"text": "x" * 500}  # no key field
+    (reason,) = map_items([long_item], mapping, strict=False).skipped
+    assert len(reason) < 200 and "…" in reason  # an item is quoted, never in full
 
 
 def test_format_errors_are_terminal() -> None:

@@ -175,14 +175,32 @@ def redact_optional(text: str | None) -> str | None:
 
 def redact_data(value: Any) -> Any:
     """A JSON-like document with every string in it (keys too) redacted."""
-    if _pattern is None:
-        return value
+    pattern = _pattern
+    return value if pattern is None else _substitute(value, pattern)
+
+
+def redact_data_with(value: Any, secrets: Iterable[str]) -> Any:
+    """:func:`redact_data` that also masks ``secrets``: values secret to one operation only
+    (a request's credentials, an OAuth2 token), which are never registered process-wide.
+
+    The same rules apply to them (every form JSON, ``repr()`` and URLs give a secret; none
+    shorter than :data:`MIN_SECRET_LENGTH`; never a word of :data:`PUBLIC_VALUES`).
+    """
+    extra = {s for s in secrets if len(s) >= MIN_SECRET_LENGTH and s not in PUBLIC_VALUES}
+    if not extra:
+        return redact_data(value)
+    with _lock:
+        every = _secrets | extra
+    return _substitute(value, _compile(every))
+
+
+def _substitute(value: Any, pattern: re.Pattern[str]) -> Any:
     if isinstance(value, str):
-        return redact(value)
+        return pattern.sub(MASK, value)
     if isinstance(value, Mapping):
-        return {redact_data(k): redact_data(v) for k, v in value.items()}
+        return {_substitute(k, pattern): _substitute(v, pattern) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [redact_data(v) for v in value]
+        return [_substitute(v, pattern) for v in value]
     return value
 
 

@@ -3,9 +3,9 @@
 :class:`HttpCatalogComponent` fetches a JSON document from an HTTP endpoint — a data
 catalog's API, an ingestion service's connection list — and maps the items of one list in
 it to assets with a small declarative field mapping. Refreshing fetches (with headers, a
-timeout and retries) and stores only the mapped fields; building definitions reads only
-that file, so loading a project never contacts the endpoint. Only the standard library's
-``urllib`` is used, and only during a refresh.
+timeout and retries) and stores every item whole; building definitions maps the stored
+items and reads only that file, so loading a project never contacts the endpoint. Only the
+standard library's ``urllib`` is used, and only during a refresh.
 
 A ``defs.yaml`` entry::
 
@@ -36,10 +36,15 @@ A ``defs.yaml`` entry::
 **Pages** are fetched one after the other, each with the retries below; the items of all
 pages are one catalog. A catalog with more than ``max_pages`` pages fails the refresh.
 
-**Items that do not fit** the mapping (no key field, a field of the wrong type, a key that
-another item already has) are skipped: the state lists them under ``skipped`` (index and
-reason), the refresh prints a warning and its record counts them (``counts.skipped_items``).
-With ``strict: true`` the first such item fails the refresh instead.
+**The mapping is applied when definitions are built**, not when state is written: the state
+holds the catalog as the endpoint sent it, so instances that share a state key (the same
+``url`` and ``items_path``) may map it differently, and a changed mapping needs no refresh.
+
+**Items that do not fit** the mapping (not an object, no key field, a field of the wrong
+type, a key that another item already has) are skipped: the refresh prints a warning quoting
+them and its record counts them (``counts.skipped_items``), both for the mapping of the
+instance that refreshed. With ``strict: true`` such an item fails the refresh instead (the
+previous state stays), and a load that finds one in the stored state fails that instance.
 
 **Field paths** are dotted: ``stats.rows`` reads ``item["stats"]["rows"]``; a number
 indexes a list (``owners.0``). A key field whose value is a string containing ``/`` adds
@@ -47,9 +52,12 @@ several key parts (``"raw/orders"``); a list value adds one part per element.
 
 **Secrets**: header values are sent, never stored, logged or shown: they are left out of
 the component's ``repr``, the state and every error message (a response body that echoes
-one is masked). Error messages show the URL without credentials and with query-string
-values masked (``?api_key=***``). Headers are not forwarded when a redirect leaves the
-URL's origin (scheme, host and port).
+one is masked). In the stored items, the values (and their words) of credential headers
+(``Authorization``, ``X-Api-Key``, ``Cookie``, ...), the OAuth2 client secret, every token
+of the refresh and every ``{{ env.* }}`` value are replaced by ``***``
+(:func:`defstate.redaction.redact_data_with`). Error messages show the URL without
+credentials and with query-string values masked (``?api_key=***``). Headers are not
+forwarded when a redirect leaves the URL's origin (scheme, host and port).
 
 **Retries** (:class:`RetryPolicy`, the vocabulary of dlt and of defstate refreshes):
 ``kind: none`` tries once; ``fixed`` waits ``min`` seconds between ``max_attempts``
@@ -59,22 +67,24 @@ to ``[min, max]``. Server errors (5xx), 429, timeouts and connection errors are 
 a response that does not fit the mapping are not, and raise
 :class:`~defstate.TerminalRefreshError` subclasses so refresh retries skip them too.
 
-**State key**: ``HttpCatalog[<host>[:port]<path>]``; set ``defs_state: {key: ...}`` when
-the URL varies between environments.
+**State key**: ``HttpCatalog[<host>[:port]<path>]``, with ``,query=<8 hex digits>`` (a hash
+of the query string) when the URL has one and ``,items=<items_path>`` when that is set: the
+parts of the configuration that decide what is stored, so instances that fetch different
+items never share a key, while instances that only map or filter differently do. Set
+``defs_state: {key: ...}`` when the URL varies between environments, and give instances that
+read one URL with different credentials (which may see different catalogs) their own keys.
 
 **State format**: one UTF-8 JSON file, keys sorted, two-space indent, trailing newline::
 
     {
-      "format": "defstate.http/1",
-      "fields": ["description", "name", "schema", ...],   # the mapped field paths, sorted
-      "items": [{"name": "orders", "schema": "raw", "stats.rows": 12, ...}, ...]
+      "format": "defstate.http/2",
+      "items": [{"name": "orders", "schema": "raw", "stats": {"rows": 12}, ...}, ...]
     }
 
-Each item holds only the mapped fields present in it, keyed by field path; items are sorted
-by asset key, so an unchanged catalog refreshes to identical bytes. ``skipped``
-(``[{"item": INDEX, "reason": ...}]``, by index over all pages) is there when items were.
-A mapping that uses a field the stored state lacks is an error asking for a refresh, never a
-silent ``null``.
+``items`` are the items of every page, whole (secrets masked), sorted by their canonical
+JSON text: an unchanged catalog refreshes to identical bytes, whatever order the endpoint
+sends its items and fields in. State of format ``defstate.http/1`` (mapped fields only) is
+refused with a request to refresh.
 """
 
 from __future__ import annotations
@@ -103,14 +113,20 @@ from defstate.errors import (
     RefreshError,
     TerminalRefreshError,
 )
-from defstate.redaction import MASK, host_label, redact_url
+from defstate.redaction import (
+    CREDENTIAL_OPTION_WORDS,
+    MASK,
+    host_label,
+    redact_data_with,
+    redact_url,
+)
 
 if TYPE_CHECKING:
     import urllib.request
 
     from tenacity import RetryCallState
 
-STATE_FORMAT: Final = "defstate.http/1"
+STATE_FORMAT: Final = "defstate.http/2"
 """The ``format`` of the state this module writes and reads."""
 
 MAX_RESPONSE_BYTES: Final = 64 * 1024 * 1024
@@ -121,6 +137,13 @@ BODY_EXCERPT_CHARS: Final = 200
 
 SKIPPED_REASONS_SHOWN: Final = 3
 """How many skipped items' reasons a refresh's warning quotes."""
+
+ITEM_EXCERPT_CHARS: Final = 80
+"""How much of an item's JSON a message quotes to say which item it means."""
+
+# A header whose (lower-cased) name contains one of these words carries a credential: its
+# value is masked in stored items too (other headers, e.g. an API version, are plain data).
+_CREDENTIAL_HEADER_WORDS: Final = (*CREDENTIAL_OPTION_WORDS, "cookie", "session")
 
 # Headers defstate sets itself; every other header came from the user and may be secret.
 _OWN_HEADERS: Final = ("Accept", "User-agent", "Content-type")
@@ -263,36 +286,51 @@ class HttpCatalogComponent(StateBackedComponent):
         return component
 
     def get_defs_state_key(self) -> str:
-        """``HttpCatalog[<host>[:port]<path>]``."""
+        """``HttpCatalog[<host>[:port]<path>]``, with ``,query=<hash>`` when the URL has a
+        query string and ``,items=<items_path>``: what decides which items are stored."""
         parts = urlsplit(self.url)
-        return f"HttpCatalog[{host_label(parts.hostname, parts.port)}{parts.path}]"
+        name = f"{host_label(parts.hostname, parts.port)}{parts.path}"
+        if parts.query:
+            import hashlib  # only for URLs with a query: kept off the plain load path
+
+            # a hash: query values may be credentials (?api_key=...)
+            name += f",query={hashlib.sha256(parts.query.encode()).hexdigest()[:8]}"
+        if self.items_path:
+            name += f",items={self.items_path}"
+        return f"HttpCatalog[{name}]"
 
     def write_state_to_path(self, state_path: Path) -> None:
-        """Fetch every page of the catalog; write its items' mapped fields to ``state_path``."""
+        """Fetch every page of the catalog; write all its items, whole, to ``state_path``.
+
+        With ``strict``, an item that does not fit this instance's mapping fails the refresh.
+        """
         client = CatalogClient(
             headers=self.headers, timeout=self.timeout, retry=self.retry, oauth2=self.oauth2
         )
         items = fetch_items(client, self.url, self.items_path, self.pagination)
-        try:
-            state = make_state(items, self.mapping, strict=self.strict)
-        except CatalogMappingError as exc:
-            raise HttpCatalogFormatError(
-                f"the response from {redact_url(self.url)}: {exc}"
-            ) from None
+        state = make_state(items, secrets=client.stored_secrets)
+        if self.strict:
+            try:
+                map_items(state["items"], self.mapping, strict=True)
+            except CatalogMappingError as exc:
+                raise HttpCatalogFormatError(
+                    f"the response from {redact_url(self.url)}: {exc}"
+                ) from None
         state_path.write_bytes(dump_json_state(state))
 
     def refresh_notes(self, state_path: Path) -> RefreshNotes:
-        """How many items were kept and skipped; a warning quoting the first reasons."""
-        state = load_state(state_path)
-        skipped = state.get("skipped", [])
-        counts = {"items": len(state["items"]), "skipped_items": len(skipped)}
+        """How many items this instance's mapping kept and skipped; a warning quoting the
+        first reasons."""
+        mapped = map_items(load_state(state_path)["items"], self.mapping, strict=False)
+        skipped = mapped.skipped
+        counts = {"items": len(mapped.specs), "skipped_items": len(skipped)}
         if not skipped:
             return RefreshNotes(counts=counts)
-        reasons = "; ".join(s["reason"] for s in skipped[:SKIPPED_REASONS_SHOWN])
+        reasons = "; ".join(skipped[:SKIPPED_REASONS_SHOWN])
         shown = SKIPPED_REASONS_SHOWN
         more = f"; and {len(skipped) - shown} more" if len(skipped) > shown else ""
         warning = (
-            f"skipped {len(skipped)} of {len(skipped) + len(state['items'])} item(s) that do not "
+            f"skipped {len(skipped)} of {len(skipped) + len(mapped.specs)} item(s) that do not "
             f"fit the mapping (strict: true fails instead): {reasons}{more}"
         )
         return RefreshNotes(warnings=(warning,), counts=counts)
@@ -300,17 +338,18 @@ class HttpCatalogComponent(StateBackedComponent):
     def build_defs_from_state(
         self, context: ComponentLoadContext, state_path: Path | None
     ) -> Definitions:
-        """One asset per stored item; none without state."""
+        """One asset per stored item that fits the mapping; none without state."""
         if state_path is None:
             return Definitions()
-        state = load_state(state_path)
-        missing = sorted(set(self.mapping.field_paths) - set(state["fields"]))
-        if missing:
+        items = load_state(state_path)["items"]
+        try:
+            mapped = map_items(items, self.mapping, strict=self.strict)
+        except CatalogMappingError as exc:
             raise HttpCatalogStateError(
-                f"the mapping uses field(s) {', '.join(missing)} that the stored state does not "
-                f"have (the mapping changed since the last refresh): refresh {self.defs_state_key}"
-            )
-        return Definitions(assets=asset_specs_from_state(state, self.mapping))
+                f"the stored state of {self.defs_state_key}: {exc} (strict: true; fix the "
+                "mapping, or set strict: false to skip such items)"
+            ) from None
+        return Definitions(assets=mapped.specs)
 
 
 def _check_oauth2(component: HttpCatalogComponent) -> None:
@@ -355,6 +394,18 @@ def secret_words(headers: Mapping[str, str]) -> list[str]:
     words = {value for value in headers.values() if value}
     # "Bearer abc123": a server that echoes only the token must not reveal it either
     words |= {word for value in headers.values() for word in value.split() if len(word) >= 4}
+    return sorted(words, key=len, reverse=True)
+
+
+def credential_words(headers: Mapping[str, str]) -> list[str]:
+    """The values of credential headers (``Authorization``, ``X-Api-Key``, ``Cookie``, ...)
+    and their longer words, except an auth scheme (``Bearer`` of ``Bearer abc123``)."""
+    words: set[str] = set()
+    for name, value in headers.items():
+        if not value or not any(word in name.lower() for word in _CREDENTIAL_HEADER_WORDS):
+            continue
+        parts = value.split()
+        words |= {value, *(p for p in parts[1 if len(parts) > 1 else 0 :] if len(p) >= 4)}
     return sorted(words, key=len, reverse=True)
 
 
@@ -519,6 +570,14 @@ class CatalogClient:
         """Header values and their words, the client secret and the tokens so far."""
         words = set(secret_words(self._headers)) | set(self._tokens.secrets if self._tokens else ())
         return sorted(words, key=len, reverse=True)
+
+    @property
+    def stored_secrets(self) -> list[str]:
+        """What stored items must not hold: the credential headers' values and words, the
+        client secret and every token of this refresh (not plain headers: data may
+        contain an ``X-Api-Version`` value)."""
+        tokens = self._tokens.secrets if self._tokens else []
+        return sorted({*credential_words(self._headers), *tokens}, key=len, reverse=True)
 
     def get_json(self, url: str) -> tuple[Any, Mapping[str, str]]:
         """GET ``url``: its JSON document and response headers. With OAuth2, a 401 answer
@@ -685,71 +744,76 @@ def items_at(document: Any, items_path: str) -> list[Any]:
     return value
 
 
-def make_state(
-    items: Sequence[Any], mapping: FieldMapping, *, strict: bool = True
-) -> dict[str, Any]:
-    """The state for fetched items: their mapped fields, sorted by asset key, checked.
+def make_state(items: Sequence[Any], *, secrets: Sequence[str] = ()) -> dict[str, Any]:
+    """The state for fetched items: every item whole, ``secrets`` (and every registered
+    secret) masked, sorted by canonical JSON text so that equal catalogs give equal bytes."""
+    masked = redact_data_with(list(items), secrets)
+    return {"format": STATE_FORMAT, "items": sorted(masked, key=_canonical_json)}
 
-    An item that does not fit raises :class:`CatalogMappingError` when ``strict``; otherwise
-    it is left out and listed under ``skipped`` with its index and the reason.
-    """
+
+def _canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+@attrs.frozen
+class MappedItems:
+    """The asset specs of the items that fit a mapping (sorted by key), and one reason for
+    each item that does not."""
+
+    specs: tuple[AssetSpec, ...]
+    skipped: tuple[str, ...]
+
+
+def map_items(items: Sequence[Any], mapping: FieldMapping, *, strict: bool) -> MappedItems:
+    """Map stored items to asset specs. An item that does not fit raises
+    :class:`CatalogMappingError` when ``strict``; otherwise it is left out, with its reason.
+    Messages quote the item (the state holds no other name for it)."""
     fields = mapping.field_paths
-    records: list[tuple[AssetKey, dict[str, Any]]] = []
-    seen: dict[AssetKey, int] = {}
-    skipped: list[dict[str, Any]] = []
-    for index, item in enumerate(items):
+    specs: dict[AssetKey, AssetSpec] = {}
+    skipped: list[str] = []
+    for item in items:
         try:
-            key, record = _item_record(item, index, mapping, fields, seen)
+            spec = _item_spec(item, mapping, fields)
+            if spec.key in specs:
+                raise CatalogMappingError(
+                    f"two items map to asset key {spec.key} (the second: {_excerpt(item)})"
+                )
         except CatalogMappingError as exc:
             if strict:
                 raise
-            skipped.append({"item": index, "reason": str(exc)})
+            skipped.append(str(exc))
             continue
-        seen[key] = index
-        records.append((key, record))
-    records.sort(key=lambda pair: pair[0].path)
-    state: dict[str, Any] = {
-        "format": STATE_FORMAT,
-        "fields": fields,
-        "items": [r for _, r in records],
-    }
-    if skipped:
-        state["skipped"] = skipped
-    return state
+        specs[spec.key] = spec
+    ordered = sorted(specs.values(), key=lambda spec: spec.key.path)
+    return MappedItems(tuple(ordered), tuple(skipped))
 
 
-def _item_record(
-    item: Any,
-    index: int,
-    mapping: FieldMapping,
-    fields: Sequence[str],
-    seen: Mapping[AssetKey, int],
-) -> tuple[AssetKey, dict[str, Any]]:
+def _item_spec(item: Any, mapping: FieldMapping, fields: Sequence[str]) -> AssetSpec:
+    where = f"item {_excerpt(item)}"
     if not isinstance(item, Mapping):
-        raise CatalogMappingError(f"item {index} is {json_type(item)}, not an object")
+        raise CatalogMappingError(f"{where} is {json_type(item)}, not an object")
     record = {path: value for path in fields if (value := lookup(item, path)) is not MISSING}
-    # Build the whole spec now: a bad item fails (or is skipped at) the refresh, not every load.
-    spec = asset_spec(record, mapping, f"item {index}")
-    if spec.key in seen:
-        raise CatalogMappingError(
-            f"items {seen[spec.key]} and {index} both map to asset key {spec.key}"
-        )
-    return spec.key, record
+    return asset_spec(record, mapping, where)
+
+
+def _excerpt(item: Any) -> str:
+    text = json.dumps(item, sort_keys=True, ensure_ascii=False)
+    return text if len(text) <= ITEM_EXCERPT_CHARS else text[:ITEM_EXCERPT_CHARS] + "…"
 
 
 def load_state(state_path: Path) -> dict[str, Any]:
     """Read a state file written by this component, checking its format."""
-    return load_json_state(
+    state = load_json_state(
         state_path, state_format=STATE_FORMAT, what="catalog", error=HttpCatalogStateError
     )
+    if not isinstance(state.get("items"), list):
+        raise HttpCatalogStateError(f"catalog state {state_path} has no list of items")
+    return state
 
 
 def asset_specs_from_state(state: Mapping[str, Any], mapping: FieldMapping) -> list[AssetSpec]:
-    """The asset specs for a state document."""
-    return [
-        asset_spec(record, mapping, f"stored item {index}")
-        for index, record in enumerate(state["items"])
-    ]
+    """The asset specs of a state document's items that fit ``mapping``."""
+    return list(map_items(state["items"], mapping, strict=False).specs)
 
 
 def asset_spec(record: Mapping[str, Any], mapping: FieldMapping, where: str) -> AssetSpec:

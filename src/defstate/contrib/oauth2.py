@@ -79,11 +79,12 @@ class BearerTokens:
         self._post = post
         self._token: str | None = None
         self._expires_at: float | None = None
+        self._issued: list[str] = []  # renewed or revoked tokens stay secret too
 
     @property
     def secrets(self) -> list[str]:
         """The client's secrets and the tokens handed out so far."""
-        return [*self._config.secrets, *([self._token] if self._token else [])]
+        return [*self._config.secrets, *self._issued]
 
     def authorization(self) -> str:
         """The ``Authorization`` header value, requesting a token when needed."""
@@ -101,6 +102,7 @@ class BearerTokens:
         answer = self._post(self._config.token_url, body, headers, self._config.secrets)
         token, expires_in = parse_token_response(answer)
         self._token = token
+        self._issued.append(token)
         self._expires_at = (
             None
             if expires_in is None
