@@ -33,6 +33,7 @@ callers used to catch)::
     │   ├── RefreshTimeoutError           * write_state_to_path ran past its timeout
     │   ├── RefreshRejectedError          the guard refused the new state
     │   └── TerminalRefreshError          raised by components: retrying cannot fix it
+    ├── retrying.DeadlineExpired          * the one retry loop's deadline passed
     ├── ComponentStateError               + ValueError: stored state a component cannot read
     └── WorkerError                       a worker process failed to produce a load
 

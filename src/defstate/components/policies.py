@@ -8,13 +8,11 @@ The retry vocabulary is dlt's: ``none``; ``fixed`` (wait ``min`` seconds between
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import attrs
 
-if TYPE_CHECKING:
-    from tenacity import RetryCallState
-
+from defstate.retrying import Failure, retry
 
 RetryType = Literal["none", "fixed", "backoff"]
 T = TypeVar("T")
@@ -61,39 +59,31 @@ class RetryPolicy:
         """How many attempts in all (1 for ``type: none``)."""
         return 1 if self.strategy == "none" else self.max_attempts
 
-    def tenacity_wait(self) -> Callable[[RetryCallState], float]:
-        """The tenacity wait strategy of this policy."""
-        from tenacity import wait_exponential, wait_fixed, wait_none
-
+    def pause(self, failure: Failure) -> float:
+        """Seconds to wait after ``failure`` (its ``attempt``-th attempt) before the next."""
         if self.strategy == "backoff":
-            return wait_exponential(multiplier=self.multiplier, min=self.min, max=self.max)
+            seconds = self.multiplier * 2.0 ** (failure.attempt - 1)
+            return max(self.min, min(seconds, self.max))
         if self.strategy == "fixed":
-            return wait_fixed(self.min)
-        return wait_none()
+            return self.min
+        return 0.0
 
     def call(
         self,
         attempt: Callable[[], T],
         *,
         retryable: Callable[[BaseException], bool],
-        wait: Callable[[RetryCallState], float] | None = None,
+        pause: Callable[[Failure], float] | None = None,
     ) -> T:
         """``attempt()``, retried as this policy says while it raises what ``retryable``
-        accepts; the last error propagates. ``wait`` replaces the policy's pauses (e.g. to
-        honour a server's ``Retry-After``). One attempt runs without tenacity at all."""
-        if self.attempts == 1:
-            return attempt()
-        from tenacity import Retrying, retry_if_exception, stop_after_attempt
-
-        for trial in Retrying(
-            stop=stop_after_attempt(self.attempts),
-            wait=wait or self.tenacity_wait(),
-            retry=retry_if_exception(retryable),
-            reraise=True,
-        ):
-            with trial:
-                return attempt()
-        raise AssertionError("unreachable: tenacity either returns or raises")
+        accepts; the last error propagates. ``pause`` replaces the policy's pauses (e.g. to
+        honour a server's ``Retry-After``). The loop is :func:`defstate.retrying.retry`."""
+        return retry(
+            lambda _left: attempt(),
+            attempts=self.attempts,
+            retryable=retryable,
+            pause=pause or self.pause,
+        )
 
 
 @attrs.frozen(kw_only=True)

@@ -124,7 +124,7 @@ from defstate.redaction import (
 if TYPE_CHECKING:
     import urllib.request
 
-    from tenacity import RetryCallState
+    from defstate.retrying import Failure
 
 STATE_FORMAT: Final = "defstate.http/2"
 """The ``format`` of the state this module writes and reads."""
@@ -464,14 +464,13 @@ def fetch_response(
     data: bytes | None = None,
 ) -> HttpResponse:
     """One request (GET, or POST with ``data``), retried as ``retry`` says."""
-    policy_wait = retry.tenacity_wait()
 
-    def wait(state: RetryCallState) -> float:
-        seconds = policy_wait(state)
-        failure = state.outcome.exception() if state.outcome else None
-        if isinstance(failure, HttpRequestError) and failure.retry_after is not None:
+    def pause(failure: Failure) -> float:
+        seconds = retry.pause(failure)
+        error = failure.error
+        if isinstance(error, HttpRequestError) and error.retry_after is not None:
             # The server knows best when it will be ready, but never wait past `max`.
-            seconds = max(seconds, min(failure.retry_after, retry.max))
+            seconds = max(seconds, min(error.retry_after, retry.max))
         return seconds
 
     attempts = 0
@@ -485,7 +484,7 @@ def fetch_response(
         return retry.call(
             attempt,
             retryable=lambda exc: isinstance(exc, HttpRequestError) and exc.transient,
-            wait=wait,
+            pause=pause,
         )
     except HttpRequestError as exc:
         if attempts > 1:

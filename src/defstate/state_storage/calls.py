@@ -19,6 +19,7 @@ from typing import TypeVar
 import attrs
 
 from defstate.errors import StateStorageError, is_transient
+from defstate.retrying import Attempts, DeadlineExpired, Failure, retry
 
 T = TypeVar("T")
 log = logging.getLogger("defstate.state_storage")
@@ -91,54 +92,71 @@ def call_with_deadline(
     retried within the deadline); an upload or download of ``transfer_bytes`` gets one more
     second of deadline per MiB and attempts bounded only by the deadline.
     """
-    start = time.monotonic()
+    deadline, cap = _budget(policy, transfer_bytes)
+    started, attempts = time.monotonic(), Attempts()
+    try:
+        return retry(
+            lambda left: func(left if cap is None or left is None else min(left, cap)),
+            attempts=policy.attempts,
+            retryable=_retryable,
+            pause=_pause,
+            deadline=deadline,
+            on_retry=lambda failure, _: _log_retry(what, where, policy, failure),
+            counter=attempts,
+        )
+    except StateStorageError:
+        raise  # says what and where already (raised by a storage's own step)
+    except DeadlineExpired as exc:
+        raise _deadline_error(what, where, time.monotonic() - started, exc) from exc.last
+    except Exception as exc:
+        raise StateStorageError(
+            f"cannot {what} at {where}: {describe_error(exc)}"
+            + (f" (after {attempts.made} attempts)" if attempts.made > 1 else ""),
+            transient=is_transient(exc),
+        ) from exc
+
+
+def _budget(policy: CallPolicy, transfer_bytes: int | None) -> tuple[float, float | None]:
+    """Seconds the whole call may take (never past an :func:`operation_deadline`), and the
+    cap on one attempt (``None``: a transfer, bounded only by the deadline)."""
     if transfer_bytes is None:
+        deadline = policy.deadline
         cap: float | None = policy.connect_timeout + policy.read_timeout + 1.0
-        end = start + policy.deadline
     else:
+        deadline = policy.deadline + transfer_bytes / _TRANSFER_BYTES_PER_SECOND
         cap = None
-        end = start + policy.deadline + transfer_bytes / _TRANSFER_BYTES_PER_SECOND
     scoped = _DEADLINE.get()
     if scoped is not None:
-        end = min(end, scoped)
-    attempt = 0
-    while True:
-        attempt += 1
-        left = end - time.monotonic()
-        if left <= 0:
-            raise StorageDeadlineError(
-                f"cannot {what} at {where}: no answer within the deadline "
-                f"({time.monotonic() - start:.0f}s, {attempt - 1} attempt(s))",
-                transient=True,
-            )
-        try:
-            return func(left if cap is None else min(left, cap))
-        except StateStorageError:
-            raise
-        except Exception as exc:
-            left = end - time.monotonic()
-            transient = is_transient(exc)
-            if transient and left <= 0:
-                raise StorageDeadlineError(
-                    f"cannot {what} at {where}: no answer within the deadline "
-                    f"({time.monotonic() - start:.0f}s, {attempt} attempt(s); last: "
-                    f"{describe_error(exc)})",
-                    transient=True,
-                ) from exc
-            if not transient or attempt >= policy.attempts:
-                raise StateStorageError(
-                    f"cannot {what} at {where}: {describe_error(exc)}"
-                    + (f" (after {attempt} attempts)" if attempt > 1 else ""),
-                    transient=transient,
-                ) from exc
-            pause = min(2.0, 0.2 * 2 ** (attempt - 1), max(0.0, left - 0.1))
-            log.warning(
-                "cannot %s at %s: %s; retrying (attempt %d of %d, %.0fs left)",
-                what,
-                where,
-                describe_error(exc),
-                attempt + 1,
-                policy.attempts,
-                left,
-            )
-            time.sleep(pause)
+        deadline = min(deadline, scoped - time.monotonic())
+    return deadline, cap
+
+
+def _retryable(exc: Exception) -> bool:
+    return not isinstance(exc, StateStorageError) and is_transient(exc)
+
+
+def _pause(failure: Failure) -> float:
+    return min(2.0, 0.2 * 2.0 ** (failure.attempt - 1))
+
+
+def _log_retry(what: str, where: str, policy: CallPolicy, failure: Failure) -> None:
+    log.warning(
+        "cannot %s at %s: %s; retrying (attempt %d of %d, %.0fs left)",
+        what,
+        where,
+        describe_error(failure.error),
+        failure.attempt + 1,
+        policy.attempts,
+        failure.left or 0.0,
+    )
+
+
+def _deadline_error(
+    what: str, where: str, elapsed: float, expired: DeadlineExpired
+) -> StorageDeadlineError:
+    last = f"; last: {describe_error(expired.last)}" if expired.last is not None else ""
+    return StorageDeadlineError(
+        f"cannot {what} at {where}: no answer within the deadline "
+        f"({elapsed:.0f}s, {expired.attempts} attempt(s){last})",
+        transient=True,
+    )
