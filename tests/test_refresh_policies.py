@@ -301,8 +301,8 @@ def test_scheduler_ticks_with_an_injected_clock() -> None:
 def test_served_schedule_publishes_and_reloads_to_a_new_pin(
     make_project: ProjectFactory, counter_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from defstate.loader.schedules import schedule_runner
     from defstate.server.location import CodeLocation
-    from defstate.server.scheduling import schedule_runner
 
     root, _ = _project(
         make_project,
@@ -319,7 +319,8 @@ def test_served_schedule_publishes_and_reloads_to_a_new_pin(
         assert first is not None and first.document.assets == []  # nothing published yet
         schedules = list(load_schedules(load_project_config(root)).values())
         start = datetime(2026, 5, 1, 9, 59, tzinfo=UTC)
-        scheduler = Scheduler(schedules, schedule_runner(location), start)
+        runner = schedule_runner(location.pool.run_schedule, location.reload)
+        scheduler = Scheduler(schedules, runner, start)
         assert scheduler.tick(datetime(2026, 5, 1, 10, 0, tzinfo=UTC)) == ["hourly"]
         second = location.current
         assert second is not None and second.generation == 2

@@ -145,11 +145,11 @@ def _scheduler_thread(
         return None
     from datetime import UTC, datetime
 
-    from defstate.loader.schedules import Scheduler
+    from defstate.loader.schedules import Scheduler, run_scheduler, schedule_runner
     from defstate.server.logs import event
-    from defstate.server.scheduling import run_scheduler, schedule_runner
 
-    scheduler = Scheduler(schedules, schedule_runner(location), datetime.now(UTC))
+    runner = schedule_runner(location.pool.run_schedule, location.reload)
+    scheduler = Scheduler(schedules, runner, datetime.now(UTC))
     for name, when in scheduler.next_runs().items():
         event(
             f"schedule {name}: next run {when.isoformat()}",

@@ -1,14 +1,17 @@
-"""Scheduled refreshes: ``[tool.defstate.schedules.NAME]`` in ``pyproject.toml``.
+"""Scheduled refreshes, their one home: ``[tool.defstate.schedules.NAME]`` in ``pyproject.toml``.
 
 A schedule names keys (exact or glob patterns), a 5-field cron expression, and optionally a
-retry policy, a timeout and a guard for its refreshes. ``defstate serve`` runs them in-process;
-``defstate schedule run NAME`` runs one once, for any external scheduler.
+retry policy, a timeout and a guard for its refreshes. ``defstate schedule run NAME`` runs one
+once, for any external scheduler; ``defstate serve`` runs them all with a :class:`Scheduler`
+ticked by :func:`run_scheduler`, each run in a worker process (:func:`schedule_runner`).
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +19,13 @@ import attrs
 
 from defstate.components.attributes import construct
 from defstate.components.policies import RefreshGuard, RetryPolicy
-from defstate.errors import AttributeValueError, ProjectConfigError, SourceLocation
+from defstate.errors import AttributeValueError, DefstateError, ProjectConfigError, SourceLocation
 from defstate.loader.load import RefreshReport, refresh_state
 from defstate.loader.project import ProjectConfig, load_project_config
 from defstate.loader.refresh import RefreshOptions
+from defstate.loader.refresh.results import RefreshStatus
+
+log = logging.getLogger("defstate.server")  # scheduled runs are the server's events
 
 
 @attrs.frozen(kw_only=True)
@@ -138,3 +144,53 @@ class Scheduler:
                 self.run(schedule)
                 ran.append(schedule.name)
         return ran
+
+
+def schedule_runner(
+    run_in_worker: Callable[[str], Mapping[str, Any]], reload: Callable[[], object]
+) -> Callable[[Schedule], bool]:
+    """Run a schedule with ``run_in_worker(name)`` (a worker process's ``schedule run
+    --json`` report); ``reload()`` the code location when it published anything."""
+
+    def run(schedule: Schedule) -> bool:
+        log.info("schedule %s: refreshing %s", schedule.name, ", ".join(schedule.settings.keys))
+        try:
+            report = run_in_worker(schedule.name)
+        except DefstateError as exc:
+            log.error("schedule %s failed: %s", schedule.name, exc)
+            return False
+        published = [
+            r["key"]
+            for r in report.get("results", [])
+            if RefreshStatus(r["status"]) is RefreshStatus.SUCCEEDED
+        ]
+        for result in report.get("results", []):
+            if not result["ok"]:
+                log.error("schedule %s: %s: %s", schedule.name, result["key"], result["error"])
+        if published:
+            log.info("schedule %s published %s: reloading", schedule.name, ", ".join(published))
+            reload()
+        return bool(published)
+
+    return run
+
+
+def run_scheduler(scheduler: Scheduler, stop: threading.Event, interval: float = 1.0) -> None:
+    """Tick ``scheduler`` with the wall clock until ``stop``."""
+    while not stop.wait(interval):
+        try:
+            scheduler.tick(datetime.now(UTC))
+        except Exception:  # one bad run must not stop the schedules of a long-lived server
+            log.exception("scheduler tick failed; schedules keep running")
+
+
+def describe_schedules(project_root: Path, *, running: bool) -> dict[str, Any]:
+    """The project's schedules with their next run (from ``pyproject.toml``, read now);
+    ``running`` says whether this process runs them (a dev server lists them only)."""
+    try:
+        schedules = load_schedules(load_project_config(project_root))
+    except DefstateError as exc:
+        return {"running": running, "error": str(exc), "schedules": []}
+    now = datetime.now(UTC)
+    rows = [s.to_json_dict(now) for s in schedules.values()]
+    return {"running": running, "error": None, "schedules": rows}

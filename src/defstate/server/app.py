@@ -281,7 +281,7 @@ def api_lineage(request: Request, views: LoadViews) -> JSONResponse:
 
 def api_health(request: Request) -> JSONResponse:
     """Health, load errors (file:line), refresh results of the load, schedules."""
-    from defstate.server.scheduling import describe_schedules
+    from defstate.loader.schedules import describe_schedules
 
     state = _state(request)
     load = state.location.current
@@ -292,7 +292,9 @@ def api_health(request: Request) -> JSONResponse:
             "project_root": str(state.location.project_root),
             "errors": document.errors,
             "refreshes": document.refreshes,
-            "schedules": describe_schedules(state.location),
+            "schedules": describe_schedules(
+                state.location.project_root, running=not state.location.dev
+            ),
         }
     )
 
