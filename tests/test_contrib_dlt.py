@@ -272,6 +272,25 @@ def test_no_state_gives_empty_definitions(tmp_path: Path) -> None:
     assert component.defs_state_key == "DltSource[m:s]"
 
 
+def test_default_keys_differ_where_the_stored_schema_would() -> None:
+    def key(**attributes: Any) -> str:
+        return str(DltSourceComponent(**attributes).defs_state_key)
+
+    # arguments and schemas decide what is stored; filters (include, ...) do not
+    assert key(source="m:s", include=["a*"]) == "DltSource[m:s]"
+    first, second = (
+        key(source="m:s", source_args={"api_key": "k-1"}),
+        key(source="m:s", source_args={"api_key": "k-2"}),
+    )
+    assert first.startswith("DltSource[m:s,args=") and first != second
+    assert "k-1" not in first
+    assert key(source="m:s", source_args={"a": 1, "b": 2}) == key(
+        source="m:s", source_args={"b": 2, "a": 1}
+    )
+    assert key(pipeline_name="shop") == "DltPipeline[shop]"
+    assert key(pipeline_name="shop", schema_name="other") == "DltPipeline[shop,schema=other]"
+
+
 def test_example_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
     import shutil
@@ -287,7 +306,7 @@ def test_example_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     result = _ok(load_defs(example, dev=True))
     assert sorted(r.key for r in result.refreshes) == [
         "DltPipeline[shop]",
-        "DltSource[shop_pipeline:shop_source]",
+        "DltSource[shop_pipeline:shop_source,args=882d88ca]",
     ]
     keys = sorted(k.to_string() for k in result.definitions.asset_keys)
     assert keys == [

@@ -26,8 +26,11 @@ A ``defs.yaml`` entry::
 
 Install ``defstate[dlt]``. The source module is imported only when refreshing.
 
-**State key**: ``DltSource[<source>]`` (``DltPipeline[<pipeline_name>]`` for a pipeline);
-``defs_state: {key: ...}`` overrides it.
+**State key**: ``DltSource[<source>]``, plus ``,args=<8 hex digits>`` (a hash of
+``source_args``) when they are set; ``DltPipeline[<pipeline_name>]`` for a pipeline, plus
+``,schema=<schema_name>`` when one is named: instances that store different schemas never
+share a key, instances that only filter differently do. ``defs_state: {key: ...}`` overrides
+it.
 
 **State format**: one UTF-8 JSON file, keys sorted, two-space indent, trailing newline::
 
@@ -141,10 +144,20 @@ class DltSourceComponent(StateBackedComponent):
         return component
 
     def get_defs_state_key(self) -> str:
-        """``DltPipeline[<pipeline_name>]`` or ``DltSource[<source>]``."""
+        """``DltPipeline[<pipeline_name>]`` (``,schema=<name>`` for another schema than the
+        default) or ``DltSource[<source>]`` (``,args=<hash>`` with ``source_args``): the
+        attributes that decide which schema is stored, unlike the build-time filters."""
         if self.pipeline_name is not None:
-            return f"DltPipeline[{self.pipeline_name}]"
-        return f"DltSource[{self.source}]"
+            schema = f",schema={self.schema_name}" if self.schema_name else ""
+            return f"DltPipeline[{self.pipeline_name}{schema}]"
+        if not self.source_args:
+            return f"DltSource[{self.source}]"
+        import hashlib
+        import json
+
+        # a hash: arguments may be credentials, and need not be short
+        text = json.dumps(self.source_args, sort_keys=True, default=str)
+        return f"DltSource[{self.source},args={hashlib.sha256(text.encode()).hexdigest()[:8]}]"
 
     def write_state_to_path(self, state_path: Path) -> None:
         """Read the schema (discovered, or the pipeline's) and write it to ``state_path``."""
