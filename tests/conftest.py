@@ -6,8 +6,11 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -80,3 +83,80 @@ def _forget_secrets() -> Iterator[None]:
     from defstate.redaction import forget_secrets
 
     forget_secrets()
+
+
+# --- local HTTP servers (the HTTP components' tests) ---------------------------------------
+
+_PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy")
+
+
+class LocalHttpServer(ThreadingHTTPServer):
+    """An HTTP server on 127.0.0.1 at a free port, serving from a daemon thread."""
+
+    daemon_threads = True
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        """Stop serving and close the socket (again: nothing happens)."""
+        self.shutdown()
+        self.server_close()
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that logs nothing (test output stays clean), with one way to answer."""
+
+    def reply(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "application/json",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+ServerT = TypeVar("ServerT", bound=LocalHttpServer)
+
+
+class HttpServers:
+    """Starts local HTTP servers for one test; every one is stopped when the test ends."""
+
+    def __init__(self) -> None:
+        self.started: list[LocalHttpServer] = []
+
+    def start(
+        self, handler: Callable[..., BaseHTTPRequestHandler], server_class: type[ServerT]
+    ) -> ServerT:
+        server = server_class(("127.0.0.1", 0), handler)
+        # a short poll interval: shutdown() waits for it
+        threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+        self.started.append(server)
+        return server
+
+
+@pytest.fixture
+def http_servers(monkeypatch: pytest.MonkeyPatch) -> Iterator[HttpServers]:
+    """Local HTTP servers: ``http_servers.start(Handler, LocalHttpServer)``. Proxy variables
+    are removed for the test (urllib honours them; requests must go straight to 127.0.0.1)."""
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    servers = HttpServers()
+    yield servers
+    for server in reversed(servers.started):
+        server.stop()

@@ -9,8 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ import attrs
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, ProjectFactory, run_cli
+from conftest import REPO_ROOT, HttpServers, LocalHttpServer, ProjectFactory, QuietHandler, run_cli
 from defstate import ComponentLoadContext, LoadResult, TerminalRefreshError, load_defs
 from defstate.contrib.http import (
     STATE_FORMAT,
@@ -56,16 +54,17 @@ class Behaviour:
     release: threading.Event = attrs.field(factory=threading.Event)
 
 
-class CatalogServer(ThreadingHTTPServer):
-    daemon_threads = True
-    behaviour: Behaviour
+class CatalogServer(LocalHttpServer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.behaviour = Behaviour(body=(EXAMPLE / "api" / "catalog.json").read_bytes())
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+    def stop(self) -> None:
+        self.behaviour.release.set()  # a hanging handler returns
+        super().stop()
 
 
-class CatalogHandler(BaseHTTPRequestHandler):
+class CatalogHandler(QuietHandler):
     server: CatalogServer
 
     def do_GET(self) -> None:
@@ -77,65 +76,33 @@ class CatalogHandler(BaseHTTPRequestHandler):
             behaviour.release.wait(10)
             return
         if behaviour.redirect_to is not None:
-            self.send_response(302)
-            self.send_header("Location", behaviour.redirect_to)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            self.reply(302, b"", headers={"Location": behaviour.redirect_to})
             return
         if behaviour.status is not None:
-            self._reply(behaviour.status, b"no luck, your key was " + self._auth().encode())
+            self._text(behaviour.status, b"no luck, your key was " + self._auth().encode())
             return
         if len(behaviour.requests) <= behaviour.fail_first:
-            self._reply(503, b"<html><body>Service   Unavailable\n\n(upstream busy)</body></html>")
+            self._text(503, b"<html><body>Service   Unavailable\n\n(upstream busy)</body></html>")
             return
         if self._auth() != f"Bearer {TOKEN}":
             # like many APIs, it echoes what it got: the message must still hide the token
-            self._reply(401, f'{{"error": "invalid token {self._auth()}"}}'.encode())
+            self._text(401, f'{{"error": "invalid token {self._auth()}"}}'.encode())
             return
-        self._reply(200, behaviour.body, "application/json")
+        self.reply(200, behaviour.body)
 
     def _auth(self) -> str:
         return self.headers.get("Authorization") or ""
 
-    def _reply(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # keep test output clean
-
-
-def _start_server(handler: type[CatalogHandler] = CatalogHandler) -> CatalogServer:
-    server = CatalogServer(("127.0.0.1", 0), handler)
-    server.behaviour = Behaviour(body=(EXAMPLE / "api" / "catalog.json").read_bytes())
-    # a short poll interval: shutdown() waits for it
-    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
-    return server
-
-
-def _stop_server(server: CatalogServer) -> None:
-    server.behaviour.release.set()
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    # urllib honours proxy variables; requests to the test server must go straight to it
-    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
+    def _text(self, status: int, body: bytes) -> None:
+        self.reply(status, body, "text/plain")
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[CatalogServer]:
-    server = _start_server()
-    monkeypatch.setenv("CATALOG_PORT", str(server.server_address[1]))
+def server(http_servers: HttpServers, monkeypatch: pytest.MonkeyPatch) -> CatalogServer:
+    server = http_servers.start(CatalogHandler, CatalogServer)
+    monkeypatch.setenv("CATALOG_PORT", str(server.port))
     monkeypatch.setenv("CATALOG_TOKEN", TOKEN)
-    yield server
-    _stop_server(server)
+    return server
 
 
 @pytest.fixture
@@ -223,11 +190,11 @@ def test_example_assets_deps_and_metadata(server: CatalogServer, project: Path) 
 
 
 def test_example_readme_commands(server: CatalogServer, project: Path) -> None:
-    env = {"CATALOG_PORT": str(server.server_address[1]), "CATALOG_TOKEN": TOKEN}
+    env = {"CATALOG_PORT": str(server.port), "CATALOG_TOKEN": TOKEN}
     refreshed = run_cli("state", "refresh", cwd=project, env=env)
     assert refreshed.returncode == 0, refreshed.stderr
     assert f"refreshed {STATE_KEY}" in refreshed.stdout
-    _stop_server(server)
+    server.stop()
     listed = run_cli("list", "defs", "--json", "--no-refresh", cwd=project, env=env)
     assert listed.returncode == 0, listed.stderr
     assets = {a["key"]: a for a in json.loads(listed.stdout)["assets"]}
@@ -238,7 +205,7 @@ def test_example_readme_commands(server: CatalogServer, project: Path) -> None:
 
 def test_loading_never_contacts_the_server(server: CatalogServer, project: Path) -> None:
     refreshed = _ok(load_defs(project, dev=True)).definitions
-    _stop_server(server)
+    server.stop()
     assert _ok(load_defs(project)).definitions == refreshed
     assert len(server.behaviour.requests) == 1
 
@@ -332,14 +299,14 @@ def test_retry_none_tries_once(server: CatalogServer) -> None:
 
 def test_connection_refused_is_reported(server: CatalogServer) -> None:
     url = f"{server.base_url}/catalog.json"
-    _stop_server(server)
+    server.stop()
     with pytest.raises(HttpRequestError, match=r"cannot connect to http://127\.0\.0\.1") as caught:
         fetch_json(url, headers={}, timeout=2, retry=RetryPolicy(**FAST_RETRY))
     assert caught.value.transient
     assert "gave up after 3 attempts" in str(caught.value)
 
 
-def test_retry_after_is_honoured_up_to_max() -> None:
+def test_retry_after_is_honoured_up_to_max(http_servers: HttpServers) -> None:
     policy = RetryPolicy(kind="fixed", max_attempts=2, min=0.01, max=0.2)
     served = {"n": 0}
 
@@ -347,20 +314,14 @@ def test_retry_after_is_honoured_up_to_max() -> None:
         def do_GET(self) -> None:
             served["n"] += 1
             if served["n"] == 1:
-                self.send_response(429)
-                self.send_header("Retry-After", "60")  # capped to max=0.2
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                self.reply(429, b"", headers={"Retry-After": "60"})  # capped to max=0.2
             else:
-                self._reply(200, b"[1, 2]")
+                self.reply(200, b"[1, 2]")
 
-    server = _start_server(Handler)
-    try:
-        start = time.monotonic()
-        assert fetch_json(server.base_url, headers={}, timeout=2, retry=policy) == [1, 2]
-        assert 0.2 <= time.monotonic() - start < 2
-    finally:
-        _stop_server(server)
+    server = http_servers.start(Handler, CatalogServer)
+    start = time.monotonic()
+    assert fetch_json(server.base_url, headers={}, timeout=2, retry=policy) == [1, 2]
+    assert 0.2 <= time.monotonic() - start < 2
 
 
 # --- secrets -----------------------------------------------------------------------------
@@ -381,47 +342,40 @@ def test_query_string_secrets_are_masked(server: CatalogServer, project: Path) -
     )
 
 
-def test_headers_are_not_forwarded_across_origins(server: CatalogServer) -> None:
-    other = _start_server()  # another port: another origin
+def test_headers_are_not_forwarded_across_origins(
+    server: CatalogServer, http_servers: HttpServers
+) -> None:
+    other = http_servers.start(CatalogHandler, CatalogServer)  # another port: another origin
     server.behaviour.redirect_to = f"{other.base_url}/elsewhere.json"
-    try:
-        with pytest.raises(HttpRejectedError, match="HTTP 401"):
-            fetch_json(
-                f"{server.base_url}/catalog.json",
-                headers={"Authorization": f"Bearer {TOKEN}"},
-                timeout=2,
-                retry=RetryPolicy(kind="none"),
-            )
-    finally:
-        _stop_server(other)
+    with pytest.raises(HttpRejectedError, match="HTTP 401"):
+        fetch_json(
+            f"{server.base_url}/catalog.json",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=2,
+            retry=RetryPolicy(kind="none"),
+        )
     assert server.behaviour.requests[0]["authorization"] == f"Bearer {TOKEN}"
     assert other.behaviour.requests == [{"path": "/elsewhere.json", "authorization": None}]
 
 
-def test_same_origin_redirect_keeps_headers() -> None:
+def test_same_origin_redirect_keeps_headers(http_servers: HttpServers) -> None:
     hops: list[str | None] = []
 
     class Handler(CatalogHandler):
         def do_GET(self) -> None:
             hops.append(self.headers.get("Authorization"))
             if self.path == "/old":
-                self.send_response(301)
-                self.send_header("Location", "/new")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                self.reply(301, b"", headers={"Location": "/new"})
             else:
-                self._reply(200, b"{}")
+                self.reply(200, b"{}")
 
-    server = _start_server(Handler)
-    try:
-        fetch_json(
-            f"{server.base_url}/old",
-            headers={"Authorization": "Bearer x"},
-            timeout=2,
-            retry=RetryPolicy(kind="none"),
-        )
-    finally:
-        _stop_server(server)
+    server = http_servers.start(Handler, CatalogServer)
+    fetch_json(
+        f"{server.base_url}/old",
+        headers={"Authorization": "Bearer x"},
+        timeout=2,
+        retry=RetryPolicy(kind="none"),
+    )
     assert hops == ["Bearer x", "Bearer x"]
 
 
@@ -521,7 +475,7 @@ def test_no_state_yet_loads_without_contacting_anything(
 
 def test_a_changed_mapping_applies_without_a_refresh(server: CatalogServer, project: Path) -> None:
     _ok(load_defs(project, dev=True))
-    _stop_server(server)
+    server.stop()
     document = yaml.safe_load((project / "defs/catalog/defs.yaml").read_text())
     mapping = document["attributes"]["mapping"]
     mapping["metadata"]["first_column"] = "columns.0.name"  # a field no mapping read before

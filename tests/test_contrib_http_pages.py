@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -18,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import attrs
 import pytest
 
-from conftest import REPO_ROOT, ProjectFactory, run_cli
+from conftest import REPO_ROOT, HttpServers, LocalHttpServer, ProjectFactory, QuietHandler, run_cli
 from defstate import LoadResult, load_defs, refresh_state
 from defstate.contrib.http import HttpCatalogComponent, load_state
 from defstate.contrib.http_pagination import next_from_link_header
@@ -46,16 +43,13 @@ class Catalog:
     echo_auth: bool = False  # each page's first item shows the Authorization it came with
 
 
-class PagedServer(ThreadingHTTPServer):
-    daemon_threads = True
-    catalog: Catalog
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+class PagedServer(LocalHttpServer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.catalog = Catalog()
 
 
-class PagedHandler(BaseHTTPRequestHandler):
+class PagedHandler(QuietHandler):
     server: PagedServer
 
     def do_POST(self) -> None:
@@ -135,35 +129,15 @@ class PagedHandler(BaseHTTPRequestHandler):
         self._json(200, {"data": {"tables": self._page(start, size)}, "total": total})
 
     def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
+        self.reply(status, json.dumps(body).encode(), headers=headers)
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[PagedServer]:
-    server = PagedServer(("127.0.0.1", 0), PagedHandler)
-    server.catalog = Catalog()
-    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
-    monkeypatch.setenv("PAGES_PORT", str(server.server_address[1]))
+def server(http_servers: HttpServers, monkeypatch: pytest.MonkeyPatch) -> PagedServer:
+    server = http_servers.start(PagedHandler, PagedServer)
+    monkeypatch.setenv("PAGES_PORT", str(server.port))
     monkeypatch.setenv("PAGES_CLIENT_SECRET", CLIENT_SECRET)
-    yield server
-    server.shutdown()
-    server.server_close()
+    return server
 
 
 PAGINATION = {
@@ -420,7 +394,7 @@ def test_bad_pagination_is_reported_at_its_line(
     assert error.location is not None and error.location.line == 8
 
 
-def test_example_project(tmp_path: Path) -> None:
+def test_example_project(tmp_path: Path, http_servers: HttpServers) -> None:
     import functools
     import shutil
     from http.server import SimpleHTTPRequestHandler
@@ -428,22 +402,17 @@ def test_example_project(tmp_path: Path) -> None:
     example = tmp_path / "http_paged_catalog"
     shutil.copytree(REPO_ROOT / "examples" / "http_paged_catalog", example)
 
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
+    class QuietStatic(QuietHandler, SimpleHTTPRequestHandler):
+        pass
 
-    handler = functools.partial(Quiet, directory=str(example / "api"))
-    static = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=static.serve_forever, args=(0.02,), daemon=True).start()
-    try:
-        env = {"CATALOG_PORT": str(static.server_address[1])}
-        done = run_cli("state", "refresh", cwd=example, env=env)
-        assert done.returncode == 0, done.stderr
-        assert "warning: [PagedCatalog] skipped 1 of 36 item(s)" in done.stderr
-        listed = run_cli("list", "defs", "--no-refresh", "--json", cwd=example, env=env)
-    finally:
-        static.shutdown()
-        static.server_close()
+    handler = functools.partial(QuietStatic, directory=str(example / "api"))
+    static = http_servers.start(handler, LocalHttpServer)
+    env = {"CATALOG_PORT": str(static.port)}
+    done = run_cli("state", "refresh", cwd=example, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "warning: [PagedCatalog] skipped 1 of 36 item(s)" in done.stderr
+    listed = run_cli("list", "defs", "--no-refresh", "--json", cwd=example, env=env)
+    static.stop()
     assets = {a["key"]: a for a in json.loads(listed.stdout)["assets"]}
     assert len(assets) == 35
     assert assets["staging/stg_03"]["deps"] == ["raw/source_03", "raw/source_13"]
