@@ -250,3 +250,44 @@ def test_shell_completion_offers_commands_and_state_keys(
     assert "state" in complete("defstate st")
     assert complete("defstate state history List[a") == ["List[api]"]
     assert complete("defstate state refresh --key ") == ["List[api]", "List[crm]"]
+
+
+def test_narrow_tables_wrap_paths_and_keys_between_segments(
+    make_project: ProjectFactory, counter_dir: Path
+) -> None:
+    from defstate.cli.render import Breakable
+
+    assert Breakable("quickstart/defs/warehouse/defs.yaml:2").lines(17) == [
+        "quickstart/defs/",
+        "warehouse/",
+        "defs.yaml:2",
+    ]
+    assert Breakable("staging/customers, staging/orders").lines(17) == [
+        "staging/",
+        "customers,",
+        "staging/orders",
+    ]
+    assert Breakable("abcdefghij/x").lines(4) == ["abcd", "efgh", "ij/x"]  # folded: too wide
+    assert Breakable("a.b.Component", dotted=True).lines(4) == ["a.b.", "Comp", "onen", "t"]
+    assert Breakable("").lines(5) == [""]
+
+    # `make demo`'s shape: a nested defs folder, long keys and deps, on an 80-column terminal
+    root = make_project(
+        {
+            "defs/warehouse/tables/defs.yaml": (
+                "type: fixture_components.PlainComponent\nattributes:\n"
+                "  assets: [marts/revenue_by_customer, staging/customers, staging/orders]\n"
+                "  deps: {marts/revenue_by_customer: [staging/customers, staging/orders]}\n"
+                "  group: warehouse\n"
+            )
+        }
+    )
+    code, shown = run_on_terminal("list", "defs", "--no-refresh", cwd=root, columns=80)
+    assert code == 0, shown
+    assert max(len(line) for line in shown.splitlines()) <= 80, shown
+    assert "marts/revenue_by_customer" in shown
+    rows = [line.rstrip() for line in shown.splitlines()[3:] if line.strip()]
+    cells = [row[row.rindex("  ") + 2 :] if "  " in row else row for row in rows]
+    # the component path is cut only after a '/', never inside a folder or file name
+    assert cells[0].startswith("defs/") and "defs.yaml:1" in cells, (cells, shown)
+    assert all(c.endswith(("/", "defs.yaml:1")) for c in cells), (cells, shown)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,8 +17,10 @@ from defstate.state_storage.management import ManagementType
 from defstate.text import plural
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import Console, ConsoleOptions
+    from rich.measure import Measurement
     from rich.table import Table
+    from rich.text import Text
 
     from defstate.loader.history import StateHistory
     from defstate.loader.load import LoadResult, Project
@@ -89,6 +92,49 @@ def table(title: str, columns: Sequence[str], wide: bool, keep: Sequence[str] = 
     return grid
 
 
+class Breakable:
+    """A table cell of paths or keys (``quickstart/defs/wh/defs.yaml:2``, ``staging/orders,
+    raw/orders``) that wraps after a ``/`` or a space (after a ``.`` too for dotted names:
+    ``dotted=True``), so a narrow column shows whole segments; only a segment wider than the
+    column by itself is folded."""
+
+    def __init__(self, text: str, dotted: bool = False) -> None:
+        self.text = text
+        separators = "/." if dotted else "/"
+        # each segment with the separator after it: the places the text may break
+        pattern = rf"[^{separators} ]*(?:[{separators}]| +)|[^{separators} ]+"
+        self.segments: list[str] = re.findall(pattern, text)
+
+    def lines(self, width: int) -> list[str]:
+        """The text in lines of at most ``width`` characters (spaces ending a line dropped)."""
+        lines: list[str] = []
+        line = ""
+        for segment in self.segments:
+            if len((line + segment).rstrip()) <= width:
+                line += segment
+                continue
+            if line:
+                lines.append(line.rstrip())
+            while len(segment.rstrip()) > width:  # one segment wider than the column
+                lines.append(segment[:width])
+                segment = segment[width:]
+            line = segment
+        if line.rstrip() or not lines:
+            lines.append(line.rstrip())
+        return lines
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        from rich.measure import Measurement
+
+        widest = max((len(s.rstrip()) for s in self.segments), default=0)
+        return Measurement(widest, max(len(self.text), 1)).clamp(max_width=options.max_width)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Text]:
+        from rich.text import Text
+
+        yield Text("\n".join(self.lines(max(options.max_width, 1))), overflow="fold")
+
+
 def relative_to_project(error: LoadProblem, root: Path | None) -> LoadProblem:
     """``error`` with its file relative to the project root (how every path is shown)."""
     return error.relative_to(root)
@@ -135,10 +181,10 @@ def render_defs(result: LoadResult, wide: bool = False) -> None:
     for spec in assets:
         grid.add_row(
             spec.key.to_string(),
-            ", ".join(d.to_string() for d in spec.deps),
+            Breakable(", ".join(d.to_string() for d in spec.deps)),
             spec.group_name or "",
             ", ".join(spec.kinds),
-            result.asset_sources.get(spec.key, ""),
+            Breakable(result.asset_sources.get(spec.key, "")),
         )
     out = console(wide=wide)
     out.print(grid)
@@ -174,7 +220,7 @@ def _checks_table(result: LoadResult, wide: bool) -> Table:
             check.asset.to_string(),
             check.name,
             "yes" if check.blocking else "",
-            result.check_sources.get(check.key, ""),
+            Breakable(result.check_sources.get(check.key, "")),
         )
     return grid
 
@@ -191,7 +237,12 @@ def render_components(project: Project, wide: bool = False) -> None:
         if instance.state_key is not None:
             value = project.groups[instance.state_key].management_type
             management = management_name(value, wide)
-        grid.add_row(instance.source, instance.type_name, instance.state_key or "", management)
+        grid.add_row(
+            Breakable(instance.source),
+            Breakable(instance.type_name, dotted=True),
+            instance.state_key or "",
+            management,
+        )
     console(wide=wide).print(grid)
 
 
@@ -283,6 +334,6 @@ def render_state_list(rows: Sequence[KeyState], wide: bool = False) -> None:
             short_id(latest.version, wide) if latest else ("error" if row.error else "none"),
             short_time(latest.created_at if latest else None, wide),
             format_bytes(latest.size if latest else None),
-            ", ".join(row.components),
+            Breakable(", ".join(row.components)),
         )
     console(wide=wide).print(grid)
