@@ -230,9 +230,11 @@ state = Path(sys.argv[4])
 state.mkdir()
 for i in range(20):
     (state / f"part-{i}.txt").write_text(tag * 1000)
+storage = VersionedStateStorage(url)
+print("ready", flush=True)
 while not go.exists():
     time.sleep(0.005)
-print(VersionedStateStorage(url).publish("shared", state, {}).version.version)
+print(storage.publish("shared", state, {}).version.version)
 """
 
 
@@ -251,7 +253,9 @@ def test_two_processes_publish_one_key_at_once(backend: Backend, tmp_path: Path)
         )
         for tag in ("a", "b")
     ]
-    time.sleep(1.0)  # both interpreters up and waiting
+    for process in processes:  # both interpreters up, storage imported, waiting
+        assert process.stdout is not None
+        assert process.stdout.readline() == "ready\n", process.communicate(timeout=60)
     go.touch()
     versions = set()
     for process in processes:
