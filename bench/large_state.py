@@ -1,10 +1,11 @@
 """Peak memory of publishing and downloading a large state (guarantee 6 of docs/reliability.md).
 
-``python -m bench.large_state [--mb 200] [--backends file,s3] [--repeat 1]`` publishes a file
-state and a directory state of ``--mb`` megabytes, then downloads each in a fresh process with
-an empty cache, and reports the peak RSS above the process's baseline (its RSS once defstate
-and the storage client are imported and the storage is opened, before the state is touched).
-The baseline row is that process's own RSS. ``child`` is the measured process (internal).
+``python -m bench.large_state [--mb 200] [--backends file,s3]`` publishes a file state and a
+directory state of ``--mb`` megabytes, then downloads each in a fresh process with an empty
+cache and verifies each (``state verify``'s streamed sha256), and reports the peak RSS above
+the process's baseline (its RSS once defstate and the storage client are imported and the
+storage is opened, before the state is touched). The baseline row is that process's own RSS.
+``child`` is the measured process (internal).
 
 The state bytes are pseudo-random (incompressible), generated 1 MiB at a time.
 """
@@ -74,9 +75,14 @@ def child(operation: str, url: str, kind: str, mb: int, workdir: Path, version: 
     else:
         from defstate.state_storage.state_info import StateVersion
 
+        stored = StateVersion.from_json_dict(KEY, json.loads(version))
         baseline = _rss_kb()
         start = time.perf_counter()
-        storage.state_path(StateVersion.from_json_dict(KEY, json.loads(version)))
+        if operation == "verify":  # what `state verify` does for each version
+            if storage.stored_digest(stored) != (stored.size, stored.sha256):
+                raise SystemExit(f"verify found other bytes than {version}")
+        else:
+            storage.state_path(stored)
     result.update(
         seconds=time.perf_counter() - start,
         baseline_kb=baseline,
@@ -102,12 +108,14 @@ def run_child(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
 
 
 def measure(url: str, kind: str, mb: int, workdir: Path) -> dict[str, Any]:
-    """Publish then download one state; the two children's results."""
+    """Publish one state, then download it and verify it (``state verify``); the three
+    children's results."""
     published = run_child("publish", url, kind, str(mb), str(workdir), "")
-    downloaded = run_child(
-        "download", url, kind, str(mb), str(workdir), json.dumps(published["version"])
-    )
-    return {"publish": published, "download": downloaded}
+    version = json.dumps(published["version"])
+    results = {"publish": published}
+    for operation in ("download", "verify"):
+        results[operation] = run_child(operation, url, kind, str(mb), str(workdir), version)
+    return results
 
 
 def main(argv: list[str] | None = None) -> None:

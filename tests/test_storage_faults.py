@@ -118,20 +118,33 @@ def test_lease_expiry_never_compares_wall_clocks(url: str, monkeypatch: pytest.M
 # test_a_dead_holders_lease_is_reclaimed_a_live_one_blocks proves it on every storage.
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize(
+    ("signum", "runs_in"), [(signal.SIGTERM, "worker thread"), (signal.SIGINT, "main thread")]
+)
 def test_sigterm_and_sigint_release_the_lease(
-    signum: int, make_project: ProjectFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    signum: int,
+    runs_in: str,
+    make_project: ProjectFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Guarantee 4: an interrupted ``state refresh`` releases its lease on the way out
-    (exit 143 / 130), so the next refresh does not have to wait for it to expire."""
+    (exit 143 / 130), so the next refresh does not have to wait for it to expire, and leaves
+    no temporary folder in ``$TMPDIR``, even while ``write_state_to_path`` runs in a worker
+    thread (a refresh with a ``timeout``)."""
     url = f"file://{tmp_path}/store/state"
     monkeypatch.setenv("DEFSTATE_STATE_STORAGE_URL", url)
     gate = tmp_path / "gate"
     root = _project(make_project, tmp_path, f"  hold_until: {gate}\n")
+    if runs_in == "worker thread":
+        defs = root / "defs/api/defs.yaml"
+        defs.write_text(defs.read_text() + "    timeout: 600\n")
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
     process = subprocess.Popen(
         [sys.executable, "-m", "defstate", "state", "refresh"],
         cwd=root,
-        env=subprocess_env(),
+        env=subprocess_env({"TMPDIR": str(tmpdir)}),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -146,6 +159,7 @@ def test_sigterm_and_sigint_release_the_lease(
     storage = VersionedStateStorage(url)
     lease = storage.store.read(f"{storage.key_path(KEY)}/lease.json")
     assert lease is not None and json.loads(lease)["released"] is True
+    assert sorted(p.name for p in tmpdir.iterdir()) == []
     gate.touch()
     done = run_cli("state", "refresh", "--no-wait", "--json", cwd=root)
     assert done.returncode == 0, done.stderr

@@ -24,7 +24,9 @@ from defstate.errors import DefstateError, StateStorageError
 from defstate.loader.history import state_history
 from defstate.loader.state_admin import diff_state, gc_state, rollback_state, show_state
 from defstate.server.poller import moved_keys
-from defstate.state_storage.archive import sha256_bytes
+from defstate.state_storage import encode_key
+from defstate.state_storage.archive import same_state, sha256_bytes
+from defstate.state_storage.local import LocalStateStorage
 from defstate.state_storage.pins import LivePins
 from defstate.state_storage.versioned import VersionedStateStorage
 
@@ -294,6 +296,38 @@ def test_gc_during_a_publication_keeps_the_new_version(
     assert load_defs(root).ok
 
 
+def test_load_whose_latest_was_collected_reads_the_pointer_again(
+    shared_url: str, make_project: ProjectFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Guarantee 2: a load that read the pointer just before a publication moved it, and whose
+    version a gc with no grace collected before the download, reads the pointer again and
+    loads the new latest. A pin of the collected version fails, naming the key."""
+    root = _project(make_project, tmp_path, WEIRD)
+    old = _publish(root, WEIRD_KEY, ["old"])
+    stale = VersionedStateStorage(shared_url).latest(WEIRD_KEY)
+    pinned = load_defs(root).state_info
+    new = _publish(root, WEIRD_KEY, ["new"])
+    assert gc_state(root, keep=0, grace=0).deleted == {WEIRD_KEY: [old]}
+    monkeypatch.setenv("DEFSTATE_CACHE_DIR", str(tmp_path / "fresh-cache"))  # must download
+    real_latest = VersionedStateStorage.latest
+    reads: list[str] = []
+
+    def latest_read_before_the_move(self: VersionedStateStorage, key: str) -> Any:
+        reads.append(key)
+        return stale if len(reads) == 1 else real_latest(self, key)
+
+    monkeypatch.setattr(VersionedStateStorage, "latest", latest_read_before_the_move)
+    loaded = load_defs(root)
+    assert loaded.ok, loaded.errors
+    assert [str(k) for k in loaded.definitions.asset_keys] == ["new"]
+    version = loaded.state_info.get(WEIRD_KEY)
+    assert version is not None and version.version == new
+    assert reads == [WEIRD_KEY, WEIRD_KEY]
+    gone = load_defs(root, state_info=pinned)
+    assert [e.key for e in gone.errors] == [WEIRD_KEY]
+    assert "bytes are gone" in gone.errors[0].message and old in gone.errors[0].message
+
+
 # -------------------------------------------------------- 3. gc never deletes a version in use
 
 
@@ -403,6 +437,81 @@ def test_refresh_to_identical_bytes_is_unchanged(
         assert moved_keys(location, seen) == [WEIRD_KEY]
     finally:
         location.close()
+
+
+LOCAL_STATES = {
+    "file": "type: fixture_components.ListComponent\nattributes:\n  name: same\n"
+    "  source_file: {source}\n",
+    "directory": "type: fixture_components.DirectoryComponent\nattributes:\n"
+    "  tag_file: {source}\n  files: 3\n",
+}
+
+
+@pytest.mark.parametrize("kind", ["file", "directory"])
+def test_local_refresh_to_identical_bytes_is_unchanged(
+    kind: str, make_project: ProjectFactory, tmp_path: Path
+) -> None:
+    """Guarantee 7 for ``LOCAL_FILESYSTEM``: same bytes as the current state -> ``unchanged``
+    (CLI ``--json`` and Python API); a record is written, the state is not rewritten (same
+    inode and modification time, so the pin's ``created_at`` and the UI's "out of date" do
+    not move), and no temporary is left. Different bytes publish again."""
+    source = tmp_path / "source.txt"
+    source.write_text('["a"]' if kind == "file" else "v1")
+    root = make_project({"defs/x/defs.yaml": LOCAL_STATES[kind].format(source=source)})
+    key = "List[same]" if kind == "file" else "DirectoryComponent"
+    (first,) = refresh_state(root).results
+    assert first.status == "succeeded" and first.version is not None
+    key_dir = root / "defs/.local_defs_state" / encode_key(key)
+    state = key_dir / "state"
+
+    def identity() -> list[tuple[str, int, int]]:
+        paths = [state, *sorted(state.iterdir())] if state.is_dir() else [state]
+        return [(p.name, p.stat().st_ino, p.stat().st_mtime_ns) for p in paths]
+
+    before, pin_before = identity(), load_defs(root).state_info.get(key)
+    (api,) = refresh_state(root).results
+    assert (api.status, api.ok, api.published) == ("unchanged", True, "local")
+    assert api.version is not None and api.version.created_at == first.version.created_at
+    assert api.size == first.size
+    done = run_cli("state", "refresh", "--json", cwd=root)
+    assert done.returncode == 0, done.stderr
+    (cli,) = json.loads(done.stdout)["results"]
+    assert (cli["status"], cli["created_at"]) == ("unchanged", first.version.created_at)
+    assert identity() == before
+    assert load_defs(root).state_info.get(key) == pin_before
+    records = LocalStateStorage(root / "defs/.local_defs_state").records(key)
+    assert [r.status for r in records] == ["unchanged", "unchanged", "succeeded"]
+    assert [p.name for p in key_dir.iterdir() if p.name.startswith((".tmp-", ".old-"))] == []
+
+    source.write_text('["b"]' if kind == "file" else "v2")
+    (changed,) = refresh_state(root).results
+    assert changed.status == "succeeded"
+    assert identity() != before
+
+
+def test_same_state_compares_names_kinds_links_and_bytes(tmp_path: Path) -> None:
+    """What ``unchanged`` means for local state: the same names, kinds, link targets and
+    bytes (a one-byte change deep in a tree, or in the last block of a big file, differs)."""
+
+    def tree(name: str, *, text: str = "x", link: str = "a.txt", extra: bool = False) -> Path:
+        root = tmp_path / name
+        (root / "sub/deeper").mkdir(parents=True)
+        (root / "a.txt").write_text("a")
+        (root / "sub/deeper/b.bin").write_bytes(b"\0" * (3 << 20) + text.encode())
+        (root / "link").symlink_to(link)
+        if extra:
+            (root / "sub/empty").mkdir()
+        return root
+
+    base = tree("base")
+    assert same_state(base, tree("same"))
+    assert not same_state(base, tree("text", text="y"))
+    assert not same_state(base, tree("link", link="sub"))
+    assert not same_state(base, tree("extra", extra=True))
+    assert not same_state(base, base / "a.txt")
+    big = base / "sub/deeper/b.bin"
+    assert same_state(big, tree("again") / "sub/deeper/b.bin")
+    assert not same_state(big, tree("other", text="z") / "sub/deeper/b.bin")
 
 
 # ------------------------------------------------------------ 8. environment faults

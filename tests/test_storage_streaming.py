@@ -22,7 +22,7 @@ def test_large_states_stream(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Peak RSS above the process's baseline stays within 64 MB while a 96 MiB file state
-    (and, on file://, a directory state) is published and downloaded."""
+    (and, on file://, a directory state) is published, downloaded and verified."""
     url = (
         f"file://{tmp_path}/store"
         if backend == "file"
@@ -33,5 +33,6 @@ def test_large_states_stream(
     kinds = ["file", "directory"] if backend == "file" else ["file"]
     for kind in kinds:
         measured = measure(url, kind, STATE_MB, tmp_path)
+        assert sorted(measured) == ["download", "publish", "verify"]
         for operation, result in measured.items():
             assert result["delta_mb"] <= ALLOWANCE_MB, (kind, operation, result)

@@ -28,6 +28,7 @@ callers used to catch)::
     │   │                                 a network failure)
     │   ├── InvalidStateKeyError          + ValueError: a key that cannot be stored
     │   ├── StateIntegrityError           stored bytes do not match their size or sha256
+    │   ├── StateVersionMissingError      a version's bytes are gone (collected by gc)
     │   └── AlreadyRefreshingError        another process holds the key's refresh (--no-wait)
     ├── RefreshError                      a refresh ran and did not publish
     │   ├── RefreshTimeoutError           * write_state_to_path ran past its timeout
@@ -159,6 +160,11 @@ class InvalidStateKeyError(StateStorageError, ValueError):
 
 class StateIntegrityError(StateStorageError):
     """Stored state does not match its recorded size or sha256."""
+
+
+class StateVersionMissingError(StateStorageError):
+    """A stored version's bytes are gone: collected by ``state gc`` (or deleted) after a
+    reader chose it. A load of the latest version reads the pointer again."""
 
 
 class AlreadyRefreshingError(StateStorageError):

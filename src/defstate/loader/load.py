@@ -12,7 +12,7 @@ import attrs
 
 from defstate.components.component import Component
 from defstate.definitions import AssetCheckKey, AssetKey, Definitions, merge_definitions
-from defstate.errors import UnknownStateKeyError, UsageError
+from defstate.errors import StateVersionMissingError, UnknownStateKeyError, UsageError
 from defstate.loader.discovery import (
     ComponentInstance,
     LoadProblem,
@@ -404,7 +404,10 @@ def _resolve_state(
             versions[key] = version
 
     def fetch(key: str) -> None:
-        paths[key] = storages[key].state_path(versions[key])
+        if pin is None:
+            versions[key], paths[key] = _latest_state_path(storages[key], versions[key])
+        else:
+            paths[key] = storages[key].state_path(versions[key])
 
     def remote(key: str) -> bool:
         return storages[key].remote
@@ -423,6 +426,24 @@ def _resolve_state(
         del versions[key]
     errors.sort(key=lambda e: e.key or "")
     return versions, paths, errors
+
+
+_LATEST_READS = 3  # a pointer that moved this often during one load is a broken store
+
+
+def _latest_state_path(storage: StateStorage, version: StateVersion) -> tuple[StateVersion, Path]:
+    """The local path of ``version``, the key's latest when read. gc may collect it between
+    that read and the download (``--grace 0``): then the pointer has moved, so read it again
+    and use the version it names now."""
+    for _ in range(_LATEST_READS - 1):
+        try:
+            return version, storage.state_path(version)
+        except StateVersionMissingError:
+            newer = storage.latest(version.key)
+            if newer is None or newer.version == version.version:
+                raise
+            version = newer
+    return version, storage.state_path(version)
 
 
 def _run_each(

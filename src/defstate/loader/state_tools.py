@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -20,15 +20,10 @@ import attrs
 from defstate.errors import DefstateError, ProjectConfigError, SourceLocation
 from defstate.loader.groups import select_groups
 from defstate.loader.load import Project, open_project
-from defstate.state_storage.archive import verify
 from defstate.state_storage.local import LocalStateStorage
 from defstate.state_storage.registry import storage_class
 from defstate.state_storage.state_info import StateInfo, StateVersion
-from defstate.state_storage.versioned import (
-    MANIFEST_NAME,
-    VersionedStateStorage,
-    describe_error,
-)
+from defstate.state_storage.versioned import StoredVersion, VersionedStateStorage
 
 
 @attrs.frozen
@@ -83,45 +78,31 @@ def verify_state(
 
 
 def _verify_key(storage: VersionedStateStorage, key: str) -> list[VersionCheck]:
-    fs = storage.fs
-    root = f"{storage.key_path(key)}/versions"
+    return [_verify_version(storage, key, stored) for stored in storage.inventory(key)]
+
+
+def _verify_version(
+    storage: VersionedStateStorage, key: str, stored: StoredVersion
+) -> VersionCheck:
+    """Read one stored version's bytes (streamed) and compare them with its manifest."""
+    manifest, version = stored.manifest, stored.version
+    if manifest is None:
+        problem = stored.problem or "no manifest"
+        status = "incomplete" if problem.startswith("incomplete") else "corrupt"
+        return VersionCheck(key, version, status, problem)
     try:
-        folders = sorted(fs.ls(root, detail=False))
-    except FileNotFoundError:
-        return []
-    manifests = {v.version: v for v in storage.versions(key)}
-    checks = []
-    for folder in folders:
-        version = PurePosixPath(folder.rstrip("/")).name
-        stored = manifests.get(version)
-        if stored is None:
-            checks.append(
-                VersionCheck(
-                    key,
-                    version,
-                    "incomplete",
-                    f"no {MANIFEST_NAME} (an upload that never completed)",
-                )
-            )
-            continue
-        path = storage.state_object_path(key, version, is_directory=stored.is_directory)
-        try:
-            data = fs.cat_file(path)
-        except FileNotFoundError:
-            checks.append(
-                VersionCheck(key, version, "incomplete", "the manifest has no state bytes")
-            )
-            continue
-        except Exception as exc:  # unreadable: report it, check the others
-            checks.append(VersionCheck(key, version, "corrupt", describe_error(exc)))
-            continue
-        try:
-            verify(data, size=stored.size, sha256=stored.sha256, what=f"version {version}")
-        except DefstateError as exc:
-            checks.append(VersionCheck(key, version, "corrupt", exc.message))
-            continue
-        checks.append(VersionCheck(key, version, "ok"))
-    return checks
+        found = storage.stored_digest(manifest)
+    except DefstateError as exc:  # unreadable: report it, check the others
+        return VersionCheck(key, version, "corrupt", exc.message)
+    if found is None:
+        return VersionCheck(key, version, "incomplete", "the manifest has no state bytes")
+    size, sha256 = found
+    if size != manifest.size:
+        message = f"expected {manifest.size} bytes, got {size} (truncated or corrupted)"
+        return VersionCheck(key, version, "corrupt", message)
+    if sha256 != manifest.sha256:
+        return VersionCheck(key, version, "corrupt", "sha256 mismatch (corrupted)")
+    return VersionCheck(key, version, "ok")
 
 
 @attrs.frozen

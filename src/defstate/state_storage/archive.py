@@ -5,11 +5,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import tarfile
 from pathlib import Path
 from typing import IO
 
 from defstate.errors import StateIntegrityError
+
+_BLOCK = 1 << 20  # what is read at a time: states are never held in memory whole
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -19,9 +22,68 @@ def sha256_bytes(data: bytes) -> str:
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
+        for block in iter(lambda: handle.read(_BLOCK), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def same_state(a: Path, b: Path) -> bool:
+    """Whether two states hold the same bytes: two files with equal contents, or two
+    directory trees with the same names, kinds, link targets and file contents (modes and
+    times are not compared, as the versioned archive ignores them). Sizes and listings are
+    compared first; contents in 1 MiB blocks, stopping at the first difference."""
+    kind_a, kind_b = _kind(os.lstat(a)), _kind(os.lstat(b))
+    if kind_a != kind_b or kind_a == "other":
+        return False
+    if kind_a == "file":
+        return a.stat().st_size == b.stat().st_size and _same_bytes(a, b)
+    tree_a, tree_b = _tree(a), _tree(b)
+    if tree_a != tree_b:
+        return False
+    return all(
+        _same_bytes(a / name, b / name) for name, (kind, _) in tree_a.items() if kind == "file"
+    )
+
+
+def _kind(stat: os.stat_result) -> str:
+    import stat as st
+
+    if st.S_ISLNK(stat.st_mode):
+        return "link"
+    if st.S_ISDIR(stat.st_mode):
+        return "directory"
+    return "file" if st.S_ISREG(stat.st_mode) else "other"
+
+
+def _tree(root: Path) -> dict[str, tuple[str, int | str]]:
+    """``{relative name: (kind, size or link target)}`` of every entry under ``root``."""
+    entries: dict[str, tuple[str, int | str]] = {}
+    folders = [""]
+    while folders:
+        folder = folders.pop()
+        with os.scandir(root / folder) as listing:
+            for entry in listing:
+                name = f"{folder}/{entry.name}" if folder else entry.name
+                kind = _kind(entry.stat(follow_symlinks=False))
+                if kind == "directory":
+                    folders.append(name)
+                detail: int | str = 0
+                if kind == "link":
+                    detail = os.readlink(entry.path)
+                elif kind == "file":
+                    detail = entry.stat(follow_symlinks=False).st_size
+                entries[name] = (kind, detail)
+    return entries
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    with a.open("rb") as left, b.open("rb") as right:
+        while True:
+            block = left.read(_BLOCK)
+            if block != right.read(_BLOCK):
+                return False
+            if not block:
+                return True
 
 
 def _write_tar(path: Path, fileobj: IO[bytes]) -> None:

@@ -269,9 +269,29 @@ class PendingWrite:
             self.abort()
 
 
+_WORKDIRS: set[Path] = set()  # this process's pending writes' folders (see remove_workdirs)
+
+
+def make_workdir(prefix: str) -> Path:
+    """A private temporary folder (under ``$TMPDIR``) for a pending write; its ``abort()``
+    removes it, or :func:`remove_workdirs` when a signal ends the process first."""
+    import tempfile
+
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    _WORKDIRS.add(workdir)
+    return workdir
+
+
+def remove_workdirs() -> None:
+    """Delete every pending write's folder: the last act of a process that SIGTERM or SIGINT
+    ends without unwinding (a refresh in a worker thread cannot be unwound)."""
+    for workdir in list(_WORKDIRS):
+        remove_path(workdir)
+
+
 class WorkdirWrite(PendingWrite):
-    """A pending write whose component writes into a private temporary folder, uploaded or
-    copied on commit; aborting (or finishing) removes the folder."""
+    """A pending write whose component writes into a private temporary folder (from
+    :func:`make_workdir`), uploaded or copied on commit; aborting (or finishing) removes it."""
 
     workdir: Path
 
@@ -281,3 +301,4 @@ class WorkdirWrite(PendingWrite):
 
     def abort(self) -> None:
         remove_path(self.workdir)
+        _WORKDIRS.discard(self.workdir)

@@ -288,7 +288,8 @@ def hold_lease(
 @contextmanager
 def released_on_signals() -> Iterator[None]:
     """Inside the block, SIGTERM and SIGINT release this process's refresh leases before the
-    process exits (with 143 and 130), so waiters need not wait for the lease to expire.
+    process exits (with 143 and 130), so waiters need not wait for the lease to expire, and
+    remove the pending writes' temporary folders.
 
     The exit is immediate: a refresh running in a worker thread cannot be unwound, and what
     it leaves is never published. Only the main thread can install handlers; elsewhere this
@@ -302,7 +303,10 @@ def released_on_signals() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: object) -> None:
+        from defstate.state_storage.base import remove_workdirs
+
         keys = release_held_leases()
+        remove_workdirs()
         sys.stdout.flush()
         if keys:
             sys.stderr.write(f"released the refresh lease of {', '.join(keys)}\n")

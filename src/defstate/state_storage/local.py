@@ -100,6 +100,7 @@ class LocalStateWrite(PendingWrite):
     key_dir: Path
     path: Path
     committed: bool = False
+    unchanged: bool = False
 
     def commit(self) -> StateVersion:
         try:
@@ -107,15 +108,18 @@ class LocalStateWrite(PendingWrite):
         except FileNotFoundError:
             require_written(self.path, self.key)  # raises: nothing was written
             raise
-        now = time.time()
-        os.utime(self.path, (now, now))  # created_at is the publication time
         is_directory = S_ISDIR(pending.st_mode)
-        size = path_size(self.path) if is_directory else pending.st_size
         target = self.key_dir / STATE_NAME
         try:
-            target_is_directory = S_ISDIR(os.stat(target).st_mode)
+            current = os.stat(target)
         except FileNotFoundError:  # the first state (or a dangling link)
-            target_is_directory = None
+            current = None
+        if current is not None and self._same_as(target):
+            return self._keep_current(current, is_directory)
+        now = time.time()
+        os.utime(self.path, (now, now))  # created_at is the publication time
+        size = path_size(self.path) if is_directory else pending.st_size
+        target_is_directory = None if current is None else S_ISDIR(current.st_mode)
         if target_is_directory is None or not (is_directory or target_is_directory):
             os.replace(self.path, target)
         elif _exchange(self.path, target):
@@ -132,6 +136,26 @@ class LocalStateWrite(PendingWrite):
             created_at=utc_iso(now),
             management_type=ManagementType.LOCAL_FILESYSTEM,
             size=size,
+            is_directory=is_directory,
+        )
+
+    def _same_as(self, target: Path) -> bool:
+        from defstate.state_storage.archive import same_state  # refreshes only: tarfile, gzip
+
+        return same_state(self.path, target)
+
+    def _keep_current(self, current: os.stat_result, is_directory: bool) -> StateVersion:
+        """The state equals the current one: leave that in place, untouched (its time, so
+        ``created_at`` and anything watching it see nothing new), and drop the pending copy."""
+        target = self.key_dir / STATE_NAME
+        self.abort()
+        self.committed = self.unchanged = True
+        return StateVersion(
+            key=self.key,
+            version=LOCAL_VERSION,
+            created_at=utc_iso(current.st_mtime),
+            management_type=ManagementType.LOCAL_FILESYSTEM,
+            size=path_size(target) if is_directory else current.st_size,
             is_directory=is_directory,
         )
 

@@ -131,6 +131,20 @@ class ObjectStore:
         except FileNotFoundError:
             return None
 
+    def digest(self, path: str) -> tuple[int, str] | None:
+        """Size and sha256 of one object, read in ``STREAM_CHUNK`` blocks (never whole);
+        ``None`` when it does not exist. Each block's request is bounded by the client's read
+        timeout."""
+        digest, size = hashlib.sha256(), 0
+        try:
+            with self.fs.open(path, "rb", block_size=STREAM_CHUNK) as handle:
+                while block := handle.read(STREAM_CHUNK):
+                    digest.update(block)
+                    size += len(block)
+        except FileNotFoundError:
+            return None
+        return size, digest.hexdigest()
+
     def stat(self, path: str, timeout: float | None = None) -> ObjectInfo | None:
         try:
             info = self.fs.info(path, **self._kw(timeout))

@@ -22,7 +22,12 @@ import attrs
 
 from defstate.errors import AlreadyRefreshingError, StateStorageError
 from defstate.state_storage.archive import pack_state, sha256_bytes, unpack_state, verify
-from defstate.state_storage.base import StorageProject, WorkdirWrite, require_written
+from defstate.state_storage.base import (
+    StorageProject,
+    WorkdirWrite,
+    make_workdir,
+    require_written,
+)
 from defstate.state_storage.keys import encode_key
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.records import RefreshRecord
@@ -144,7 +149,7 @@ class SnapshotStateStorage:
     def begin_write(
         self, key: str, metadata: Mapping[str, str] | None = None
     ) -> SnapshotStateWrite:
-        return SnapshotStateWrite(self, key, Path(tempfile.mkdtemp(prefix="defstate-snap-")))
+        return SnapshotStateWrite(self, key, make_workdir("defstate-snap-"))
 
     def _tmpdir(self) -> Path:
         if self._tmp is None:

@@ -45,12 +45,14 @@ from defstate.errors import (
     SourceLocation,
     StateIntegrityError,
     StateStorageError,
+    StateVersionMissingError,
 )
 from defstate.redaction import redact_url
 from defstate.state_storage.archive import pack_directory_to_file, sha256_file, verify_file
 from defstate.state_storage.base import (
     StorageProject,
     WorkdirWrite,
+    make_workdir,
     remove_path,
     require_written,
 )
@@ -357,14 +359,18 @@ class VersionedStateStorage:
             version.key, version.version, is_directory=version.is_directory
         )
         scratch = self._scratch()
+        target = scratch / "download"
+
+        def download(timeout: float | None) -> None:
+            try:
+                self.store.download(source, target, timeout)
+            except FileNotFoundError:
+                raise StateVersionMissingError(
+                    f"{what}: its bytes are gone (collected by `defstate state gc`, or deleted)"
+                ) from None
+
         try:
-            target = scratch / "download"
-            self._call(
-                "download",
-                version.key,
-                lambda t: self.store.download(source, target, t),
-                transfer_bytes=version.size or 0,
-            )
+            self._call("download", version.key, download, transfer_bytes=version.size or 0)
             verify_file(target, size=version.size, sha256=version.sha256, what=what)
             return self.cache.install_download(version, target)
         finally:
@@ -373,9 +379,7 @@ class VersionedStateStorage:
     def begin_write(
         self, key: str, metadata: Mapping[str, str] | None = None
     ) -> VersionedStateWrite:
-        import tempfile
-
-        workdir = Path(tempfile.mkdtemp(prefix="defstate-refresh-"))
+        workdir = make_workdir("defstate-refresh-")
         return VersionedStateWrite(self, key, dict(metadata or {}), workdir)
 
     # -- publication ------------------------------------------------------------------------
@@ -574,6 +578,19 @@ class VersionedStateStorage:
                     problem = str(exc)
             found.append(StoredVersion(name, manifest, tuple(infos), problem))
         return sorted(found, key=lambda v: v.sort_key)
+
+    def stored_digest(self, version: StateVersion) -> tuple[int, str] | None:
+        """Size and sha256 of ``version``'s stored bytes, streamed (``state verify``);
+        ``None`` when the bytes are missing."""
+        path = self.state_object_path(
+            version.key, version.version, is_directory=version.is_directory
+        )
+        return self._call(
+            "verify",
+            version.key,
+            lambda t: self.store.digest(path),
+            transfer_bytes=version.size or 0,
+        )
 
     def versions(self, key: str) -> list[StateVersion]:
         """Every complete stored version of ``key``, oldest first. A damaged manifest is
