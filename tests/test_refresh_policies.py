@@ -262,7 +262,8 @@ def test_schedule_config_ls_and_run(make_project: ProjectFactory, counter_dir: P
     assert result.ok and result.attempts == 2
     assert state_history(root, "List[api]").records[0].trigger == "schedule"
     done = run_cli("schedule", "run", "nightly", cwd=root)
-    assert done.returncode == 0 and done.stdout.startswith("refreshed List[api]")
+    # the same source again: same bytes, so the scheduled refresh reports ``unchanged``
+    assert done.returncode == 0 and done.stdout.startswith("unchanged List[api]")
     missing = run_cli("schedule", "run", "weekly", cwd=root)
     assert missing.returncode == 1 and "known schedules: hourly, nightly" in missing.stderr
 
