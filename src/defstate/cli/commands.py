@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -39,13 +40,14 @@ from defstate.state_storage.management import ManagementType
 from defstate.state_storage.state_info import StateInfo
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from click.shell_completion import CompletionItem
 
     from defstate.loader.discovery import LoadProblem
     from defstate.loader.groups import Shard
     from defstate.loader.load import LoadResult
+    from defstate.loader.refresh import RefreshListener
     from defstate.selection import AssetSelection
 
 _MANAGEMENT_TYPES = click.Choice([m.value for m in ManagementType], case_sensitive=False)
@@ -426,30 +428,30 @@ def _refresh_with_output(
     options: RefreshOptions,
     shard: Shard | None,
 ) -> RefreshReport:
+    with _refresh_output(as_json) as listener:
+        return refresh_state(
+            state.project,
+            keys=keys,
+            management_types=types,
+            concurrency=concurrency,
+            listener=listener,
+            options=options,
+            shard=shard,
+        )
+
+
+@contextlib.contextmanager
+def _refresh_output(as_json: bool) -> Iterator[RefreshListener | None]:
+    """A live progress display on a terminal; otherwise no listener, and the components'
+    own output goes to stderr under ``--json`` (stdout keeps the document)."""
     if not as_json and sys.stderr.isatty():
         from defstate.cli.progress import refresh_progress
 
         with refresh_progress() as listener:
-            report = refresh_state(
-                state.project,
-                keys=keys,
-                management_types=types,
-                concurrency=concurrency,
-                listener=listener,
-                options=options,
-                shard=shard,
-            )
+            yield listener
     else:
         with user_output_to_stderr(as_json):
-            report = refresh_state(
-                state.project,
-                keys=keys,
-                management_types=types,
-                concurrency=concurrency,
-                options=options,
-                shard=shard,
-            )
-    return report
+            yield None
 
 
 def _print_report(state: CliState, report: RefreshReport, as_json: bool) -> None:

@@ -66,7 +66,7 @@ import attrs
 from defstate.components import ComponentLoadContext, StateBackedComponent
 from defstate.components.attributes import check_key_parts
 from defstate.components.json_state import dump_json_state, load_json_state
-from defstate.contrib.name_patterns import selected
+from defstate.contrib.name_patterns import selected, selected_tables_definitions
 from defstate.definitions import AssetKey, AssetSpec, Definitions
 from defstate.errors import (
     AttributeValueError,
@@ -202,14 +202,13 @@ class DltSourceComponent(StateBackedComponent):
         self, context: ComponentLoadContext, state_path: Path | None
     ) -> Definitions:
         """One asset per stored table that passes the filters; none without state."""
-        if state_path is None:
-            return Definitions()
-        state = load_state(state_path)
-        tables = [t for t in state["tables"] if self.selects(t)]
-        return Definitions(
-            assets=asset_specs_from_state(
-                {**state, "tables": tables}, key_prefix=self.key_prefix, group_name=self.group_name
-            )
+        return selected_tables_definitions(
+            state_path,
+            load_state=load_state,
+            selects=self.selects,
+            asset_specs=asset_specs_from_state,
+            key_prefix=self.key_prefix,
+            group_name=self.group_name,
         )
 
     def selects(self, table: Mapping[str, Any]) -> bool:

@@ -1,7 +1,9 @@
-"""Write-aside-and-rename: the one way defstate publishes a local file atomically.
+"""Write-aside-and-rename: the one way defstate publishes a local file or folder atomically.
 
 Readers see the old file or the complete new one, never a partial write; a failure (a full
-disk, an exception while writing) leaves no temporary behind.
+disk, an exception while writing) leaves no temporary behind. Folders (the download cache's
+entries, materialised snapshots) are installed once and never replaced while complete:
+:func:`folder_aside`.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 #: temporaries start with this, then the writer's pid: listings skip them and cleanup can
@@ -43,3 +45,37 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, *, make_parents: boo
     """Replace ``path`` with ``data`` atomically (see :func:`written_aside`)."""
     with written_aside(path, make_parents=make_parents) as tmp:
         Path(tmp).write_bytes(data)
+
+
+@contextlib.contextmanager
+def folder_aside(
+    path: str | os.PathLike[str], *, complete: Callable[[Path], bool] | None = None
+) -> Iterator[Path]:
+    """Yield a new, empty temporary sibling folder of ``path`` to fill; renamed onto ``path``
+    when the block succeeds, removed on any failure. The parent is created if missing.
+
+    Several writers may race to install the same content: when ``path`` already exists and
+    is ``complete`` (by default: exists at all) the winner's copy stays and this one goes; an
+    incomplete one (a writer that died half-way) is replaced.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(aside_name(target.parent))
+    tmp.mkdir()
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if complete is None or complete(target):
+                return  # another writer installed it first: same content
+            _remove_tree(target)
+            os.rename(tmp, target)
+    finally:
+        _remove_tree(tmp)
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil  # imports bz2 and lzma: only installs need it, never a plain read
+
+    shutil.rmtree(path, ignore_errors=True)

@@ -4,6 +4,7 @@
 unpacked directory) and ``.verified`` (the sha256 it was checked against). Entries are written
 into a temporary sibling and renamed into place, so a crash never leaves a half entry. Every
 use re-checks a file state's sha256, so a cached file corrupted on disk is detected.
+Installing goes through :func:`defstate.state_storage.atomic.folder_aside`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import functools
 import hashlib
 import os
 import shutil
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import attrs
 
 from defstate.errors import StateIntegrityError
 from defstate.state_storage.archive import sha256_file, unpack_directory, unpack_state
+from defstate.state_storage.atomic import aside_name, folder_aside
 from defstate.state_storage.keys import encode_key
 from defstate.state_storage.state_info import StateVersion
 
@@ -96,26 +97,15 @@ class DownloadCache:
     def scratch_dir(self) -> Path:
         """A private temporary folder inside the cache (same disk: moves are renames)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        path = self.root / f".tmp-{os.getpid()}-{uuid.uuid4().hex}"
+        path = Path(aside_name(self.root))
         path.mkdir()
         return path
 
     def _install(self, version: StateVersion, fill: Callable[[Path], object]) -> Path:
         entry = self.entry_dir(version)
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp = entry.parent / f".tmp-{os.getpid()}-{uuid.uuid4().hex}"
-        tmp.mkdir()
-        try:
+        with folder_aside(entry, complete=lambda e: (e / _VERIFIED).is_file()) as tmp:
             fill(tmp / "state")
             (tmp / _VERIFIED).write_text(str(version.sha256))
-            try:
-                os.rename(tmp, entry)
-            except OSError:
-                if not (entry / _VERIFIED).is_file():  # another process won the race: fine
-                    shutil.rmtree(entry, ignore_errors=True)
-                    os.rename(tmp, entry)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return entry / "state"
 
 

@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Self
 import attrs
 
 from defstate.errors import AlreadyRefreshingError, StateStorageError
-from defstate.state_storage.atomic import write_atomic
+from defstate.state_storage.atomic import TMP_PREFIX, write_atomic
 from defstate.state_storage.base import (
     PendingWrite,
     StorageProject,
@@ -39,7 +39,7 @@ from defstate.state_storage.state_info import LOCAL_VERSION, StateVersion, utc_i
 
 LOCAL_STATE_DIRNAME = ".local_defs_state"
 STATE_NAME = "state"
-_TMP_PREFIX = ".tmp-"
+_TMP_PREFIX = TMP_PREFIX  # atomic.py's: listings and cleanup of abandoned writes know it
 _OLD_PREFIX = ".old-"
 _GITIGNORE = "# Written by defstate: local state is built, not versioned.\n*\n"
 RECORDS_DIRNAME = "records"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
-import os
 import shutil
 import tempfile
 import threading
@@ -22,6 +21,7 @@ import attrs
 
 from defstate.errors import AlreadyRefreshingError, StateStorageError
 from defstate.state_storage.archive import pack_state, sha256_bytes, unpack_state, verify
+from defstate.state_storage.atomic import folder_aside
 from defstate.state_storage.base import (
     StorageProject,
     WorkdirWrite,
@@ -135,16 +135,10 @@ class SnapshotStateStorage:
         # one folder per key and content, written aside and renamed: never shared by two keys
         target = self._tmpdir() / f"{encode_key(version.key).as_posix().replace('/', '_')}"
         target = target / (version.sha256 or sha256_bytes(data))  # verified just above
-        state = target / "state"
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(dir=target.parent))
-            unpack_state(data, tmp / "state", is_directory=version.is_directory)
-            try:
-                os.rename(tmp, target)
-            except OSError:  # another thread made it first: same bytes
-                shutil.rmtree(tmp, ignore_errors=True)
-        return state
+            with folder_aside(target) as tmp:  # another thread may make it first: same bytes
+                unpack_state(data, tmp / "state", is_directory=version.is_directory)
+        return target / "state"
 
     def begin_write(
         self, key: str, metadata: Mapping[str, str] | None = None
