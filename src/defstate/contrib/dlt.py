@@ -202,14 +202,7 @@ class DltSourceComponent(StateBackedComponent):
         self, context: ComponentLoadContext, state_path: Path | None
     ) -> Definitions:
         """One asset per stored table that passes the filters; none without state."""
-        return selected_tables_definitions(
-            state_path,
-            load_state=load_state,
-            selects=self.selects,
-            asset_specs=asset_specs_from_state,
-            key_prefix=self.key_prefix,
-            group_name=self.group_name,
-        )
+        return selected_tables_definitions(self, state_path, load_state, asset_specs_from_state)
 
     def selects(self, table: Mapping[str, Any]) -> bool:
         """Whether a stored table passes ``include``, ``exclude`` and ``include_nested``."""

@@ -37,20 +37,34 @@ class TableSpecs(Protocol):
     ) -> list[AssetSpec]: ...
 
 
+class TableSelection(Protocol):
+    """What a table-catalog component decides at build time: which stored tables it keeps,
+    and the prefix and group of their asset keys."""
+
+    @property
+    def key_prefix(self) -> Sequence[str]: ...
+
+    @property
+    def group_name(self) -> str | None: ...
+
+    def selects(self, table: Mapping[str, Any]) -> bool: ...
+
+
 def selected_tables_definitions(
+    component: TableSelection,
     state_path: Path | None,
-    *,
     load_state: Callable[[Path], Mapping[str, Any]],
-    selects: Callable[[Mapping[str, Any]], bool],
     asset_specs: TableSpecs,
-    key_prefix: Sequence[str],
-    group_name: str | None,
 ) -> Definitions:
-    """One asset per stored table that ``selects`` accepts; none without state. Instances
+    """One asset per stored table ``component`` selects; none without state. Instances
     sharing a key share the stored tables and differ in their filters."""
     if state_path is None:
         return Definitions()
     state = load_state(state_path)
-    tables = [t for t in state["tables"] if selects(t)]
-    specs = asset_specs({**state, "tables": tables}, key_prefix=key_prefix, group_name=group_name)
+    tables = [t for t in state["tables"] if component.selects(t)]
+    specs = asset_specs(
+        {**state, "tables": tables},
+        key_prefix=component.key_prefix,
+        group_name=component.group_name,
+    )
     return Definitions(assets=specs)
