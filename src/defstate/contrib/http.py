@@ -115,7 +115,6 @@ from defstate.errors import (
 )
 from defstate.redaction import (
     CREDENTIAL_OPTION_WORDS,
-    MASK,
     host_label,
     redact_data_with,
     redact_url,
@@ -411,9 +410,7 @@ def credential_words(headers: Mapping[str, str]) -> list[str]:
 
 def body_excerpt(body: bytes, secrets: Sequence[str], limit: int = BODY_EXCERPT_CHARS) -> str:
     """The start of a response body on one line, with secrets masked."""
-    text = " ".join(body.decode("utf-8", errors="replace").split())
-    for secret in secrets:
-        text = text.replace(secret, MASK)
+    text = str(redact_data_with(" ".join(body.decode("utf-8", errors="replace").split()), secrets))
     return text if len(text) <= limit else text[:limit] + "…"
 
 

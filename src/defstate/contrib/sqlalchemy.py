@@ -36,7 +36,7 @@ from urllib.parse import unquote, urlsplit
 import attrs
 
 from defstate.errors import ProjectError
-from defstate.redaction import MASK, redact_url
+from defstate.redaction import redact_data_with, redact_url
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -128,10 +128,8 @@ class ServerUrl:
         return sorted({password, unquote(password)} - {""}, key=len, reverse=True)
 
     def mask(self, text: str) -> str:
-        """``text`` with every secret of the URL replaced by ``***``."""
-        for secret in self.secrets:
-            text = text.replace(secret, MASK)
-        return text
+        """``text`` with every secret of the URL replaced by ``***`` (redaction's rules)."""
+        return str(redact_data_with(text, self.secrets))
 
 
 # --- introspection -----------------------------------------------------------------------
