@@ -60,36 +60,64 @@ def retry(
     retryable: Callable[[Exception], bool],
     pause: Callable[[Failure], float],
     deadline: float | None = None,
+    attempt_timeout: float | None = None,
     on_retry: Callable[[Failure, float], None] | None = None,
     counter: Attempts | None = None,
 ) -> T:
-    """``attempt(seconds_left)``, retried as the module docstring says; ``on_retry(failure,
-    pause)`` runs before each pause, ``counter`` counts the attempts made."""
-    counter = counter if counter is not None else Attempts()
+    """``attempt(seconds)``, retried as the module docstring says. ``seconds`` is what is
+    left of the deadline, at most ``attempt_timeout`` (``None`` when neither is set).
+    ``on_retry(failure, pause)`` runs before each pause; ``counter`` counts the attempts."""
     end = None if deadline is None else time.monotonic() + deadline
+    made = 0
     while True:
-        left = _left(end)
+        left = None if end is None else end - time.monotonic()
         if left is not None and left <= 0:
-            raise DeadlineExpired(counter.made, None)
-        counter.made += 1
+            _count(counter, made)
+            raise DeadlineExpired(made, None)
+        made += 1
         try:
-            return attempt(left)
+            result = attempt(_bounded(left, attempt_timeout))
         except Exception as exc:
-            failure = Failure(counter.made, exc, _left(end))
-            if not retryable(exc):
-                raise
-            if failure.left is not None and failure.left <= 0:
-                raise DeadlineExpired(counter.made, exc) from exc
-            if counter.made >= attempts:
-                raise
-            seconds = _bounded_pause(pause(failure), failure.left)
-            if on_retry is not None:
-                on_retry(failure, seconds)
+            _count(counter, made)
+            seconds = _next_pause(exc, made, end, attempts, retryable, pause, on_retry)
             time.sleep(seconds)
+            continue
+        _count(counter, made)
+        return result
 
 
-def _left(end: float | None) -> float | None:
-    return None if end is None else end - time.monotonic()
+def _next_pause(
+    exc: Exception,
+    made: int,
+    end: float | None,
+    attempts: int,
+    retryable: Callable[[Exception], bool],
+    pause: Callable[[Failure], float],
+    on_retry: Callable[[Failure, float], None] | None,
+) -> float:
+    """How long to pause after failed attempt ``made``; re-raises when the loop ends."""
+    failure = Failure(made, exc, None if end is None else end - time.monotonic())
+    if not retryable(exc):
+        raise exc
+    if failure.left is not None and failure.left <= 0:
+        raise DeadlineExpired(made, exc) from exc
+    if made >= attempts:
+        raise exc
+    seconds = _bounded_pause(pause(failure), failure.left)
+    if on_retry is not None:
+        on_retry(failure, seconds)
+    return seconds
+
+
+def _count(counter: Attempts | None, made: int) -> None:
+    if counter is not None:
+        counter.made = made
+
+
+def _bounded(left: float | None, cap: float | None) -> float | None:
+    if cap is None or left is None:
+        return left if cap is None else cap
+    return left if left < cap else cap
 
 
 def _bounded_pause(seconds: float, left: float | None) -> float:

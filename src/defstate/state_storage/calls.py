@@ -96,11 +96,12 @@ def call_with_deadline(
     started, attempts = time.monotonic(), Attempts()
     try:
         return retry(
-            lambda left: func(left if cap is None or left is None else min(left, cap)),
+            func,
             attempts=policy.attempts,
             retryable=_retryable,
             pause=_pause,
             deadline=deadline,
+            attempt_timeout=cap,
             on_retry=lambda failure, _: _log_retry(what, where, policy, failure),
             counter=attempts,
         )
