@@ -1,7 +1,8 @@
 """Kill a storage operation at every one of its storage calls, and check nothing is lost.
 
-``python -m crash_driver BACKEND URL WORKDIR`` (BACKEND: ``local`` or ``versioned``) prints
-one JSON document: the kill points tried per operation and every invariant violation found.
+``python -m crash_driver BACKEND URL WORKDIR [calls|phases]`` (BACKEND: ``local`` or
+``versioned``) prints one JSON document: the kill points tried per operation and every
+invariant violation found.
 
 For each operation (publish a file state, publish a directory state, rollback, gc; for
 ``local``: commit a file state, commit a directory state) and each ``n``, a forked child
@@ -10,12 +11,19 @@ call for versioned storage; file-system mutation for local state). The parent th
 the latest pointer names a complete version whose bytes match (or, locally, the state is
 the old or the new one, never torn or missing), every listed version reads, and the state
 loads through a fresh download cache. ``n`` grows until the operation completes unkilled.
+
+``phases`` (for object stores, where each call is a slow round trip) counts only the first
+call of each *phase*: a store method on one kind of object (``write`` of a manifest,
+``write_if`` of the pointer, ``delete`` of state bytes, ...), so every phase is killed once
+while the calls that repeat a phase for the next version are not killed again. ``calls``
+(the default) kills before every call.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -39,10 +47,20 @@ _HOOKED_STORE_METHODS = (
 _HOOKED_OS_CALLS = ("replace", "rename", "unlink", "rmdir", "utime", "mkdir", "link")
 
 
-def _die_at(n: int, install: Callable[[Callable[[], None]], None]) -> None:
-    calls = [0]
+Tick = Callable[[str], None]  # called before each storage call with its phase
+_IDS = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}")
+PHASES = False  # set by main(): kill at the first call of each phase only
 
-    def tick() -> None:
+
+def _die_at(n: int, install: Callable[[Tick], None]) -> None:
+    calls = [0]
+    seen: set[str] = set()
+
+    def tick(phase: str) -> None:
+        if PHASES:
+            if phase in seen:
+                return
+            seen.add(phase)
         calls[0] += 1
         if calls[0] == n:
             os.kill(os.getpid(), signal.SIGKILL)
@@ -50,32 +68,39 @@ def _die_at(n: int, install: Callable[[Callable[[], None]], None]) -> None:
     install(tick)
 
 
-def _hook_store(store: Any, tick: Callable[[], None]) -> None:
+def _phase(method: str, args: tuple[Any, ...]) -> str:
+    """``method`` and the kind of object it touches: the last two parts of its path with
+    version ids and pin holders replaced by ``*`` (``write */manifest.json``)."""
+    path = next((a for a in args if isinstance(a, str)), "")
+    return f"{method} {'/'.join(_IDS.sub('*', path).split('/')[-2:])}"
+
+
+def _hook_store(store: Any, tick: Tick) -> None:
     for name in _HOOKED_STORE_METHODS:
         original = getattr(store, name)
 
-        def hooked(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            tick()
-            return _original(*args, **kwargs)
+        def hooked(*args: Any, _original: Any = original, _name: str = name, **kw: Any) -> Any:
+            tick(_phase(_name, args))
+            return _original(*args, **kw)
 
         setattr(store, name, hooked)
 
 
-def _hook_os(tick: Callable[[], None]) -> None:
+def _hook_os(tick: Tick) -> None:
     from defstate.state_storage import local
 
     for name in _HOOKED_OS_CALLS:
         original = getattr(os, name)
 
         def hooked(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            tick()
+            tick("")  # local state is killed before every call
             return _original(*args, **kwargs)
 
         setattr(os, name, hooked)
     exchange = local._exchange
 
     def hooked_exchange(a: Path, b: Path) -> bool:
-        tick()
+        tick("")
         return exchange(a, b)
 
     local._exchange = hooked_exchange  # type: ignore[assignment]
@@ -143,7 +168,8 @@ def _versioned(url: str, workdir: Path) -> dict[str, Any]:
     }
     if not storage().is_local:  # the same code paths; object-store round trips are slow
         del operations["publish directory"]
-    return _drive(operations, killed, lambda: _check_versioned(storage(), workdir))
+    checker = storage()  # one client for every check (a new one costs a model load)
+    return _drive(operations, killed, lambda: _check_versioned(checker, workdir))
 
 
 def _check_versioned(storage: Any, workdir: Path) -> list[str]:
@@ -262,7 +288,9 @@ def _drive(
 
 
 def main() -> None:
+    global PHASES
     backend, url, workdir = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    PHASES = sys.argv[4:] == ["phases"]
     report = _local(workdir) if backend == "local" else _versioned(url, workdir)
     print(json.dumps(report))
 
