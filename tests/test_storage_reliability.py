@@ -409,6 +409,35 @@ def test_gc_keeps_live_pins_protect_files_and_the_grace_period(
     assert rebuilt.ok and [str(k) for k in rebuilt.definitions.asset_keys] == ["n5"]
 
 
+@pytest.mark.parametrize("dev", [False, True], ids=["serve", "dev"])
+def test_serve_and_dev_record_the_versions_they_serve_as_live_pins(
+    dev: bool, make_project: ProjectFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Guarantee 3: a code location (``serve``; ``dev``) records the version it serves as a
+    live pin record, moves it when a reload serves a newer one, and removes it on close;
+    gc with no grace keeps the served version meanwhile."""
+    from defstate.server.location import CodeLocation
+
+    url = f"file://{tmp_path}/store/state"
+    monkeypatch.setenv("DEFSTATE_STATE_STORAGE_URL", url)
+    monkeypatch.setenv("DEFSTATE_CACHE_DIR", str(tmp_path / "cache"))
+    root = _project(make_project, tmp_path, WEIRD)
+    served = _publish(root, WEIRD_KEY, ["served"])
+    storage = VersionedStateStorage(url)
+    location = CodeLocation(root, dev=dev)
+    try:
+        assert location.reload() is not None
+        assert storage.live_pins(WEIRD_KEY)[0] == {served}
+        newer = _publish(root, WEIRD_KEY, ["newer"])
+        assert gc_state(root, keep=0, grace=0).deleted == {WEIRD_KEY: []}  # served, latest
+        assert location.reload() is not None
+        assert storage.live_pins(WEIRD_KEY)[0] == {newer}
+    finally:
+        location.close()
+    assert storage.live_pins(WEIRD_KEY)[0] == set()
+    assert gc_state(root, keep=0, grace=0).deleted == {WEIRD_KEY: [served]}
+
+
 # ------------------------------------------------------------ 7. unchanged refreshes
 
 
