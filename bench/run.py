@@ -55,6 +55,7 @@ class Sample:
     seconds: float
     rss_kb: int
     data: dict[str, Any] = field(default_factory=dict)
+    cpu: float | None = None  # the child's user + system time (whole processes only)
 
 
 @dataclass
@@ -70,6 +71,12 @@ class Row:
     note: str = ""
     value: float | None = None  # the figure a target is checked against, when not the median
     checks: dict[str, Any] = field(default_factory=dict)
+    cpu_samples: list[float] = field(default_factory=list)  # user + system s, whole processes
+    baseline_cpu: float | None = None
+
+    @property
+    def cpu(self) -> float | None:
+        return statistics.median(self.cpu_samples) if self.cpu_samples else None
 
     @property
     def median(self) -> float | None:
@@ -83,7 +90,7 @@ class Row:
         return median / self.baseline_seconds
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "median": self.median, "ratio": self.ratio}
+        return {**asdict(self), "median": self.median, "ratio": self.ratio, "cpu": self.cpu}
 
 
 class ChildError(RuntimeError):
@@ -92,7 +99,8 @@ class ChildError(RuntimeError):
 
 # Linux carries a process's peak RSS across exec, so a child forked from this (large) runner
 # would report at least the runner's peak. A fresh, tiny launcher starts the measured process
-# instead and reports its wall time, peak RSS (KiB) and exit code.
+# instead and reports its wall time, peak RSS (KiB), exit code and CPU time (user + system:
+# the load of a shared machine moves it much less than the wall time).
 _LAUNCHER = """
 import os, sys, time
 report, argv = sys.argv[1], sys.argv[2:]
@@ -100,13 +108,15 @@ start = time.perf_counter()
 pid = os.posix_spawn(argv[0], argv, os.environ)
 _, status, usage = os.wait4(pid, 0)
 wall = time.perf_counter() - start
+cpu = usage.ru_utime + usage.ru_stime
 with open(report, "w") as handle:
-    handle.write(f"{wall} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+    handle.write(f"{wall} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)} {cpu}")
 """
 
 
-def run_child(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int, str]:
-    """Run ``argv`` (absolute executable) to completion: (wall s, peak RSS KiB, stdout)."""
+def run_child(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int, str, float]:
+    """Run ``argv`` (absolute executable) to completion: (wall s, peak RSS KiB, stdout,
+    user + system CPU s)."""
     with (
         tempfile.TemporaryFile() as out,
         tempfile.TemporaryFile() as err,
@@ -114,13 +124,13 @@ def run_child(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, i
     ):
         launcher = [sys.executable, "-S", "-c", _LAUNCHER, report.name, *argv]
         subprocess.run(launcher, cwd=cwd, env=env, stdout=out, stderr=err, check=True)
-        wall, rss, code = report.read().split()
+        wall, rss, code, cpu = report.read().split()
         out.seek(0)
         err.seek(0)
         stdout = out.read().decode()
         if code != "0":
             raise ChildError(f"{' '.join(argv)} exited {code}: {err.read().decode()[-2000:]}")
-    return float(wall), int(rss), stdout
+    return float(wall), int(rss), stdout, float(cpu)
 
 
 def last_json(stdout: str) -> dict[str, Any]:
@@ -155,14 +165,14 @@ class Bench:
 
     def worker(self, args: list[str], cwd: Path, env: dict[str, str]) -> Sample:
         """A worker operation: the time it measured inside, the child's peak RSS."""
-        _, rss, stdout = run_child([sys.executable, "-m", "bench.worker", *args], cwd, env)
+        _, rss, stdout, _ = run_child([sys.executable, "-m", "bench.worker", *args], cwd, env)
         data = last_json(stdout)
         return Sample(float(data["seconds"]), rss, data)
 
     def process(self, argv: list[str], cwd: Path, env: dict[str, str]) -> Sample:
         """A whole process: wall time and peak RSS."""
-        wall, rss, stdout = run_child(argv, cwd, env)
-        return Sample(wall, rss, {"stdout": stdout})
+        wall, rss, stdout, cpu = run_child(argv, cwd, env)
+        return Sample(wall, rss, {"stdout": stdout}, cpu)
 
     def repeat(self, op: str, run: Callable[[], Sample], repeat: int | None = None) -> list[Sample]:
         """Run ``repeat`` samples (the first run of each op is a discarded warm-up), stopping
@@ -183,6 +193,7 @@ class Bench:
     def add(self, op: str, n: int | None, samples: list[Sample], **extra: Any) -> Row:
         rss = max(s.rss_kb for s in samples) / 1024 if samples else None
         row = Row(op, n, [s.seconds for s in samples], rss, **extra)
+        row.cpu_samples = [s.cpu for s in samples if s.cpu is not None]
         self.rows.append(row)
         clock = time.perf_counter() - self.started
         print(f"  [{clock:5.0f} s] {op:<22} N={n!s:<5} median {row.median or 0:8.3f} s", flush=True)
@@ -286,6 +297,7 @@ class Bench:
             cli,
             baseline="json.load script",
             baseline_seconds=_median(base_cli),
+            baseline_cpu=_median_cpu(base_cli),
         )
         base = _median(
             self.repeat(
@@ -331,6 +343,7 @@ class Bench:
             samples,
             baseline="atomic-write script",
             baseline_seconds=_median(base),
+            baseline_cpu=_median_cpu(base),
             note="local state, cold",
         )
 
@@ -419,7 +432,12 @@ class Bench:
         samples = self.repeat(f"refresh {mode}", lambda: self.refresh(project, env))
         baseline = "all at once" if mode == "io" else f"{os.cpu_count()} processes"
         return self.add(
-            f"refresh {mode}", n, samples, baseline=baseline, baseline_seconds=_median(base)
+            f"refresh {mode}",
+            n,
+            samples,
+            baseline=baseline,
+            baseline_seconds=_median(base),
+            baseline_cpu=_median_cpu(base),
         )
 
     # -- targets (issue 7) ----------------------------------------------------------------
@@ -477,7 +495,8 @@ class Bench:
         from rich.table import Table
 
         table = Table(title="defstate benchmarks (medians)", title_justify="left")
-        for column in ("operation", "N", "median", "baseline", "ratio", "peak RSS", "target"):
+        columns = ("operation", "N", "median", "baseline", "ratio", "CPU", "peak RSS", "target")
+        for column in columns:
             table.add_column(column, justify="left" if column == "operation" else "right")
         table.add_column("status")
         table.add_column("note")
@@ -489,6 +508,7 @@ class Bench:
                 _fmt_s(row.median),
                 f"{_fmt_s(row.baseline_seconds)} {row.baseline}".strip(),
                 f"{row.ratio:.1f}x" if row.ratio is not None else "",
+                _cpu_cell(row.cpu, row.baseline_cpu),
                 f"{row.rss_mb:.0f} MB" if row.rss_mb is not None else "",
                 row.target,
                 status,
@@ -526,8 +546,8 @@ def _timed(func: Callable[[int], object], arg: int) -> float:
 def markdown(document: dict[str, Any]) -> str:
     """The rows of a results document as a Markdown table (for bench/README.md)."""
     lines = [
-        "| operation | N | median | baseline | ratio | peak RSS | target | status | note |",
-        "| --- | --: | --: | --- | --: | --: | --- | --- | --- |",
+        "| operation | N | median | baseline | ratio | CPU | peak RSS | target | status | note |",
+        "| --- | --: | --: | --- | --: | --: | --: | --- | --- | --- |",
     ]
     for row in document["rows"]:
         base = f"{_fmt_s(row['baseline_seconds'])} {row['baseline']}" if row["baseline"] else ""
@@ -537,6 +557,7 @@ def markdown(document: dict[str, Any]) -> str:
             _fmt_s(row["median"]) if row["samples"] else "-",
             base,
             f"{row['ratio']:.1f}x" if row["ratio"] is not None else "",
+            _cpu_cell(row.get("cpu"), row.get("baseline_cpu")),
             f"{row['rss_mb']:.0f} MB" if row["rss_mb"] is not None else "",
             row["target"],
             {True: "pass", False: "**FAIL**", None: ""}[row["passed"]],
@@ -548,6 +569,19 @@ def markdown(document: dict[str, Any]) -> str:
 
 def _median(samples: list[Sample]) -> float:
     return statistics.median(s.seconds for s in samples)
+
+
+def _median_cpu(samples: list[Sample]) -> float | None:
+    cpu = [s.cpu for s in samples if s.cpu is not None]
+    return statistics.median(cpu) if cpu else None
+
+
+def _cpu_cell(cpu: float | None, baseline_cpu: float | None) -> str:
+    """``CPU (ratio to the baseline's CPU)``, e.g. ``1.20 s (2.4x)``."""
+    if cpu is None:
+        return ""
+    ratio = f" ({cpu / baseline_cpu:.1f}x)" if baseline_cpu else ""
+    return f"{_fmt_s(cpu)}{ratio}"
 
 
 def _fmt_s(seconds: float | None) -> str:

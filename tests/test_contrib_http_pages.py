@@ -183,7 +183,7 @@ def _ok(result: LoadResult) -> LoadResult:
 
 
 def _records(project: Path) -> list[dict[str, Any]]:
-    files = sorted((project / "defs" / ".local_defs_state").rglob("records/*.json"))
+    files = sorted((project / "defs" / ".local_defs_state").rglob("record-*.json"))
     return [json.loads(f.read_text()) for f in files]
 
 

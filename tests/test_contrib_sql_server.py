@@ -175,7 +175,7 @@ def test_state_is_byte_stable_and_holds_no_credentials(
     text = first.decode()
     assert postgres_server.password not in text
     assert "127.0.0.1" not in text and str(postgres_server.port) not in text
-    for record in (shop / "defs" / ".local_defs_state").rglob("records/*.json"):
+    for record in (shop / "defs" / ".local_defs_state").rglob("record-*.json"):
         assert postgres_server.password not in record.read_text()
 
 
@@ -198,7 +198,7 @@ def test_wrong_password_fails_clearly_without_showing_it(
     assert "password authentication failed" in output
     assert "postgresql+psycopg://postgres:***@127.0.0.1" in output
     assert "Wrong-Pw-123" not in output
-    records = list((shop / "defs" / ".local_defs_state").rglob("records/*.json"))
+    records = list((shop / "defs" / ".local_defs_state").rglob("record-*.json"))
     failed = [json.loads(r.read_text()) for r in records]
     assert any(r["status"] == "failed" for r in failed)
     assert all("Wrong-Pw-123" not in r.read_text() for r in records)

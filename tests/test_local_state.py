@@ -29,7 +29,7 @@ def _dir_project(make_project: ProjectFactory, slow: float) -> Path:
 
 
 def _leftovers(key_dir: Path) -> list[str]:
-    """Temporaries left in a key's folder (besides state, records and the lock file)."""
+    """Temporaries left in a key's folder (besides state and records)."""
     assert (key_dir / "state").exists()
     return [p.name for p in key_dir.iterdir() if p.name.startswith((".tmp-", ".old-"))]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -19,6 +20,7 @@ from defstate.loader.history import state_history
 from defstate.loader.project import load_project_config
 from defstate.loader.refresh import RefreshOptions
 from defstate.loader.schedules import Scheduler, load_schedules, run_schedule
+from defstate.state_storage import local
 from defstate.state_storage.local import MAX_LOCAL_RECORDS
 from fixture_components import call_count
 
@@ -135,7 +137,10 @@ def test_cli_guard_flag(make_project: ProjectFactory, counter_dir: Path) -> None
 
 
 def test_local_records_are_bounded_and_never_fail_the_refresh(
-    make_project: ProjectFactory, counter_dir: Path, caplog: pytest.LogCaptureFixture
+    make_project: ProjectFactory,
+    counter_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     root, _ = _project(make_project, counter_dir)
     for _ in range(MAX_LOCAL_RECORDS + 5):
@@ -144,12 +149,40 @@ def test_local_records_are_bounded_and_never_fail_the_refresh(
     assert len(records) == MAX_LOCAL_RECORDS
     assert records[0].started_at > records[-1].started_at  # newest first
     key_dir = root / "defs/.local_defs_state/List[api]"
-    for path in (key_dir / "records").iterdir():
-        path.unlink()
-    (key_dir / "records").rmdir()
-    (key_dir / "records").write_text("not a folder")  # records cannot be written now
+    assert sorted(p.name for p in key_dir.iterdir() if not p.name.startswith("record-")) == [
+        "state"  # one folder per key: the state and its records; the folder is the lock
+    ]
+
+    def disk_full(path: object, data: bytes, **options: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(local, "write_atomic", disk_full)  # records cannot be written now
     assert refresh_state(root).ok
     assert "could not write the refresh record" in caplog.text
+
+
+def test_local_records_of_earlier_versions_are_read_and_trimmed(
+    make_project: ProjectFactory, counter_dir: Path
+) -> None:
+    """Earlier versions kept a key's records in ``<key dir>/records/``: history still shows
+    them, newest first with the new ones, and they count towards the kept 50."""
+    root, _ = _project(make_project, counter_dir)
+    assert refresh_state(root).ok
+    key_dir = root / "defs/.local_defs_state/List[api]"
+    (record_file,) = key_dir.glob("record-*.json")
+    legacy = key_dir / "records"
+    legacy.mkdir()
+    old = json.loads(record_file.read_text())
+    old.update(started_at="2020-01-01T00:00:00+00:00", record_id="0" * 32, trigger="legacy")
+    (legacy / "2020-01-01T000000Z0000-0.json").write_text(json.dumps(old))
+    assert refresh_state(root).ok
+    records = state_history(root, "List[api]", limit=10).records
+    assert [r.trigger for r in records] == ["api", "api", "legacy"]
+    for _ in range(MAX_LOCAL_RECORDS - 1):
+        assert refresh_state(root).ok
+    records = state_history(root, "List[api]", limit=1000).records
+    assert len(records) == MAX_LOCAL_RECORDS and "legacy" not in {r.trigger for r in records}
+    assert not list(legacy.iterdir())  # the oldest record went first
 
 
 def _refresh_process(root: Path, *args: str) -> subprocess.Popen[str]:

@@ -74,19 +74,31 @@ def _to_key(value: AssetKey | str | Sequence[str]) -> AssetKey:
     return _key_from_text(value) if isinstance(value, str) else AssetKey.from_user(value)
 
 
+# The converters below return early for empty values: most fields of most specs are empty,
+# and a project builds tens of thousands of specs.
+
+
 def _to_keys(values: Iterable[AssetKey | str | Sequence[str]]) -> tuple[AssetKey, ...]:
-    return tuple(dict.fromkeys(_to_key(v) for v in values))
+    if not values:
+        return ()
+    return tuple(dict.fromkeys(map(_to_key, values)))
 
 
 def _to_sorted_strings(values: Iterable[str]) -> tuple[str, ...]:
+    if not values:
+        return ()
     return tuple(sorted(set(values)))
 
 
 def _to_strings(values: Iterable[str]) -> tuple[str, ...]:
-    return tuple(str(v) for v in values)
+    if not values:
+        return ()
+    return tuple(map(str, values))
 
 
 def _to_tags(values: Mapping[str, str]) -> dict[str, str]:
+    if not values:
+        return {}
     return {str(k): str(v) for k, v in values.items()}
 
 
@@ -99,10 +111,12 @@ def _check_json(instance: object, attribute: attrs.Attribute[Any], value: Any) -
         return
     # The usual metadata, a flat dict of plain scalars, is valid JSON without encoding it
     # (a third of building an AssetSpec); anything else is encoded to find out.
-    if type(value) is dict and all(
-        type(k) is str and type(v) in _PLAIN_SCALARS for k, v in value.items()
-    ):
-        return
+    if type(value) is dict:
+        for k, v in value.items():
+            if type(k) is not str or type(v) not in _PLAIN_SCALARS:
+                break
+        else:
+            return
     try:
         _JSON_CHECK.encode(value)
     except (TypeError, ValueError) as exc:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator, Mapping
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Generic, TypeVar, cast
 
 import attrs
@@ -147,27 +148,32 @@ def find_defs_yaml_files(defs_dir: Path) -> list[Path]:
     """Every ``defs.yaml`` under ``defs_dir``, sorted; hidden and cache folders skipped."""
 
     def walk(folder: Path) -> Iterator[Path]:
-        try:
-            entries = sorted(folder.iterdir())
+        try:  # scandir: the kind of each entry comes with the listing, no stat per entry
+            with os.scandir(folder) as listing:
+                entries = sorted((e.name, e.is_dir()) for e in listing)
         except FileNotFoundError:
             return
-        for entry in entries:
-            if is_skipped_in_defs(entry.name):
+        for name, is_dir in entries:
+            if is_skipped_in_defs(name):
                 continue
-            if entry.is_dir():
-                yield from walk(entry)
-            elif entry.name == DEFS_YAML:
-                yield entry
+            if is_dir:
+                yield from walk(folder / name)
+            elif name == DEFS_YAML:
+                yield folder / name
 
     return list(walk(defs_dir))
 
 
 def _label(config: ProjectConfig, location: SourceLocation) -> str:
-    try:
-        relative = location.path.relative_to(config.root)
-    except ValueError:
-        relative = location.path
-    return f"{relative.as_posix()}:{location.line}"
+    root, path = os.fspath(config.root), os.fspath(location.path)
+    if path.startswith(root) and path[len(root) : len(root) + 1] == os.sep:
+        relative = PurePath(path[len(root) + 1 :]).as_posix()  # relative_to, without parsing
+    else:
+        try:
+            relative = location.path.relative_to(config.root).as_posix()
+        except ValueError:
+            relative = location.path.as_posix()
+    return f"{relative}:{location.line}"
 
 
 def ensure_importable(root: Path) -> None:

@@ -44,3 +44,16 @@ class GcPause:
 
 
 paused_gc = GcPause()
+
+
+def freeze_before_exit() -> None:
+    """Spare a process that is about to exit the collector's passes over what it built.
+
+    Interpreter shutdown runs full collections over every object still alive, even with the
+    collector disabled: after a load of 1000 components x 20 assets that was about a third
+    of the whole ``list defs`` process's CPU time (0.6 s of 2 s). ``gc.freeze()`` moves the
+    survivors out of the collector's sight; reference counting still frees them. Only for
+    processes that end right after (the CLI, a load worker), never a long-lived server:
+    cycles frozen there would never be collected.
+    """
+    gc.freeze()

@@ -8,6 +8,7 @@ file and line of its document (docs/hostile-input-and-secrets.md).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -57,6 +58,26 @@ _SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoade
 class _LineLoader(_SafeLoader):  # type: ignore[valid-type,misc]
     """A safe loader whose nodes keep their line numbers (see ``_Walk``)."""
 
+    def resolve(self, kind: type[yaml.Node], value: Any, implicit: tuple[bool, bool]) -> str:
+        # libyaml asks at every node. A plain scalar's tag depends on its text alone when
+        # there are no path resolvers (a safe loader has none): short ones are cached.
+        if kind is yaml.ScalarNode and implicit[0] and not self.yaml_path_resolvers:
+            return _short_plain_tag(value) if len(value) <= 64 else _plain_tag(value)
+        tag: str = super().resolve(kind, value, implicit)
+        return tag
+
+
+_RESOLVER = yaml.resolver.Resolver()
+
+
+def _plain_tag(value: str) -> str:
+    """The tag PyYAML's resolver gives a plain scalar, e.g. ``!!int`` for ``12``."""
+    tag: str = _RESOLVER.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
+    return tag
+
+
+_short_plain_tag = functools.lru_cache(maxsize=4096)(_plain_tag)
+
 
 # Documented limits (README, "Project format"): what one defs.yaml document may expand to.
 MAX_DEPTH = 100
@@ -91,36 +112,23 @@ def _tag_name(tag: str) -> str:
 class _Measure:
     """Pre-pass over one document's node graph, before anything is constructed: checks tags
     and depth, finds recursive aliases, and bounds what aliases expand to. Sizes are memoized
-    per node, so the pass is linear in the document's size, however much aliases repeat."""
+    per node, so the pass is linear in the document's size, however much aliases repeat; the
+    same pass counts the document's own (distinct) nodes and text."""
 
     source: Path
     sizes: dict[int, tuple[int, int]] = attrs.field(factory=dict)
     active: set[int] = attrs.field(factory=set)
+    own_text: int = 0
 
     def check(self, root: yaml.Node) -> None:
         nodes, text = self.size(root, 1)
         own_nodes = len(self.sizes)
-        own_text = sum(len(n.value) for n in self._distinct(root) if isinstance(n, yaml.ScalarNode))
-        if nodes - own_nodes > MAX_ALIAS_NODES or text - own_text > MAX_ALIAS_BYTES:
+        if nodes - own_nodes > MAX_ALIAS_NODES or text - self.own_text > MAX_ALIAS_BYTES:
             raise DefsYamlError(
                 f"aliases expand this document past the limit ({MAX_ALIAS_NODES} nodes or "
                 f"{MAX_ALIAS_BYTES // (1024 * 1024)} MiB of text added by aliases)",
                 _at(self.source, root),
             )
-
-    def _distinct(self, root: yaml.Node) -> list[yaml.Node]:
-        found: dict[int, yaml.Node] = {}
-        stack = [root]
-        while stack:
-            node = stack.pop()
-            if id(node) in found:
-                continue
-            found[id(node)] = node
-            if isinstance(node, yaml.SequenceNode):
-                stack.extend(node.value)
-            elif isinstance(node, yaml.MappingNode):
-                stack.extend(n for pair in node.value for n in pair)
-        return list(found.values())
 
     def size(self, node: yaml.Node, depth: int) -> tuple[int, int]:
         """``(nodes, characters)`` of ``node`` with every alias expanded."""
@@ -131,6 +139,7 @@ class _Measure:
             if node.tag not in _SCALAR_TAGS and node.tag != _MERGE_TAG:
                 raise self._bad_tag(node)
             result = (1, len(node.value))
+            self.own_text += result[1]  # once per distinct node: sizes are memoized
         else:
             if node.tag not in _COLLECTION_TAGS:
                 raise self._bad_tag(node)
@@ -167,9 +176,16 @@ class _Measure:
         )
 
 
+_STR_TAG = _YAML + "str"
+_INT_TAG = _YAML + "int"
+
+
 def _construct_scalar(loader: _LineLoader, source: Path, node: yaml.ScalarNode) -> Any:
     """The value of one scalar; a value its tag cannot read is an error at its line."""
-    if node.tag == _YAML + "int":
+    tag = node.tag
+    if tag == _STR_TAG:  # most scalars: PyYAML's constructor returns the text as it is
+        return node.value
+    if tag == _INT_TAG:
         digits = sum(c.isdigit() for c in node.value)
         if digits > MAX_INT_DIGITS:
             raise DefsYamlError(
@@ -182,7 +198,7 @@ def _construct_scalar(loader: _LineLoader, source: Path, node: yaml.ScalarNode) 
         loader.recursive_objects.clear()
         detail = f" ({exc})" if isinstance(exc, ValueError) and str(exc) else ""
         raise DefsYamlError(
-            f"invalid {_SCALAR_TAGS.get(node.tag, node.tag)} value {_short(node.value)}{detail}",
+            f"invalid {_SCALAR_TAGS.get(tag, tag)} value {_short(node.value)}{detail}",
             _at(source, node),
         ) from None
 
@@ -199,9 +215,11 @@ def _walk(
         return _construct_scalar(loader, source, node)
     # locations are built only for errors: a project walks tens of thousands of nodes
     if isinstance(node, yaml.MappingNode):
-        own = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
-        loader.flatten_mapping(node)  # resolves '<<' merge keys, putting merged pairs first
-        merged = len(node.value) - own
+        merged = 0
+        if any(key_node.tag == _MERGE_TAG for key_node, _ in node.value):
+            own = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
+            loader.flatten_mapping(node)  # resolves '<<' merge keys, merged pairs first
+            merged = len(node.value) - own
         result: dict[Any, Any] = {}
         explicit: set[Any] = set()
         for index, (key_node, value_node) in enumerate(node.value):

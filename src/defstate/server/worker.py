@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 
 from defstate.errors import DefstateError, WorkerError
-from defstate.loader.gc_pause import paused_gc
+from defstate.loader.gc_pause import freeze_before_exit, paused_gc
 from defstate.loader.load import LoadResult, load_defs
 from defstate.redaction import redact_data, redact_standard_streams
 from defstate.server.protocol import LoadDocument, LoadRequest
@@ -200,4 +200,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    freeze_before_exit()  # the worker exits now: no collection over the load's objects
+    sys.exit(code)

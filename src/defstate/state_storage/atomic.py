@@ -36,9 +36,10 @@ def written_aside(path: str | os.PathLike[str], *, make_parents: bool = True) ->
     try:
         yield tmp
         os.replace(tmp, path)
-    finally:
+    except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        raise
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes, *, make_parents: bool = True) -> None:

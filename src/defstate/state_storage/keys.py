@@ -23,6 +23,7 @@ a lone surrogate (``"\\ud800"``) cannot be encoded. Both raise ``InvalidStateKey
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Iterable
 from pathlib import PurePosixPath
 
@@ -47,8 +48,13 @@ def encode_key(key: str) -> PurePosixPath:
     return _encode(key)
 
 
+_ALL_SAFE = re.compile(rf"[A-Za-z0-9_\-\[\]]{{1,{_CHUNK}}}")
+
+
 @functools.lru_cache(maxsize=8192)  # a refresh or load asks for each key's path several times
 def _encode(key: str) -> PurePosixPath:
+    if _ALL_SAFE.fullmatch(key):  # the usual key: encoded as it is, in one chunk
+        return PurePosixPath(key)
     try:
         raw = key.encode("utf-8")
     except UnicodeEncodeError as exc:

@@ -42,9 +42,10 @@ STATE_NAME = "state"
 _TMP_PREFIX = TMP_PREFIX  # atomic.py's: listings and cleanup of abandoned writes know it
 _OLD_PREFIX = ".old-"
 _GITIGNORE = "# Written by defstate: local state is built, not versioned.\n*\n"
-RECORDS_DIRNAME = "records"
+_RECORD_PREFIX = "record-"
+LEGACY_RECORDS_DIRNAME = "records"  # where earlier versions kept records: still read
 MAX_LOCAL_RECORDS = 50
-_LOCK_NAME = ".refresh.lock"
+_LOCK_NAME = ".refresh.lock"  # only where the key's folder itself cannot be flock()ed
 
 
 @functools.cache
@@ -283,45 +284,62 @@ class LocalStateStorage:
     # -- refresh records and single-flight --------------------------------------------------
 
     def write_record(self, record: RefreshRecord) -> None:
-        folder = self.key_dir(record.key) / RECORDS_DIRNAME
+        key_dir = self.key_dir(record.key)
+        path = key_dir / f"{_RECORD_PREFIX}{record.file_name}"
         data = record.to_bytes()
         try:
-            write_atomic(folder / record.file_name, data, make_parents=False)
+            write_atomic(path, data, make_parents=False)
         except FileNotFoundError:
-            self._make_key_dir(folder)
-            write_atomic(folder / record.file_name, data, make_parents=False)
-        names = sorted(name for name in os.listdir(folder) if name.endswith(".json"))
-        for name in names[:-MAX_LOCAL_RECORDS]:
-            (folder / name).unlink(missing_ok=True)
+            self._make_key_dir(key_dir)
+            write_atomic(path, data, make_parents=False)
+        for old in self._record_files(key_dir)[:-MAX_LOCAL_RECORDS]:
+            old.unlink(missing_ok=True)
 
     def records(self, key: str, limit: int = 50) -> list[RefreshRecord]:
-        folder = self.key_dir(key) / RECORDS_DIRNAME
         found = []
-        for path in sorted(folder.glob("*.json"), reverse=True)[:limit]:
+        for path in self._record_files(self.key_dir(key))[::-1][:limit]:
             with contextlib.suppress(OSError, ValueError, TypeError):
-                found.append(RefreshRecord.from_json_dict(json.loads(path.read_text())))
+                found.append(RefreshRecord.from_json_dict(json.loads(path.read_bytes())))
         return found
+
+    @staticmethod
+    def _record_files(key_dir: Path) -> list[Path]:
+        """A key's record files, oldest first: ``record-*.json`` in its folder, and those an
+        earlier defstate kept in its ``records/`` sub-folder (one more folder per key)."""
+        named: list[tuple[str, Path]] = []
+        with (
+            contextlib.suppress(FileNotFoundError, NotADirectoryError),
+            os.scandir(key_dir) as entries,
+        ):
+            for entry in entries:
+                name = entry.name
+                if name.startswith(_RECORD_PREFIX) and name.endswith(".json"):
+                    named.append((name[len(_RECORD_PREFIX) :], Path(entry.path)))
+                elif name == LEGACY_RECORDS_DIRNAME and entry.is_dir():
+                    named.extend((p.name, p) for p in Path(entry.path).glob("*.json"))
+        return [path for _, path in sorted(named)]
 
     @contextlib.contextmanager
     def refresh_lock(self, key: str, *, wait: bool, ttl: float) -> Iterator[bool]:
-        """A file lock in the key's folder (released by the OS if the holder dies)."""
+        """``flock`` on the key's folder itself (released by the OS if the holder dies): no
+        lock file to create, so a first refresh creates one inode fewer per key."""
         key_dir = self.key_dir(key)
-        lock_path = key_dir / _LOCK_NAME
         if _flock is None:  # not POSIX
-            yield from _filelock(lock_path, key, key_dir, self, wait=wait)
+            yield from _filelock(key_dir / _LOCK_NAME, key, key_dir, self, wait=wait)
             return
         try:
-            fd = os.open(lock_path, _LOCK_FLAGS, 0o644)
+            fd = os.open(key_dir, _LOCK_FLAGS)
         except FileNotFoundError:
             self._make_key_dir(key_dir)
-            fd = os.open(lock_path, _LOCK_FLAGS, 0o644)
+            fd = os.open(key_dir, _LOCK_FLAGS)
         try:
             waited = _flock(fd, key, wait=wait)
         except OSError as exc:
             os.close(fd)
             if exc.errno not in _NO_FLOCK:
                 raise
-            yield from _filelock(lock_path, key, key_dir, self, wait=wait)  # e.g. some NFS
+            # e.g. some NFS: filelock knows the fallbacks
+            yield from _filelock(key_dir / _LOCK_NAME, key, key_dir, self, wait=wait)
             return
         except BaseException:
             os.close(fd)
@@ -329,7 +347,7 @@ class LocalStateStorage:
         try:
             yield waited
         finally:
-            os.close(fd)  # releases the lock; the file stays (unlinking it would race)
+            os.close(fd)  # releases the lock
 
 
 _PID = os.getpid()
@@ -345,7 +363,7 @@ if hasattr(os, "register_at_fork"):
 
 # flock is missing on this file system: filelock knows the fallbacks
 _NO_FLOCK = (errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK)
-_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+_LOCK_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 def _posix_flock() -> Any:

@@ -68,7 +68,9 @@ def _call_with_timeout(func: Callable[[], object], timeout: float | None) -> Non
 
 def _complete(outcome: object, timeout: float | None) -> None:
     """Await ``outcome`` when ``write_state_to_path`` was an ``async def``."""
-    import asyncio  # only refreshes need these; keep `import defstate` light
+    if outcome is None:  # a plain method returned: no need to import asyncio
+        return
+    import asyncio  # only async refreshes need these; keep `import defstate` light
     import inspect
 
     if inspect.isawaitable(outcome):
