@@ -43,8 +43,13 @@ lint: install-dev
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 
+# One pytest worker per core (pytest-xdist); --dist loadfile keeps each test file on one worker,
+# so a module fixture (one dbt parse, one built PEX, one served example) is made once, and each
+# worker starts its own session servers (moto, fake-gcs-server, PostgreSQL) on free ports.
+# PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= auto
 pytest: install-dev
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 test: lint pytest
 

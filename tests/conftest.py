@@ -21,6 +21,19 @@ pytest_plugins = ["storage_servers", "postgres_server"]
 
 ProjectFactory = Callable[..., Path]
 
+# Tests that start real processes or servers for many seconds (pyproject.toml `markers`).
+HEAVY_MARKERS = ("slow", "dagster", "postgres", "browser", "stress")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with heavy tests run first; within a file the order stays as written.
+
+    `make test` spreads whole files over one worker per core (pytest-xdist, ``--dist
+    loadfile``): started last, a long file would keep one worker busy while the others idle.
+    """
+    heavy = {item.path for item in items if any(map(item.get_closest_marker, HEAVY_MARKERS))}
+    items.sort(key=lambda item: item.path not in heavy)  # a stable sort: files stay contiguous
+
 
 def write_files(root: Path, files: Mapping[str, str]) -> None:
     for relative, text in files.items():

@@ -10,7 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import REPO_ROOT, subprocess_env
+
+pytestmark = pytest.mark.slow  # dozens of child processes and a moto server
 
 PER_SIZE_OPS = {
     "list defs (process)",

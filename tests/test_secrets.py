@@ -94,6 +94,7 @@ def _needles(secret: str) -> list[str]:
     return [secret, json.dumps(secret)[1:-1]]
 
 
+@pytest.mark.slow  # about 20 CLI processes, serve and dev
 def test_one_secret_through_every_output_and_stored_file(
     make_project: ProjectFactory,
     s3_bucket: str,

@@ -202,14 +202,20 @@ def _check_consistent(storage: VersionedStateStorage, key: str) -> str:
     return latest.version
 
 
-def test_eight_processes_refresh_eight_keys(
+@pytest.mark.slow  # four CLI processes per backend
+def test_four_processes_refresh_eight_keys_at_once(
     backend: Backend, make_project: ProjectFactory, counter_dir: Path
 ) -> None:
+    """Writers of different keys never clobber each other: four processes (each refreshing
+    two keys at once) publish into one store at the same time."""
     if not backend.multiprocess:
         pytest.skip("memory:// is private to one process")
     names = [f"k{i}" for i in range(8)]
     root = _project(make_project, counter_dir, names)
-    processes = [_refresh_process(root, "--key", f"List[{n}]") for n in names]
+    processes = [
+        _refresh_process(root, "--key", f"List[{a}]", "--key", f"List[{b}]", "--concurrency", "2")
+        for a, b in zip(names[::2], names[1::2], strict=True)
+    ]
     for process in processes:
         _, err = process.communicate(timeout=120)
         assert process.returncode == 0, err
