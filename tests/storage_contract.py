@@ -144,6 +144,17 @@ class StorageContract:
             latest = storage.latest(key)
             assert latest is not None, key
 
+    def test_latest_many_agrees_with_latest(self, storage: StateStorage) -> None:
+        publish(storage, b"one", key="List[one]")
+        publish(storage, b"two", key="List[two]")
+        publish(storage, b"two again", key="List[two]")
+        keys = ["List[one]", "List[two]", "List[never]"]
+        for _ in range(2):  # the second answer may come from a cache of the first
+            answered = storage.latest_many(keys)
+            assert set(answered) <= set(keys)
+            for key, version in answered.items():
+                assert version == storage.latest(key)
+
     # -- pins and reconstruction ----------------------------------------------------------
 
     def test_a_pin_reads_back_what_it_pinned(self, storage: StateStorage) -> None:

@@ -343,7 +343,7 @@ def test_initialization_records_the_pin_and_reconstruction_uses_it(
 
     external.write_text('["a", "b"]')
     assert refresh_state(project).ok
-    pointer = tmp_path / "store" / "List[v]" / "latest.json"
+    pointer = tmp_path / "store" / "_pointers.d" / "List[v].json"
     pointer.write_text("garbage")  # a reconstruction never reads it
     again = Recorder(dict(init.recorded))
     assert _keys(build_for_load(project, again.context)) == ["a"]

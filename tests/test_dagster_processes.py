@@ -152,7 +152,7 @@ def test_run_workers_load_the_pinned_versions_until_the_code_location_reloads(
     env = dagster_env(tmp_path / "home", {"PROBE_OUT": str(probe_out)})
     server_env = {**env, "DAGSTER_IS_DEV_CLI": "1"}
     assert run_tool("defstate", "state", "refresh", cwd=project, env=env).returncode == 0
-    pointer = store / "List[versioned]" / "latest.json"
+    pointer = store / "_pointers.d" / "List[versioned].json"
     target = ("-f", "definitions.py", "-a", "defs")
 
     with code_server(project, server_env, tmp_path / "server1.log", *target) as port:

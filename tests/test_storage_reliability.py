@@ -28,6 +28,7 @@ from defstate.state_storage import encode_key
 from defstate.state_storage.archive import same_state, sha256_bytes
 from defstate.state_storage.local import LocalStateStorage
 from defstate.state_storage.pins import LivePins
+from defstate.state_storage.pointer_layout import POINTERS_DIRNAME
 from defstate.state_storage.versioned import VersionedStateStorage
 
 WEIRD = "a*b?c%d{e}[f]"
@@ -189,13 +190,15 @@ def _gc(storage: VersionedStateStorage) -> list[str]:
     return collect_key(storage, WEIRD_KEY, GcPolicy(keep=0, grace=0)).deleted
 
 
+POINTER = f"/{POINTERS_DIRNAME}/"  # a key's latest pointer (layout 2)
+
 INTERLEAVINGS = [
     # (hooked side, method, path suffix, before/after) -> what the other side does there
     ("gc", "delete", "manifest.json", True),  # gc dropped the manifest: rollback runs
     ("gc", "delete", "/state", False),  # gc re-checked, about to delete bytes: rollback runs
     ("rollback", "read", "manifest.json", True),  # rollback read the manifest: gc runs
-    ("rollback", "write_if", "latest.json", True),  # rollback moved the pointer: gc runs
-    ("rollback", "write_if", "latest.json", False),  # just before the move: gc runs
+    ("rollback", "write_if", POINTER, True),  # rollback moved the pointer: gc runs
+    ("rollback", "write_if", POINTER, False),  # just before the move: gc runs
 ]
 
 
@@ -239,7 +242,7 @@ def test_gc_racing_rollback_never_leaves_a_dangling_pointer(
         monkeypatch,
         first,
         method,
-        lambda p: p.endswith(suffix) and (suffix == "latest.json" or v0 in p),
+        lambda p: (POINTER in p) if suffix == POINTER else (p.endswith(suffix) and v0 in p),
         second,
         after=after,
     )
@@ -285,17 +288,17 @@ def test_gc_during_a_publication_keeps_the_new_version(
     _publish(root, WEIRD_KEY, ["old"])
     publisher = VersionedStateStorage(shared_url)
     collected: list[list[str]] = []
-    for suffix in ("manifest.json", "latest.json"):  # after the bytes; after the manifest
+    for suffix in ("manifest.json", POINTER):  # after the bytes; after the manifest
         with pytest.MonkeyPatch.context() as mp:
             fired = _on_call(
                 mp,
                 publisher,
                 "write" if suffix == "manifest.json" else "read_with_info",
-                lambda p, s=suffix: p.endswith(s),  # type: ignore[misc]
+                lambda p, s=suffix: p.endswith(s) or (s == POINTER and POINTER in p),  # type: ignore[misc]
                 lambda: collected.append(_gc(VersionedStateStorage(shared_url))),
             )
-            state = tmp_path / f"new-{suffix}"
-            state.write_text(json.dumps([f"new-{suffix}"]))
+            state = tmp_path / f"new-{uuid.uuid4().hex}"
+            state.write_text(json.dumps([f"new-{len(collected)}"]))
             published = publisher.publish(WEIRD_KEY, state, {}).version.version
             assert fired
             assert _assert_pointer_sound(publisher, WEIRD_KEY) == published

@@ -142,7 +142,7 @@ def test_repeated_load_downloads_no_state_bytes(
             for name in ("state", "state.tar.gz", "latest.json"):
                 if fs.exists(f"{base}/{name}"):
                     fs.rm_file(f"{base}/{name}")
-        fs.rm_file(f"{storage.key_path(key)}/latest.json")  # and a pin reads no pointer
+        fs.rm_file(storage.pointer_path(key))  # and a pin reads no pointer
     assert _keys(root, state_info=pin) == ["api_1", "api_2", "dir/d1"]
 
 

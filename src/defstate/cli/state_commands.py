@@ -1,4 +1,4 @@
-"""``state verify``, ``state pull`` and ``state gc --orphans``."""
+"""``state verify``, ``state pull``, ``state migrate-layout`` and ``state gc --orphans``."""
 
 from __future__ import annotations
 
@@ -70,6 +70,31 @@ def state_pull(
             )
     if not results:
         click.echo("no versioned keys to pull")
+
+
+@state_group.command("migrate-layout")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+@handle_errors
+def state_migrate_layout(state: CliState, as_json: bool) -> None:
+    """Move the versioned storage to the current layout (2: every latest pointer under one
+    prefix, so an unchanged project's load lists them instead of reading one per key).
+
+    Safe while other processes load and publish (they must run a defstate that knows layout
+    2), safe to interrupt, and idempotent: run it again to finish or to check.
+    """
+    from defstate.loader.state_tools import migrate_layout
+
+    result = migrate_layout(state.project)
+    if as_json:
+        click.echo(json_dumps(result.to_json_dict()))
+        return
+    for key in result.moved:
+        click.echo(f"moved {key}")
+    click.echo(
+        f"{result.storage}: layout {result.layout_before} -> layout {result.layout}, "
+        f"{plural(len(result.moved), 'key')} moved, {len(result.unchanged)} already there"
+    )
 
 
 def gc_orphans(state: CliState, as_json: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -12,7 +13,7 @@ import attrs
 
 from defstate.components.component import Component
 from defstate.definitions import AssetCheckKey, AssetKey, Definitions, merge_definitions
-from defstate.errors import StateVersionMissingError, UnknownStateKeyError, UsageError
+from defstate.errors import StateVersionMissingError, UnknownStateKeyError, UsageError, is_transient
 from defstate.loader.discovery import (
     ComponentInstance,
     LoadProblem,
@@ -39,6 +40,8 @@ from defstate.loader.storage import StateStorages
 from defstate.state_storage.base import StateStorage
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.state_info import StateInfo, StateVersion
+
+log = logging.getLogger("defstate.loader")
 
 if TYPE_CHECKING:
     from defstate.state_storage.pins import LivePins
@@ -389,11 +392,12 @@ def _resolve_state(
     versions: dict[str, StateVersion] = {}
     paths: dict[str, Path | None] = {}
     errors: list[LoadProblem] = []
+    listed = _latest_in_bulk(project, storages, errors) if pin is None else {}
 
     def choose(key: str) -> None:
         group = project.groups[key]
         if pin is None:
-            version = storages[key].latest(key)
+            version = listed[key] if key in listed else storages[key].latest(key)
         else:
             version = pin.get(key)
             if version is not None and version.management_type != group.management_type:
@@ -410,10 +414,15 @@ def _resolve_state(
             paths[key] = storages[key].state_path(versions[key])
 
     def remote(key: str) -> bool:
-        return storages[key].remote
+        return storages[key].remote and key not in listed
 
+    failed = {e.key for e in errors}
     _run_each(
-        choose, sorted(storages), remote if pin is None else lambda key: False, errors, project
+        choose,
+        [k for k in sorted(storages) if k not in failed],
+        remote if pin is None else lambda key: False,
+        errors,
+        project,
     )
     _run_each(
         fetch,
@@ -444,6 +453,29 @@ def _latest_state_path(storage: StateStorage, version: StateVersion) -> tuple[St
                 raise
             version = newer
     return version, storage.state_path(version)
+
+
+def _latest_in_bulk(
+    project: Project, storages: Mapping[str, StateStorage], errors: list[LoadProblem]
+) -> dict[str, StateVersion | None]:
+    """The latest versions each storage answers for many keys at once (one listing instead
+    of one read per key). A storage that cannot be reached fails each of its keys with that
+    error, once; one that refuses the listing (a permission) leaves its keys to be read one
+    by one."""
+    by_storage: dict[int, list[str]] = {}
+    for key in sorted(storages):
+        by_storage.setdefault(id(storages[key]), []).append(key)
+    found: dict[str, StateVersion | None] = {}
+    for keys in by_storage.values():
+        storage = storages[keys[0]]
+        try:
+            found.update(storage.latest_many(keys))
+        except Exception as exc:
+            if not is_transient(exc):
+                log.warning("cannot list the latest pointers at %s: %s", storage.describe(), exc)
+                continue
+            errors.extend(LoadProblem.for_instance(project.groups[k].writer, exc) for k in keys)
+    return found
 
 
 def _run_each(

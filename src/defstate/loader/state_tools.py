@@ -23,7 +23,7 @@ from defstate.loader.load import Project, open_project
 from defstate.state_storage.local import LocalStateStorage
 from defstate.state_storage.registry import storage_class
 from defstate.state_storage.state_info import StateInfo, StateVersion
-from defstate.state_storage.versioned import StoredVersion, VersionedStateStorage
+from defstate.state_storage.versioned import LayoutMigration, StoredVersion, VersionedStateStorage
 
 
 @attrs.frozen
@@ -187,17 +187,22 @@ def orphan_keys(project_root: Path | str | None = None) -> list[OrphanKey]:
     return sorted(found, key=lambda o: (o.storage, o.key))
 
 
+def migrate_layout(project_root: Path | str | None = None) -> LayoutMigration:
+    """Move the project's versioned storage to the current pointer layout (see
+    :meth:`VersionedStateStorage.migrate_layout`): idempotent, safe to interrupt and to run
+    while other processes load and publish."""
+    project = open_project(project_root)
+    return _versioned_storage(project).migrate_layout()
+
+
 def delete_orphans(project_root: Path | str | None = None) -> list[OrphanKey]:
     """Delete the state of every orphan key (all versions, records and leases)."""
     project = open_project(project_root)
     orphans = orphan_keys(project.config.root)
     storage = _versioned_storage(project) if project.config.state_storage else None
     for orphan in orphans:
-        if storage is None or orphan.storage != storage.describe() or storage.is_local:
+        if storage is None or orphan.storage != storage.describe():
             shutil.rmtree(orphan.path)
         else:
-            # object by object on exact paths: s3fs/gcsfs glob-expand rm(recursive=True), and
-            # encoded keys keep brackets
-            for path in storage.fs.find(orphan.path):
-                storage.fs.rm_file(path)
+            storage.forget_key(orphan.key, orphan.path)
     return orphans

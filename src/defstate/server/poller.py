@@ -9,6 +9,7 @@ from defstate.loader.project import load_project_config
 from defstate.loader.storage import StateStorages
 from defstate.server.location import CodeLocation
 from defstate.state_storage.registry import storage_class
+from defstate.state_storage.state_info import StateVersion
 
 log = logging.getLogger("defstate.server")
 
@@ -29,9 +30,17 @@ def moved_keys(location: CodeLocation, seen: dict[str, str]) -> list[str]:
         return []
     storages = StateStorages(load_project_config(location.project_root))
     pinned = location.pins()
+    listed: dict[str, StateVersion | None] = {}
+    for management_type in set(types.values()):
+        # one listing of the pointers (and reads of only those that changed) per storage
+        keys = sorted(k for k, t in types.items() if t is management_type)
+        listed.update(storages.get(management_type, "poller").latest_many(keys))
     moved = []
     for key, management_type in sorted(types.items()):
-        latest = storages.get(management_type, "poller").latest(key)
+        if key in listed:
+            latest = listed[key]
+        else:
+            latest = storages.get(management_type, "poller").latest(key)
         if latest is None:
             continue
         known = seen.get(key, pinned.get(key))

@@ -126,6 +126,12 @@ class StateStorage(Protocol):
         """The key's current version, or ``None`` when it has never been refreshed."""
         ...
 
+    def latest_many(self, keys: Sequence[str]) -> Mapping[str, StateVersion | None]:
+        """What :meth:`latest` says for those of ``keys`` this storage can answer together
+        in fewer round trips than one per key (possibly none of them). Callers read the
+        keys missing from the answer with :meth:`latest`."""
+        ...
+
     def state_path(self, version: StateVersion) -> Path:
         """A local path holding exactly ``version``'s state (a file or a directory)."""
         ...

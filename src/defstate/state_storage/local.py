@@ -16,7 +16,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from stat import S_ISDIR
 from typing import Any, ClassVar, Self
@@ -217,6 +217,9 @@ class LocalStateStorage:
             if olds:
                 return olds[-1]
         return None
+
+    def latest_many(self, keys: Sequence[str]) -> Mapping[str, StateVersion | None]:
+        return {}  # no read of many keys is cheaper than latest() of each here
 
     def latest(self, key: str) -> StateVersion | None:
         path = self._current_path(key)

@@ -94,6 +94,10 @@ class ObjectStore:
     protocols: ClassVar[tuple[str, ...]] = ()
     #: whether ``write_if`` is atomic across processes and machines
     atomic_conditional_writes: ClassVar[bool] = False
+    #: whether the tokens ``list_objects`` returns change whenever an object's content does
+    #: (S3 ETags, GCS generations, local inode+mtime+size, memory sha256), so one listing
+    #: tells which of many objects changed since they were last read
+    listing_tokens_track_content: ClassVar[bool] = False
     #: whether calls take a ``timeout`` (fsspec's async file systems do)
     bounded_calls: ClassVar[bool] = False
     #: whether the root's first part is a bucket that must exist (a missing one is an error)
@@ -258,6 +262,7 @@ class LocalObjectStore(ObjectStore):
 
     protocols = ("file", "local")
     atomic_conditional_writes = True
+    listing_tokens_track_content = True
     local_files = True
 
     @classmethod
@@ -380,6 +385,7 @@ class MemoryObjectStore(ObjectStore):
 
     protocols = ("memory",)
     atomic_conditional_writes = True
+    listing_tokens_track_content = True
 
     def _object_info(self, path: str, info: Mapping[str, Any]) -> ObjectInfo:
         data = self.fs.cat_file(path)
@@ -408,6 +414,7 @@ class S3ObjectStore(ObjectStore):
 
     protocols = ("s3", "s3a")
     atomic_conditional_writes = True
+    listing_tokens_track_content = True
     bounded_calls = True
     has_buckets = True
 
@@ -425,6 +432,15 @@ class S3ObjectStore(ObjectStore):
 
     def tune(self) -> None:
         self.fs.retries = 1  # s3fs's retry loop: defstate retries with its own deadline
+
+    def read(self, path: str, timeout: float | None = None) -> bytes | None:
+        # One GET: with max_concurrency above 1, s3fs first sends a HEAD for the size (to
+        # split large objects into ranges), doubling the requests of every small read.
+        try:
+            data: bytes = self.fs.cat_file(path, max_concurrency=1, **self._kw(timeout))
+            return data
+        except FileNotFoundError:
+            return None
 
     def _object_info(self, path: str, info: Mapping[str, Any]) -> ObjectInfo:
         return ObjectInfo(
@@ -481,6 +497,7 @@ class GcsObjectStore(ObjectStore):
 
     protocols = ("gs", "gcs")
     atomic_conditional_writes = True
+    listing_tokens_track_content = True
     bounded_calls = True
     has_buckets = True
 

@@ -13,7 +13,7 @@ import contextlib
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar, Self
 
@@ -112,6 +112,9 @@ class SnapshotStateStorage:
 
     def describe(self) -> str:
         return "code-server snapshots (in the pin)"
+
+    def latest_many(self, keys: Sequence[str]) -> Mapping[str, StateVersion | None]:
+        return {key: self.snapshots.get(key) for key in keys}
 
     def latest(self, key: str) -> StateVersion | None:
         return self.snapshots.get(key)

@@ -5,10 +5,15 @@ Layout under the storage URL (a compatibility promise, documented in the README)
     <url>/<encoded key>/versions/<uuid>/state            a file state's bytes
     <url>/<encoded key>/versions/<uuid>/state.tar.gz     a directory state, archived
     <url>/<encoded key>/versions/<uuid>/manifest.json    key, version, created_at, size, sha256, ...
-    <url>/<encoded key>/latest.json                      the pointer: the latest manifest + previous
+    <url>/_pointers.d/<encoded key>.json                 the pointer: the latest manifest + previous
     <url>/<encoded key>/pins/<holder>.json               live pin records (versions in use)
     <url>/<encoded key>/lease.json                       the single-flight refresh lease
     <url>/<encoded key>/records/<time>-<id>.json         refresh records
+    <url>/_layout.json                                   {"layout": 2}
+
+That is layout 2; a storage without ``_layout.json`` is layout 1, whose pointers are
+``<url>/<encoded key>/latest.json``, and is still read and written as such until
+``defstate state migrate-layout`` moves it (see :mod:`defstate.state_storage.pointer_layout`).
 
 The pointer protocol (docs/reliability.md has the proof sketch) keeps one invariant: **the
 pointer never names a version whose manifest or bytes are missing**.
@@ -31,6 +36,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import socket
 import threading
 import uuid
@@ -62,6 +68,21 @@ from defstate.state_storage.keys import encode_key, find_keys
 from defstate.state_storage.leases import hold_lease
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.objects import ObjectInfo, ObjectStore, Timeouts, open_store
+from defstate.state_storage.pointer_layout import (
+    CURRENT_LAYOUT,
+    LAYOUT_MARKER_NAME,
+    LEGACY_POINTER_NAME,
+    POINTERS_DIRNAME,
+    CachedPointer,
+    PointerCache,
+    is_tombstone,
+    key_of_pointer,
+    layout_marker,
+    parse_layout,
+    pointer_name,
+    tombstone,
+    version_fields,
+)
 from defstate.state_storage.records import RefreshRecord
 from defstate.state_storage.state_info import StateVersion, utc_iso
 
@@ -69,6 +90,7 @@ T = TypeVar("T")
 log = logging.getLogger("defstate.state_storage")
 
 __all__ = [
+    "LayoutMigration",
     "Publication",
     "StoredVersion",
     "VersionedStateStorage",
@@ -77,7 +99,6 @@ __all__ = [
     "redact_url",
 ]
 
-POINTER_NAME = "latest.json"
 LEASE_NAME = "lease.json"
 PINS_DIRNAME = "pins"
 CLOCK_NAME = ".clock"
@@ -130,6 +151,40 @@ class Publication:
 
 
 @attrs.frozen
+class _Pointer:
+    """Where a key's pointer is, its bytes (``None``: no pointer yet) and, when asked for,
+    its object info (the token a conditional write must present)."""
+
+    path: str
+    data: bytes | None = None
+    info: ObjectInfo | None = None
+
+    @property
+    def token(self) -> str | None:
+        return self.info.token if self.info is not None else None
+
+
+@attrs.frozen
+class LayoutMigration:
+    """What :meth:`VersionedStateStorage.migrate_layout` did."""
+
+    storage: str
+    layout_before: int
+    layout: int
+    moved: tuple[str, ...]
+    unchanged: tuple[str, ...]
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "storage": self.storage,
+            "layout_before": self.layout_before,
+            "layout": self.layout,
+            "moved": list(self.moved),
+            "unchanged": list(self.unchanged),
+        }
+
+
+@attrs.frozen
 class StoredVersion:
     """A version folder found in storage: its manifest (``None`` when missing or damaged,
     ``problem`` says which), its objects, and when it was published by the storage's clock."""
@@ -169,6 +224,10 @@ class VersionedStateStorage:
     _root_checked: bool = attrs.field(default=False, init=False)
     _open_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
     _cache: DownloadCache | None = attrs.field(default=None, init=False)
+    _layout: int | None = attrs.field(default=None, init=False)
+    _layout_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
+    #: keys this instance wrote objects for (a new storage holding only these is empty)
+    _touched: set[str] = attrs.field(factory=set, init=False)
 
     management_type: ClassVar[ManagementType] = ManagementType.VERSIONED_STATE_STORAGE
     refreshed_at_initialization: ClassVar[bool] = False
@@ -319,16 +378,167 @@ class VersionedStateStorage:
         return find_keys(folders)
 
     def latest(self, key: str) -> StateVersion | None:
-        pointer = self._path(key, POINTER_NAME)
-        data = self._call("read", key, lambda t: self.store.read(pointer, t))
-        if data is None:
+        found = self._locate_pointer(key)
+        if found.data is None:
             self._check_root(key)
             return None
-        return self._parse_manifest(key, data, pointer)
+        return self._parse_manifest(key, found.data, found.path)
+
+    def latest_many(self, keys: Sequence[str]) -> dict[str, StateVersion | None]:
+        """The latest versions of ``keys`` from one listing of the pointers (layout 2): a
+        pointer whose listing token matches the pointer cache is not read again, the others
+        are. Keys missing from the answer (every key on layout 1, a damaged pointer) are read
+        with :meth:`latest`, which reports their problem."""
+        if not keys or self.layout() < CURRENT_LAYOUT:
+            return {}
+        first = keys[0]
+        prefix = f"{self._root}/{POINTERS_DIRNAME}"
+        listing = self._call("list", first, lambda t: self.store.list_objects(prefix, t))
+        listed = {key_of_pointer(info.path[len(prefix) + 1 :]): info for info in listing}
+        tokens_track = self.store.listing_tokens_track_content
+        cache = PointerCache(self.cache.root / ".pointers.json")
+        cached = cache.load() if tokens_track else {}
+        read: dict[str, CachedPointer] = {}
+        found: dict[str, StateVersion | None] = {}
+        unread = []
+        for key in keys:
+            info = listed.get(key)
+            entry = cached.get(pointer_name(key)) if info is not None else None
+            if info is None or entry is None or entry.token != info.token:
+                unread.append(key)
+                continue
+            try:
+                found[key] = self._version_from_doc(key, entry.fields, info.path)
+            except StateStorageError:
+                unread.append(key)  # a damaged cache entry: read the pointer
+        for key, got in zip(unread, self._each(self._read_listed(listed), unread), strict=True):
+            if isinstance(got, tuple):
+                found[key] = got[0]
+                if got[1] is not None:
+                    read[pointer_name(key)] = got[1]
+            elif got is None:
+                found[key] = None
+        if tokens_track:
+            self._update_pointer_cache(cache, cached, listed, read)
+        return found
+
+    @staticmethod
+    def _update_pointer_cache(
+        cache: PointerCache,
+        cached: Mapping[str, CachedPointer],
+        listed: Mapping[str | None, ObjectInfo],
+        read: Mapping[str, CachedPointer],
+    ) -> None:
+        """Keep what is still current (other projects' keys too: a storage can be shared),
+        add what was just read, drop pointers that are gone; write only if that changed."""
+        tokens = {pointer_name(k): i.token for k, i in listed.items() if k is not None}
+        updated = {n: e for n, e in cached.items() if tokens.get(n) == e.token}
+        updated.update(read)
+        if updated != cached:
+            cache.save(updated)
+
+    def _read_listed(
+        self, listed: Mapping[str | None, ObjectInfo]
+    ) -> Callable[[str], tuple[StateVersion, CachedPointer | None] | Exception | None]:
+        """Read one key's pointer for :meth:`latest_many`: ``(version, cache entry)``,
+        ``None`` for a key without state, or the exception (the key is then left out)."""
+
+        def read(key: str) -> tuple[StateVersion, CachedPointer | None] | Exception | None:
+            try:
+                info = listed.get(key)
+                if info is None:  # no layout-2 pointer: a layout-1 one, or no state at all
+                    version = self.latest(key)
+                    return None if version is None else (version, None)
+                data = self._call("read", key, lambda t: self.store.read(info.path, t))
+                if data is None:  # deleted since the listing: latest() decides
+                    raise StateStorageError("pointer vanished")
+                doc = json.loads(data)
+                version = self._version_from_doc(key, doc, info.path)
+                return version, CachedPointer(str(info.token), version_fields(doc))
+            except Exception as exc:
+                return exc
+
+        return read
+
+    def _each(self, func: Callable[[str], T], keys: Sequence[str]) -> list[T]:
+        """``func`` over ``keys``, concurrently when there are several (each is one round
+        trip to the storage)."""
+        if len(keys) <= 1:
+            return [func(key) for key in keys]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(16, len(keys))) as pool:
+            return list(pool.map(func, keys))
+
+    # -- where a key's pointer is -----------------------------------------------------------
+
+    def layout(self, *, fresh: bool = False) -> int:
+        """The storage's layout (``_layout.json``; none: 1). Read once per instance, or again
+        with ``fresh`` while it is 1 (a layout never goes back, so 2 is never read again)."""
+        if self._layout is not None and (self._layout >= CURRENT_LAYOUT or not fresh):
+            return self._layout
+        marker = self._marker_path()
+        data = self._lease_call("read the layout marker", lambda t: self.store.read(marker, t))
+        self._layout = parse_layout(data, f"{marker} at {self.describe()}")
+        return self._layout
+
+    def _marker_path(self) -> str:
+        self.store  # noqa: B018  (sets _root)
+        return f"{self._root}/{LAYOUT_MARKER_NAME}"
+
+    def pointer_path(self, key: str) -> str:
+        """The layout-2 pointer of ``key`` (where it lives once the storage is layout 2)."""
+        self.store  # noqa: B018  (sets _root)
+        return f"{self._root}/{POINTERS_DIRNAME}/{pointer_name(key)}"
+
+    def _locate_pointer(
+        self, key: str, *, with_info: bool = False, fresh: bool = False
+    ) -> _Pointer:
+        """The object that is ``key``'s pointer now, with its bytes (``None`` when the key
+        has no pointer yet: then ``path`` is where a new one goes).
+
+        One rule for readers and writers. Layout 2: the layout-2 pointer if it exists, else
+        a layout-1 one that is not a tombstone (a key that a process which had not yet seen
+        the marker created). Layout 1: the layout-1 pointer unless it is missing or a
+        tombstone, else the layout-2 one (a key a migration already moved). A pointer that
+        exists never goes back to missing, and a tombstone is written only after its
+        layout-2 copy, so reading the two one after the other answers as of one moment.
+        """
+        legacy, current = self._path(key, LEGACY_POINTER_NAME), self.pointer_path(key)
+        if self.layout(fresh=fresh) >= CURRENT_LAYOUT:
+            found = self._read_pointer(key, current, with_info)
+            if found.data is not None:
+                return found
+            old = self._read_pointer(key, legacy, with_info)
+            if old.data is not None and not is_tombstone(old.data):
+                return old
+            if old.data is None:
+                return found
+            return self._read_pointer(key, current, with_info)  # moved meanwhile
+        old = self._read_pointer(key, legacy, with_info)
+        if old.data is not None and not is_tombstone(old.data):
+            return old
+        found = self._read_pointer(key, current, with_info)
+        return found if found.data is not None or old.data is not None else old
+
+    def _read_pointer(self, key: str, path: str, with_info: bool) -> _Pointer:
+        if not with_info:
+            return _Pointer(path, self._call("read", key, lambda t: self.store.read(path, t)))
+        read = self._call("read", key, lambda t: self.store.read_with_info(path, t))
+        return _Pointer(path) if read is None else _Pointer(path, read[0], read[1])
 
     def _parse_manifest(self, key: str, data: bytes, where: str) -> StateVersion:
         try:
             manifest = json.loads(data)
+        except ValueError as exc:
+            raise StateIntegrityError(
+                f"state for key {key!r} at {self.describe()}: {where} is not a valid manifest "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
+        return self._version_from_doc(key, manifest, where)
+
+    def _version_from_doc(self, key: str, manifest: Any, where: str) -> StateVersion:
+        try:
             version = StateVersion(
                 key=key,
                 version=str(manifest["version"]),
@@ -484,19 +694,20 @@ class VersionedStateStorage:
 
     def _move_pointer(self, key: str, manifest: Mapping[str, Any]) -> None:
         """Compare-and-swap the pointer to ``manifest`` (retried while others move it)."""
-        pointer = self._path(key, POINTER_NAME)
         for _ in range(_POINTER_RACE_LIMIT):
-            current = self._call("read", key, lambda t: self.store.read_with_info(pointer, t))
-            token, previous = None, None
-            if current is not None:
-                token = current[1].token
+            current = self._locate_pointer(key, with_info=True, fresh=True)
+            path, previous = current.path, None
+            if current.data is None and path != self.pointer_path(key):
+                if self._adopt_current_layout():  # the first pointer of a new storage
+                    path = self.pointer_path(key)
+            else:
                 with contextlib.suppress(ValueError, TypeError, AttributeError):
-                    doc = json.loads(current[0])
+                    doc = json.loads(current.data or b"null")
                     previous = doc.get("version")
                     if previous == manifest["version"]:
                         previous = doc.get("previous")  # the same version again
             data = json.dumps({**manifest, "previous": previous}, indent=1, sort_keys=True)
-            written = self._write_pointer(key, pointer, data.encode(), token)
+            written = self._write_pointer(key, path, data.encode(), current.token)
             if written is not None:
                 return
         raise StateStorageError(
@@ -507,25 +718,48 @@ class VersionedStateStorage:
     def _write_pointer(self, key: str, pointer: str, data: bytes, token: str | None) -> str | None:
         return self._call("write", key, lambda t: self.store.write_if(pointer, data, token, t))
 
+    def _adopt_current_layout(self) -> bool:
+        """Make a new storage layout 2: when its root holds nothing but what this instance is
+        publishing, write the marker (only if absent). Whether the storage is layout 2 now."""
+        with self._layout_lock:
+            if self.layout(fresh=True) >= CURRENT_LAYOUT:
+                return True
+            ours = {encode_key(key).parts[0] for key in list(self._touched)}
+            names = self._lease_call(
+                "list the storage root", lambda t: self.store.list_names(self._root, t)
+            )
+            others = [
+                name
+                for name in (n.rsplit("/", 1)[-1] for n in names)
+                if name not in ours and "." not in name  # "." never in a key's folder name
+            ]
+            if others:
+                return False  # a layout-1 storage: `state migrate-layout` moves it
+            marker = self._marker_path()
+            self._lease_call(
+                "write the layout marker",
+                lambda t: self.store.write_if(marker, layout_marker(), None, t),
+            )
+            return self.layout(fresh=True) >= CURRENT_LAYOUT
+
     def pointer_info(self, key: str) -> tuple[str | None, str | None, float] | None:
         """``(latest, previous, moved_at)`` from the pointer (``moved_at`` by the storage's
         clock), or ``None`` without a pointer."""
-        pointer = self._path(key, POINTER_NAME)
-        current = self._call("read", key, lambda t: self.store.read_with_info(pointer, t))
-        if current is None:
+        current = self._locate_pointer(key, with_info=True)
+        if current.data is None or current.info is None:
             return None
         try:
-            doc = json.loads(current[0])
+            doc = json.loads(current.data)
             latest, previous = doc.get("version"), doc.get("previous")
         except (ValueError, AttributeError) as exc:
             raise StateIntegrityError(
-                f"state for key {key!r} at {self.describe()}: {pointer} is not a valid "
+                f"state for key {key!r} at {self.describe()}: {current.path} is not a valid "
                 f"pointer ({exc})"
             ) from None
         return (
             latest if isinstance(latest, str) else None,
             previous if isinstance(previous, str) else None,
-            current[1].mtime,
+            current.info.mtime,
         )
 
     def version(self, key: str, version: str) -> StateVersion:
@@ -643,7 +877,7 @@ class VersionedStateStorage:
 
     def _manifest_from_pointer(self, key: str, version: str) -> bytes | None:
         """The manifest the pointer carries for ``version`` (``None`` if it moved on)."""
-        data = self._call("read", key, lambda t: self.store.read(self._path(key, POINTER_NAME), t))
+        data = self._locate_pointer(key).data
         try:
             doc = json.loads(data or b"null")
         except ValueError:
@@ -663,6 +897,7 @@ class VersionedStateStorage:
         for version in versions:
             _check_version_id(key, version)
         path = f"{self.key_path(key)}/{PINS_DIRNAME}/{uuid.UUID(holder).hex}.json"
+        self._touched.add(key)
         record = {
             "holder": holder,
             "versions": list(versions),
@@ -720,10 +955,93 @@ class VersionedStateStorage:
             except StateStorageError as exc:  # it expires on its own
                 log.warning("could not remove the %s claim of key %r: %s", purpose, key, exc)
 
+    # -- deleting a key, and moving keys to the current layout -----------------------------
+
+    def forget_key(self, key: str, folder: str | None = None) -> None:
+        """Delete everything stored for ``key``: its pointer, versions, records, pins."""
+        self._call("delete", key, lambda t: self.store.delete(self.pointer_path(key), t))
+        folder = folder or self.key_path(key)
+        if self.store.local_files:
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+        # object by object on exact paths: s3fs/gcsfs glob-expand rm(recursive=True)
+        for info in self._call("list", key, lambda t: self.store.list_objects(folder, t)):
+            self._call("delete", key, lambda t, p=info.path: self.store.delete(p, t))  # type: ignore[misc]
+
+    def migrate_layout(self) -> LayoutMigration:
+        """Move every key's pointer to layout 2, then write the marker (idempotent).
+
+        Safe while other processes (of a defstate that knows layout 2) load and publish: each
+        key's pointer is copied, then the old one is replaced by a tombstone with a
+        conditional write, and copied again if it moved meanwhile. A migration killed at any
+        point leaves every key readable; run it again to finish. One migration runs at a time
+        (a lease on the storage root).
+        """
+        before = self.layout(fresh=True)
+        moved: list[str] = []
+        unchanged: list[str] = []
+        root = self._marker_path().rsplit("/", 1)[0]
+        with hold_lease(
+            self.store,
+            f"{root}/_migration.lease.json",
+            f"{root}/_migration.clock",
+            "(layout migration)",
+            wait=True,
+            ttl=60.0,
+            call=self._lease_call,
+        ):
+            marked = self.layout(fresh=True) >= CURRENT_LAYOUT
+            for key in self.stored_keys():
+                (moved if self._migrate_key(key, marked=marked) else unchanged).append(key)
+            if not marked:
+                marker = self._marker_path()
+                self._lease_call(
+                    "write the layout marker",
+                    lambda t: self.store.write_if(marker, layout_marker(), None, t),
+                )
+        return LayoutMigration(
+            self.describe(), before, self.layout(fresh=True), tuple(moved), tuple(unchanged)
+        )
+
+    def _migrate_key(self, key: str, *, marked: bool) -> bool:
+        """Copy ``key``'s layout-1 pointer to layout 2 and tombstone it; whether it moved.
+
+        Before the marker the layout-1 pointer is the key's pointer (see
+        :meth:`_locate_pointer`), so the copy overwrites a layout-2 one an interrupted run
+        left. After it, a layout-2 pointer that already exists wins: the old one is only
+        tombstoned. A copy that someone else's write replaced is newer: it is kept.
+        """
+        legacy, current = self._path(key, LEGACY_POINTER_NAME), self.pointer_path(key)
+        there = self._read_pointer(key, current, with_info=True)
+        newer_exists = marked and there.data is not None
+        token = there.token
+        for _ in range(_POINTER_RACE_LIMIT):
+            old = self._read_pointer(key, legacy, with_info=True)
+            if old.data is None or is_tombstone(old.data):
+                return False
+            if not newer_exists:
+                data = old.data
+                written = self._write_pointer(key, current, data, token)
+                if written is None:
+                    if marked:
+                        newer_exists = True  # a publication moved the new pointer: it wins
+                    else:
+                        token = self._read_pointer(key, current, with_info=True).token
+                    continue
+                token = written
+            grave = tombstone(f"{POINTERS_DIRNAME}/{pointer_name(key)}")
+            if self._write_pointer(key, legacy, grave, old.token) is not None:
+                return True
+        raise StateStorageError(
+            f"cannot migrate the pointer of key {key!r} at {self.describe()}: it kept "
+            f"changing ({_POINTER_RACE_LIMIT} concurrent moves)"
+        )
+
     # -- refresh records --------------------------------------------------------------------
 
     def write_record(self, record: RefreshRecord) -> None:
         path = f"{self.key_path(record.key)}/{RECORDS_DIRNAME}/{record.file_name}"
+        self._touched.add(record.key)
         self._call("write", record.key, lambda t: self.store.write(path, record.to_bytes(), t))
 
     def records(self, key: str, limit: int = 50) -> list[RefreshRecord]:
@@ -746,6 +1064,7 @@ class VersionedStateStorage:
     ) -> contextlib.AbstractContextManager[bool]:
         """The key's lease (see :mod:`defstate.state_storage.leases`); yields whether
         acquiring it waited. A holder that died blocks others for at most ``ttl`` seconds."""
+        self._touched.add(key)
         return hold_lease(
             self.store,
             self._path(key, LEASE_NAME),
