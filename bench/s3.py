@@ -37,6 +37,35 @@ def reset(endpoint: str) -> None:
     _http("POST", f"{endpoint}/moto-api/reset")
 
 
+class RequestLog(logging.Handler):
+    """The requests moto's server answered (werkzeug logs one line per request)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def counted_requests() -> Iterator[RequestLog]:
+    """Count the requests the in-process moto server answers inside the block (from any
+    process: the children of the runner talk to it too)."""
+    logger = logging.getLogger("werkzeug")
+    handler = RequestLog()
+    level, propagate = logger.level, logger.propagate
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
 @contextlib.contextmanager
 def moto_server() -> Iterator[str]:
     """Run moto in a thread of this process on a free port; yields its endpoint URL."""
