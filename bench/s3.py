@@ -54,14 +54,14 @@ def counted_requests() -> Iterator[RequestLog]:
     process: the children of the runner talk to it too)."""
     logger = logging.getLogger("werkzeug")
     handler = RequestLog()
-    level, propagate = logger.level, logger.propagate
+    level, propagate, handlers = logger.level, logger.propagate, logger.handlers[:]
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    logger.addHandler(handler)
+    logger.handlers[:] = [handler]  # werkzeug adds a console handler of its own
     try:
         yield handler
     finally:
-        logger.removeHandler(handler)
+        logger.handlers[:] = handlers
         logger.setLevel(level)
         logger.propagate = propagate
 

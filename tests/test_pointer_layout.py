@@ -43,14 +43,14 @@ class RequestLog(logging.Handler):
 def counted_requests() -> Iterator[RequestLog]:
     logger = logging.getLogger("werkzeug")
     handler = RequestLog()
-    level, propagate = logger.level, logger.propagate
+    level, propagate, handlers = logger.level, logger.propagate, logger.handlers[:]
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    logger.addHandler(handler)
+    logger.handlers[:] = [handler]  # werkzeug adds a console handler of its own
     try:
         yield handler
     finally:
-        logger.removeHandler(handler)
+        logger.handlers[:] = handlers
         logger.setLevel(level)
         logger.propagate = propagate
 
