@@ -247,10 +247,12 @@ def test_refused_connection_fails_within_ten_seconds() -> None:
         "s3://some-bucket/state",
         {"endpoint_url": f"http://127.0.0.1:{free_port()}", "key": "k", "secret": "s"},
     )
+    with pytest.raises(StateStorageError, match="some-bucket"):
+        storage.latest(KEY)  # also creates the client (seconds of imports on a busy machine)
     started = time.monotonic()
     with pytest.raises(StateStorageError, match="some-bucket") as info:
         storage.latest(KEY)
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 10  # every attempt and pause of one operation
     assert KEY in str(info.value)
 
 
