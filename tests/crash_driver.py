@@ -5,7 +5,7 @@
 invariant violation found.
 
 For each operation (publish a file state, publish a directory state, rollback, gc; for
-``local``: commit a file state, commit a directory state) and each ``n``, a forked child
+``local``: commit a file state, a directory state, the same bytes again) and each ``n``, a forked child
 runs the operation and SIGKILLs itself just before its ``n``-th storage call (object-store
 call for versioned storage; file-system mutation for local state). The parent then checks:
 the latest pointer names a complete version whose bytes match (or, locally, the state is
@@ -254,10 +254,16 @@ def _local(workdir: Path) -> dict[str, Any]:
 
     write(False, "tag-0")
     expected[0].add("tag-0")
+    def same_bytes(target: Any) -> None:  # an unchanged refresh: the state stays as it is
+        latest = storage.latest(KEY)
+        assert latest is not None and not latest.is_directory
+        write(False, storage.state_path(latest).read_text())
+
     operations: dict[str, Callable[[Any], None]] = {
         "commit file": tagged(False),
         "commit directory": tagged(True),
         "commit file over directory": tagged(False),
+        "commit the same bytes": same_bytes,
     }
     return _drive(operations, killed, check, before_each=next_tag)
 
