@@ -254,6 +254,7 @@ def _local(workdir: Path) -> dict[str, Any]:
 
     write(False, "tag-0")
     expected[0].add("tag-0")
+
     def same_bytes(target: Any) -> None:  # an unchanged refresh: the state stays as it is
         latest = storage.latest(KEY)
         assert latest is not None and not latest.is_directory
