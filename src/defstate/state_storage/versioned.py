@@ -389,7 +389,7 @@ class VersionedStateStorage:
         pointer whose listing token matches the pointer cache is not read again, the others
         are. Keys missing from the answer (every key on layout 1, a damaged pointer) are read
         with :meth:`latest`, which reports their problem."""
-        if not keys or self.layout() < CURRENT_LAYOUT:
+        if not keys or self.layout(key=keys[0]) < CURRENT_LAYOUT:
             return {}
         first = keys[0]
         prefix = f"{self._root}/{POINTERS_DIRNAME}"
@@ -472,13 +472,15 @@ class VersionedStateStorage:
 
     # -- where a key's pointer is -----------------------------------------------------------
 
-    def layout(self, *, fresh: bool = False) -> int:
+    def layout(self, *, fresh: bool = False, key: str | None = None) -> int:
         """The storage's layout (``_layout.json``; none: 1). Read once per instance, or again
-        with ``fresh`` while it is 1 (a layout never goes back, so 2 is never read again)."""
+        with ``fresh`` while it is 1 (a layout never goes back, so 2 is never read again).
+        ``key``: the key whose operation needs it (its errors name it)."""
         if self._layout is not None and (self._layout >= CURRENT_LAYOUT or not fresh):
             return self._layout
         marker = self._marker_path()
-        data = self._lease_call("read the layout marker", lambda t: self.store.read(marker, t))
+        what = "read the layout marker" + (f" for key {key!r}" if key is not None else "")
+        data = self._lease_call(what, lambda t: self.store.read(marker, t))
         self._layout = parse_layout(data, f"{marker} at {self.describe()}")
         return self._layout
 
@@ -505,7 +507,7 @@ class VersionedStateStorage:
         layout-2 copy, so reading the two one after the other answers as of one moment.
         """
         legacy, current = self._path(key, LEGACY_POINTER_NAME), self.pointer_path(key)
-        if self.layout(fresh=fresh) >= CURRENT_LAYOUT:
+        if self.layout(fresh=fresh, key=key) >= CURRENT_LAYOUT:
             found = self._read_pointer(key, current, with_info)
             if found.data is not None:
                 return found
