@@ -135,18 +135,18 @@ class ObjectStore:
         except FileNotFoundError:
             return None
 
-    def digest(self, path: str) -> tuple[int, str] | None:
-        """Size and sha256 of one object, read in ``STREAM_CHUNK`` blocks (never whole);
-        ``None`` when it does not exist. Each block's request is bounded by the client's read
-        timeout."""
-        digest, size = hashlib.sha256(), 0
-        try:
-            with self.fs.open(path, "rb", block_size=STREAM_CHUNK) as handle:
-                while block := handle.read(STREAM_CHUNK):
-                    digest.update(block)
-                    size += len(block)
-        except FileNotFoundError:
+    def digest(self, path: str, timeout: float | None = None) -> tuple[int, str] | None:
+        """Size and sha256 of one object, read in ``STREAM_CHUNK`` ranges (never whole, and
+        no file object whose read-ahead cache grows); ``None`` when it does not exist."""
+        info = self.stat(path, timeout)
+        if info is None:
             return None
+        digest, size = hashlib.sha256(), 0
+        for begin in range(0, info.size, STREAM_CHUNK):
+            end = min(begin + STREAM_CHUNK, info.size)
+            block = self.fs.cat_file(path, start=begin, end=end, **self._kw(timeout))
+            digest.update(block)
+            size += len(block)
         return size, digest.hexdigest()
 
     def stat(self, path: str, timeout: float | None = None) -> ObjectInfo | None:

@@ -824,7 +824,7 @@ class VersionedStateStorage:
         return self._call(
             "verify",
             version.key,
-            lambda t: self.store.digest(path),
+            lambda t: self.store.digest(path, t),
             transfer_bytes=version.size or 0,
         )
 
