@@ -28,6 +28,7 @@ callers used to catch)::
     │   │                                 a network failure)
     │   ├── InvalidStateKeyError          + ValueError: a key that cannot be stored
     │   ├── StateIntegrityError           stored bytes do not match their size or sha256
+    │   ├── calls.StorageDeadlineError    * a storage call ran past its deadline
     │   ├── StateVersionMissingError      a version's bytes are gone (collected by gc)
     │   └── AlreadyRefreshingError        another process holds the key's refresh (--no-wait)
     ├── RefreshError                      a refresh ran and did not publish
