@@ -296,20 +296,21 @@ class LocalStateStorage:
             self._make_key_dir(key_dir)
             write_atomic(path, data, make_parents=False)
         for old in self._record_files(key_dir)[:-MAX_LOCAL_RECORDS]:
-            old.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(old)
 
     def records(self, key: str, limit: int = 50) -> list[RefreshRecord]:
         found = []
         for path in self._record_files(self.key_dir(key))[::-1][:limit]:
-            with contextlib.suppress(OSError, ValueError, TypeError):
-                found.append(RefreshRecord.from_json_dict(json.loads(path.read_bytes())))
+            with contextlib.suppress(OSError, ValueError, TypeError), open(path, "rb") as handle:
+                found.append(RefreshRecord.from_json_dict(json.load(handle)))
         return found
 
     @staticmethod
-    def _record_files(key_dir: Path) -> list[Path]:
+    def _record_files(key_dir: Path) -> list[str]:
         """A key's record files, oldest first: ``record-*.json`` in its folder, and those an
         earlier defstate kept in its ``records/`` sub-folder (one more folder per key)."""
-        named: list[tuple[str, Path]] = []
+        named: list[tuple[str, str]] = []
         with (
             contextlib.suppress(FileNotFoundError, NotADirectoryError),
             os.scandir(key_dir) as entries,
@@ -317,9 +318,14 @@ class LocalStateStorage:
             for entry in entries:
                 name = entry.name
                 if name.startswith(_RECORD_PREFIX) and name.endswith(".json"):
-                    named.append((name[len(_RECORD_PREFIX) :], Path(entry.path)))
+                    named.append((name[len(_RECORD_PREFIX) :], entry.path))
                 elif name == LEGACY_RECORDS_DIRNAME and entry.is_dir():
-                    named.extend((p.name, p) for p in Path(entry.path).glob("*.json"))
+                    with os.scandir(entry.path) as legacy:
+                        named.extend(
+                            (e.name, e.path)
+                            for e in legacy
+                            if e.name.endswith(".json") and not e.name.startswith(".")
+                        )
         return [path for _, path in sorted(named)]
 
     @contextlib.contextmanager
