@@ -24,7 +24,7 @@ PER_SIZE_OPS = {
     "refresh cpu",
     "refresh instant",
 }
-S3_OPS = {"load warm s3", "load cold s3"}  # a smoke run measures S3 at its largest size only
+S3_OPS = {"load warm s3", "load cold s3", "warm init load s3"}  # S3: at the largest size only
 
 
 def test_bench_smoke_run_writes_results(tmp_path: Path) -> None:
