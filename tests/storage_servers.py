@@ -247,3 +247,25 @@ def gcs_bucket(gcs_endpoint: str) -> str:
     except urllib.error.URLError as exc:
         raise StorageServerError(f"could not create GCS bucket {name}: {exc}") from exc
     return name
+
+
+@pytest.fixture(params=["memory", "file", "s3", "gcs"])
+def store_url(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """A versioned storage URL on each backend (memory, file, s3 on moto, gcs on
+    fake-gcs-server), set as the project's storage, with a private download cache."""
+    name = request.param
+    url = {
+        "memory": lambda: f"memory://defstate-{uuid.uuid4().hex}/state",
+        "file": lambda: f"file://{tmp_path}/store/state",
+        "s3": lambda: f"s3://{request.getfixturevalue('s3_bucket')}/state",
+        "gcs": lambda: f"gs://{request.getfixturevalue('gcs_bucket')}/state",
+    }[name]()
+    monkeypatch.setenv("DEFSTATE_STATE_STORAGE_URL", url)
+    monkeypatch.setenv("DEFSTATE_CACHE_DIR", str(tmp_path / "cache"))
+    yield url
+    if name == "memory":
+        import fsspec
+
+        fsspec.filesystem("memory").store.clear()

@@ -3,20 +3,18 @@ cycle, whatever its number of keys (layout 2: every pointer under one listed pre
 layout-1 storage is still read and can be moved with ``state migrate-layout``.
 
 Requests are counted on moto's real HTTP server: werkzeug logs one line per request it
-answers, and the test counts those lines.
+answers, and the test counts those lines (``bench.s3.counted_requests``, which the bench row
+``warm init load s3`` uses too).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import fsspec
 import pytest
+from bench.s3 import counted_requests
 
 from conftest import ProjectFactory, run_cli
 from defstate import load_defs
@@ -26,33 +24,6 @@ from defstate.state_storage.pointer_layout import is_tombstone
 from defstate.state_storage.versioned import VersionedStateStorage
 
 VERSIONED = "  defs_state:\n    management_type: VERSIONED_STATE_STORAGE\n"
-
-
-class RequestLog(logging.Handler):
-    """Every request moto's server answered while the block ran ("GET /bucket/key ...")."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
-@contextlib.contextmanager
-def counted_requests() -> Iterator[RequestLog]:
-    logger = logging.getLogger("werkzeug")
-    handler = RequestLog()
-    level, propagate, handlers = logger.level, logger.propagate, logger.handlers[:]
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    logger.handlers[:] = [handler]  # werkzeug adds a console handler of its own
-    try:
-        yield handler
-    finally:
-        logger.handlers[:] = handlers
-        logger.setLevel(level)
-        logger.propagate = propagate
 
 
 def _project(
@@ -118,24 +89,6 @@ def s3_url(s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> s
     monkeypatch.setenv("DEFSTATE_STATE_STORAGE_URL", url)
     monkeypatch.setenv("DEFSTATE_CACHE_DIR", str(tmp_path / "cache"))
     return url
-
-
-@pytest.fixture(params=["memory", "file", "s3", "gcs"])
-def store_url(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
-    name = request.param
-    url = {
-        "memory": lambda: f"memory://defstate-{uuid.uuid4().hex}/state",
-        "file": lambda: f"file://{tmp_path}/store/state",
-        "s3": lambda: f"s3://{request.getfixturevalue('s3_bucket')}/state",
-        "gcs": lambda: f"gs://{request.getfixturevalue('gcs_bucket')}/state",
-    }[name]()
-    monkeypatch.setenv("DEFSTATE_STATE_STORAGE_URL", url)
-    monkeypatch.setenv("DEFSTATE_CACHE_DIR", str(tmp_path / "cache"))
-    yield url
-    if name == "memory":
-        fsspec.filesystem("memory").store.clear()
 
 
 def _warm_load_requests(

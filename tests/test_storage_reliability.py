@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import pytest
 
 from conftest import ProjectFactory, run_cli
@@ -34,24 +33,6 @@ from defstate.state_storage.versioned import VersionedStateStorage
 WEIRD = "a*b?c%d{e}[f]"
 WEIRD_KEY = f"List[{WEIRD}]"
 VERSIONED = "  defs_state:\n    management_type: VERSIONED_STATE_STORAGE\n"
-
-
-@pytest.fixture(params=["memory", "file", "s3", "gcs"])
-def store_url(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
-    name = request.param
-    url = {
-        "memory": lambda: f"memory://defstate-{uuid.uuid4().hex}/state",
-        "file": lambda: f"file://{tmp_path}/store/state",
-        "s3": lambda: f"s3://{request.getfixturevalue('s3_bucket')}/state",
-        "gcs": lambda: f"gs://{request.getfixturevalue('gcs_bucket')}/state",
-    }[name]()
-    monkeypatch.setenv("DEFSTATE_STATE_STORAGE_URL", url)
-    monkeypatch.setenv("DEFSTATE_CACHE_DIR", str(tmp_path / "cache"))
-    yield url
-    if name == "memory":
-        fsspec.filesystem("memory").store.clear()
 
 
 @pytest.fixture(params=["file", "s3"])
