@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -40,8 +39,6 @@ from defstate.loader.storage import StateStorages
 from defstate.state_storage.base import StateStorage
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.state_info import StateInfo, StateVersion
-
-log = logging.getLogger("defstate.loader")
 
 if TYPE_CHECKING:
     from defstate.state_storage.pins import LivePins
@@ -472,7 +469,11 @@ def _latest_in_bulk(
             found.update(storage.latest_many(keys))
         except Exception as exc:
             if not is_transient(exc):
-                log.warning("cannot list the latest pointers at %s: %s", storage.describe(), exc)
+                import logging  # rare: kept off the read path's imports
+
+                logging.getLogger("defstate.loader").warning(
+                    "cannot list the latest pointers at %s: %s", storage.describe(), exc
+                )
                 continue
             errors.extend(LoadProblem.for_instance(project.groups[k].writer, exc) for k in keys)
     return found
