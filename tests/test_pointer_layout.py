@@ -147,6 +147,36 @@ def test_one_poll_cycle_makes_a_few_requests_and_reads_only_what_changed(
         location.close()
 
 
+def test_state_listings_read_every_pointer_with_one_listing(
+    s3_url: str, make_project: ProjectFactory, tmp_path: Path
+) -> None:
+    """`state ls` and the UI's state view ask for every key's latest version: one listing
+    of the pointers, not one read per key (records are still read per key by the UI)."""
+    from defstate.loader.state_admin import list_state
+    from defstate.server.state_panel import overview_document
+
+    names = [f"s{i:02d}" for i in range(12)]
+    storage = VersionedStateStorage(s3_url)
+    _seed(storage, names)
+    root = _project(make_project, tmp_path, names)
+    list_state(root)  # cold: every pointer is read once into the pointer cache
+    _publish(storage, tmp_path, "s03", ["s03_new"])
+    with counted_requests() as log:
+        rows = list_state(root)
+    assert [row.key for row in rows] == sorted(f"List[{n}]" for n in names)
+    assert all(row.latest is not None and row.error is None for row in rows)
+    assert storage.latest("List[s03]") == next(r.latest for r in rows if r.key == "List[s03]")
+    pointer_reads = [line for line in log.lines if "/_pointers.d/List" in line]
+    assert len(pointer_reads) == 1, log.lines  # only the pointer that moved
+    assert len(log.lines) <= 4, log.lines
+    with counted_requests() as log:
+        overview = overview_document(root)
+    assert [row["latest"]["version"] for row in overview["keys"]] == [
+        row.latest.version for row in rows if row.latest is not None
+    ]
+    assert not [line for line in log.lines if "/_pointers.d/List" in line], log.lines
+
+
 def test_new_storage_starts_at_layout_2_and_lists_its_pointers(
     store_url: str, tmp_path: Path
 ) -> None:

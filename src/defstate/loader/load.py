@@ -455,10 +455,23 @@ def _latest_state_path(storage: StateStorage, version: StateVersion) -> tuple[St
 def _latest_in_bulk(
     project: Project, storages: Mapping[str, StateStorage], errors: list[LoadProblem]
 ) -> dict[str, StateVersion | None]:
+    """:func:`latest_in_bulk`, a storage that cannot be reached failing each of its keys as
+    a load problem."""
+
+    def unreachable(keys: Sequence[str], exc: Exception) -> None:
+        errors.extend(LoadProblem.for_instance(project.groups[k].writer, exc) for k in keys)
+
+    return latest_in_bulk(storages, unreachable)
+
+
+def latest_in_bulk(
+    storages: Mapping[str, StateStorage],
+    unreachable: Callable[[Sequence[str], Exception], None],
+) -> dict[str, StateVersion | None]:
     """The latest versions each storage answers for many keys at once (one listing instead
-    of one read per key). A storage that cannot be reached fails each of its keys with that
-    error, once; one that refuses the listing (a permission) leaves its keys to be read one
-    by one."""
+    of one read per key). A storage that cannot be reached is reported once, with its keys,
+    to ``unreachable``; one that refuses the listing (a permission) leaves its keys to be
+    read one by one. Keys missing from the answer are read with ``latest``."""
     by_storage: dict[int, list[str]] = {}
     for key in sorted(storages):
         by_storage.setdefault(id(storages[key]), []).append(key)
@@ -475,7 +488,7 @@ def _latest_in_bulk(
                     "cannot list the latest pointers at %s: %s", storage.describe(), exc
                 )
                 continue
-            errors.extend(LoadProblem.for_instance(project.groups[k].writer, exc) for k in keys)
+            unreachable(keys, exc)
     return found
 
 

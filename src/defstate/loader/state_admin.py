@@ -11,8 +11,8 @@ import attrs
 from defstate.errors import DefstateError, StateStorageError, UsageError
 from defstate.keyed_diff import diff_by_key
 from defstate.loader.groups import KeyGroup, select_groups
-from defstate.loader.load import Project, open_project
-from defstate.state_storage.base import VersionStore, version_store
+from defstate.loader.load import Project, latest_in_bulk, open_project
+from defstate.state_storage.base import StateStorage, VersionStore, version_store
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.state_info import StateInfo, StateVersion
 from defstate.state_storage.versioned import StoredVersion
@@ -74,15 +74,42 @@ def list_state(project_root: Path | str | None = None) -> list[KeyState]:
     """Every state key of the project with its latest version (snapshot keys have none:
     they live in the pins of loads)."""
     project = open_project(project_root)
+    latest = latest_versions(project)
     rows = []
     for key, group in sorted(project.groups.items()):
         sources = tuple(i.source for i in group.instances)
-        try:
-            latest = project.storage(group).latest(key)
-            rows.append(KeyState(key, group.management_type, sources, latest))
-        except DefstateError as exc:
-            rows.append(KeyState(key, group.management_type, sources, None, exc.message))
+        found = latest[key]
+        if isinstance(found, DefstateError):
+            rows.append(KeyState(key, group.management_type, sources, None, found.message))
+        else:
+            rows.append(KeyState(key, group.management_type, sources, found))
     return rows
+
+
+def latest_versions(project: Project) -> dict[str, StateVersion | DefstateError | None]:
+    """Every key's latest version, or the error that kept it from being read. Each storage
+    answers for all its keys at once where it can (one listing of pointer layout 2), the
+    rest are read one by one."""
+    answers: dict[str, StateVersion | DefstateError | None] = {}
+    storages: dict[str, StateStorage] = {}
+    for key, group in project.groups.items():
+        try:
+            storages[key] = project.storage(group)
+        except DefstateError as exc:
+            answers[key] = exc
+
+    def unreachable(keys: Sequence[str], exc: Exception) -> None:
+        error = exc if isinstance(exc, DefstateError) else StateStorageError(str(exc))
+        answers.update(dict.fromkeys(keys, error))
+
+    answers.update(latest_in_bulk(storages, unreachable))
+    for key, storage in storages.items():
+        if key not in answers:
+            try:
+                answers[key] = storage.latest(key)
+            except DefstateError as exc:
+                answers[key] = exc
+    return answers
 
 
 def show_state(

@@ -28,8 +28,10 @@ _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 def overview_document(project_root: Path | None) -> dict[str, Any]:
     """Every key's latest version and last refresh records (newest first)."""
     from defstate.loader.load import open_project
+    from defstate.loader.state_admin import latest_versions
 
     project = open_project(project_root)
+    latest_of = latest_versions(project)
     rows = []
     for key, group in sorted(project.groups.items()):
         row: dict[str, Any] = {
@@ -40,13 +42,17 @@ def overview_document(project_root: Path | None) -> dict[str, Any]:
             "records": [],
             "error": None,
         }
-        try:
-            storage = project.storage(group)
-            latest = storage.latest(key)
+        latest = latest_of[key]
+        if isinstance(latest, DefstateError):
+            row["error"] = latest.message
+        else:
             row["latest"] = latest.to_json_dict() if latest else None
-            row["records"] = [r.to_json_dict() for r in storage.records(key, RECORDS_PER_KEY)]
-        except DefstateError as exc:
-            row["error"] = exc.message
+            try:
+                storage = project.storage(group)
+                records = storage.records(key, RECORDS_PER_KEY)
+                row["records"] = [r.to_json_dict() for r in records]
+            except DefstateError as exc:
+                row["error"] = exc.message
         rows.append(row)
     return {"keys": rows}
 
