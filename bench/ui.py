@@ -95,30 +95,29 @@ def sample(browser: Any, url: str) -> dict[str, float]:
         context.close()
 
 
-def lineage_sample(browser: Any, url: str, key: str) -> float:
-    """Wall time of a first visit of the Lineage view of ``key`` (3 levels up and down)."""
+def visit_seconds(browser: Any, url: str, fragment: str, selector: str, timeout_ms: int) -> float:
+    """Wall time of a first visit of ``url/#/fragment`` until ``selector`` is shown."""
     context = browser.new_context(viewport={"width": 1280, "height": 860})
     try:
         page = context.new_page()
         started = time.perf_counter()
-        page.goto(f"{url}/#/lineage?key={key}&up=3&down=3")
-        page.wait_for_selector("svg.dag g.node.focus", timeout=60_000)
+        page.goto(f"{url}/#/{fragment}")
+        page.wait_for_selector(selector, timeout=timeout_ms)
         return time.perf_counter() - started
     finally:
         context.close()
+
+
+def lineage_sample(browser: Any, url: str, key: str) -> float:
+    """A first visit of the Lineage view of ``key`` (3 levels up and down)."""
+    return visit_seconds(
+        browser, url, f"lineage?key={key}&up=3&down=3", "svg.dag g.node.focus", 60_000
+    )
 
 
 def state_sample(browser: Any, url: str) -> float:
-    """Wall time of a first visit of the State view (every key, read in a worker process)."""
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    try:
-        page = context.new_page()
-        started = time.perf_counter()
-        page.goto(f"{url}/#/state")
-        page.wait_for_selector("#state-table", timeout=120_000)
-        return time.perf_counter() - started
-    finally:
-        context.close()
+    """A first visit of the State view (every key, read in a worker process)."""
+    return visit_seconds(browser, url, "state", "#state-table", 120_000)
 
 
 def baseline(browser: Any, url: str) -> float:

@@ -249,13 +249,11 @@ def gcs_bucket(gcs_endpoint: str) -> str:
     return name
 
 
-@pytest.fixture(params=["memory", "file", "s3", "gcs"])
-def store_url(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
-    """A versioned storage URL on each backend (memory, file, s3 on moto, gcs on
-    fake-gcs-server), set as the project's storage, with a private download cache."""
-    name = request.param
+def use_store(
+    name: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """A versioned storage URL on backend ``name``, set as the project's storage, with a
+    private download cache."""
     url = {
         "memory": lambda: f"memory://defstate-{uuid.uuid4().hex}/state",
         "file": lambda: f"file://{tmp_path}/store/state",
@@ -264,8 +262,25 @@ def store_url(
     }[name]()
     monkeypatch.setenv("DEFSTATE_STATE_STORAGE_URL", url)
     monkeypatch.setenv("DEFSTATE_CACHE_DIR", str(tmp_path / "cache"))
-    yield url
-    if name == "memory":
+    return url
+
+
+@pytest.fixture(params=["memory", "file", "s3", "gcs"])
+def store_url(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """A versioned storage URL on each backend (memory, file, s3 on moto, gcs on
+    fake-gcs-server), set as the project's storage, with a private download cache."""
+    yield use_store(request.param, request, tmp_path, monkeypatch)
+    if request.param == "memory":
         import fsspec
 
         fsspec.filesystem("memory").store.clear()
+
+
+@pytest.fixture(params=["file", "s3"])
+def shared_url(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """A store other processes can see (for tests that cost more requests: file and s3)."""
+    return use_store(request.param, request, tmp_path, monkeypatch)

@@ -22,6 +22,7 @@ from defstate.server.location import CodeLocation
 from defstate.server.poller import moved_keys
 from defstate.state_storage.pointer_layout import is_tombstone
 from defstate.state_storage.versioned import VersionedStateStorage
+from storage_servers import use_store
 
 VERSIONED = "  defs_state:\n    management_type: VERSIONED_STATE_STORAGE\n"
 
@@ -84,11 +85,8 @@ def _seed(storage: VersionedStateStorage, names: list[str]) -> None:
 
 
 @pytest.fixture
-def s3_url(s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    url = f"s3://{s3_bucket}/state"
-    monkeypatch.setenv("DEFSTATE_STATE_STORAGE_URL", url)
-    monkeypatch.setenv("DEFSTATE_CACHE_DIR", str(tmp_path / "cache"))
-    return url
+def s3_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    return use_store("s3", request, tmp_path, monkeypatch)
 
 
 def _warm_load_requests(

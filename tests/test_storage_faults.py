@@ -34,18 +34,6 @@ from storage_servers import free_port
 KEY = "List[api]"
 
 
-@pytest.fixture(params=["file", "s3"])
-def url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    value = (
-        f"file://{tmp_path}/store/state"
-        if request.param == "file"
-        else f"s3://{request.getfixturevalue('s3_bucket')}/state"
-    )
-    monkeypatch.setenv("DEFSTATE_STATE_STORAGE_URL", value)
-    monkeypatch.setenv("DEFSTATE_CACHE_DIR", str(tmp_path / "cache"))
-    return value
-
-
 def _project(make_project: ProjectFactory, tmp_path: Path, extra: str = "", toml: str = "") -> Path:
     source = tmp_path / "api.json"
     source.write_text('["a"]')
@@ -78,12 +66,12 @@ DAMAGED_LEASES = [
 
 
 def test_damaged_lease_counts_as_expired_with_a_warning(
-    url: str, make_project: ProjectFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    shared_url: str, make_project: ProjectFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Guarantee 4: garbage, ``{}``, ``null``, ``[]``, an empty file, an infinite expiry or
     ttl never block a refresh, not even with ``--no-wait``; a warning names the lease."""
     root = _project(make_project, tmp_path)
-    storage = VersionedStateStorage(url)
+    storage = VersionedStateStorage(shared_url)
     lease = f"{storage.key_path(KEY)}/lease.json"
     for damaged in DAMAGED_LEASES:
         storage.store.write(lease, damaged)
@@ -95,22 +83,24 @@ def test_damaged_lease_counts_as_expired_with_a_warning(
         assert any("damaged" in w and "lease.json" in w for w in warnings), (damaged, warnings)
 
 
-def test_lease_expiry_never_compares_wall_clocks(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lease_expiry_never_compares_wall_clocks(
+    shared_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Guarantee 4: a host whose clock is 120 s ahead or behind can neither steal a live lease
     nor be blocked by an expired one: expiry uses the storage's own timestamps."""
-    storage = VersionedStateStorage(url)
+    storage = VersionedStateStorage(shared_url)
     real_time = time.time
     with storage.refresh_lock(KEY, wait=False, ttl=30):
         for skew in (120.0, -120.0):
             monkeypatch.setattr(time, "time", lambda s=skew: real_time() + s)  # type: ignore[misc]
             with (
                 pytest.raises(AlreadyRefreshingError),
-                VersionedStateStorage(url).refresh_lock(KEY, wait=False, ttl=30),
+                VersionedStateStorage(shared_url).refresh_lock(KEY, wait=False, ttl=30),
             ):
                 pass
             monkeypatch.setattr(time, "time", real_time)
     monkeypatch.setattr(time, "time", lambda: real_time() - 120.0)
-    with VersionedStateStorage(url).refresh_lock(KEY, wait=False, ttl=30) as waited:
+    with VersionedStateStorage(shared_url).refresh_lock(KEY, wait=False, ttl=30) as waited:
         assert waited is False  # released: free at once, whatever this host's clock says
 
 
@@ -257,7 +247,7 @@ def test_refused_connection_fails_within_ten_seconds() -> None:
 
 
 def test_timeout_bounds_the_publication(
-    url: str, make_project: ProjectFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    shared_url: str, make_project: ProjectFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Guarantee 5: ``--timeout`` bounds the upload too: a publication that hangs ends as
     ``timed_out`` and the previous version stays latest."""
@@ -277,7 +267,7 @@ def test_timeout_bounds_the_publication(
     (result,) = refresh_state(root, options=RefreshOptions(timeout=3)).results
     assert result.status == "timed_out" and "publishing did not finish" in (result.error or "")
     assert time.monotonic() - started < 3 * 3 + 10  # three attempts at most, each bounded
-    storage = VersionedStateStorage(url)
+    storage = VersionedStateStorage(shared_url)
     assert first is not None and storage.latest(KEY) == first
 
 

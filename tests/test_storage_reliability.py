@@ -35,21 +35,6 @@ WEIRD_KEY = f"List[{WEIRD}]"
 VERSIONED = "  defs_state:\n    management_type: VERSIONED_STATE_STORAGE\n"
 
 
-@pytest.fixture(params=["file", "s3"])
-def shared_url(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> str:
-    """A store other processes can see (for tests that cost more requests: file and s3)."""
-    url = (
-        f"file://{tmp_path}/store/state"
-        if request.param == "file"
-        else f"s3://{request.getfixturevalue('s3_bucket')}/state"
-    )
-    monkeypatch.setenv("DEFSTATE_STATE_STORAGE_URL", url)
-    monkeypatch.setenv("DEFSTATE_CACHE_DIR", str(tmp_path / "cache"))
-    return url
-
-
 def _project(make_project: ProjectFactory, tmp_path: Path, *names: str) -> Path:
     files = {}
     for name in names:
