@@ -127,6 +127,23 @@ def test_tables_fit_80_columns_with_short_ids_and_wide_shows_full_ones(
         assert "VERSIONED_STATE_STORAGE" in wide or args[1] == "history"
 
 
+def test_state_ls_leaves_out_components_rather_than_fold_words(
+    make_project: ProjectFactory, tmp_path: Path
+) -> None:
+    """On a terminal whose width leaves the components no room for a whole path segment, the
+    table leaves them out (with a note) instead of folding `versioned` or a path."""
+    root = _versioned_project(make_project, tmp_path, "warehouse_tables")
+    assert run_cli("state", "refresh", cwd=root).returncode == 0
+    code, shown = run_on_terminal("state", "ls", cwd=root, columns=72)
+    assert code == 0, shown
+    assert max(len(line) for line in shown.splitlines()) <= 72, shown
+    assert "List[warehouse_tables]  versioned  " in shown, shown
+    assert "components left out to fit the terminal (--wide shows them)" in shown, shown
+    assert "defs.yaml" not in shown, shown
+    code, shown = run_on_terminal("state", "ls", cwd=root, columns=140)
+    assert code == 0 and "wh/defs.yaml:1" in shown and "left out" not in shown, shown
+
+
 def test_exit_codes_unknown_gc_key_snapshot_refresh_and_ctrl_c(
     make_project: ProjectFactory, counter_dir: Path, tmp_path: Path
 ) -> None:

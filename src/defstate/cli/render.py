@@ -126,8 +126,12 @@ class Breakable:
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         from rich.measure import Measurement
 
-        widest = max((len(s.rstrip()) for s in self.segments), default=0)
-        return Measurement(widest, max(len(self.text), 1)).clamp(max_width=options.max_width)
+        return Measurement(self.widest, max(len(self.text), 1)).clamp(max_width=options.max_width)
+
+    @property
+    def widest(self) -> int:
+        """The widest segment: the narrowest column that shows the text unfolded."""
+        return max((len(s.rstrip()) for s in self.segments), default=0)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Text]:
         from rich.text import Text
@@ -320,20 +324,40 @@ def render_history(history: StateHistory, wide: bool = False) -> None:
 
 
 def render_state_list(rows: Sequence[KeyState], wide: bool = False) -> None:
+    out = console(wide=wide)
+    cells = [_state_list_cells(row, wide) for row in rows]
+    components = [Breakable(", ".join(row.components)) for row in rows]
+    # Rather than fold the other columns mid-word, a table too wide for the terminal
+    # leaves out the components (the one column other commands show too).
+    fixed = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(_STATE_COLUMNS)]
+    narrowest = max([len("components"), *(b.widest for b in components)])
+    narrow = not wide and sum(fixed) + narrowest + 2 * len(fixed) > out.width
     grid = table(
         plural(len(rows), "state key"),
-        ("key", "storage", "latest", "created_at", "bytes", "components"),
+        _STATE_COLUMNS if narrow else (*_STATE_COLUMNS, "components"),
         wide,
         keep=("key", "latest", "created_at"),
     )
-    for row in rows:
-        latest = row.latest
-        grid.add_row(
-            row.key,
-            management_name(row.management_type, wide),
-            short_id(latest.version, wide) if latest else ("error" if row.error else "none"),
-            short_time(latest.created_at if latest else None, wide),
-            format_bytes(latest.size if latest else None),
-            Breakable(", ".join(row.components)),
+    for row_cells, row_components in zip(cells, components, strict=True):
+        grid.add_row(*row_cells, *(() if narrow else (row_components,)))
+    out.print(grid)
+    if narrow:
+        out.print(
+            "components left out to fit the terminal (--wide shows them)",
+            markup=False,
+            highlight=False,
         )
-    console(wide=wide).print(grid)
+
+
+_STATE_COLUMNS = ("key", "storage", "latest", "created_at", "bytes")
+
+
+def _state_list_cells(row: KeyState, wide: bool) -> tuple[str, ...]:
+    latest = row.latest
+    return (
+        row.key,
+        management_name(row.management_type, wide),
+        short_id(latest.version, wide) if latest else ("error" if row.error else "none"),
+        short_time(latest.created_at if latest else None, wide),
+        format_bytes(latest.size if latest else None),
+    )
