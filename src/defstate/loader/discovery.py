@@ -25,7 +25,8 @@ from defstate.errors import (
 )
 from defstate.loader.folders import is_skipped_in_defs
 from defstate.loader.project import ProjectConfig
-from defstate.loader.yaml_source import YamlDocument, read_yaml_file, render_templates
+from defstate.loader.yaml_cache import YamlParseCache
+from defstate.loader.yaml_source import YamlDocument, render_templates
 from defstate.redaction import redact, redact_optional
 from defstate.state_storage.keys import encode_key
 from defstate.user_code import describe_exception, format_traceback
@@ -251,8 +252,10 @@ def discover_components(config: ProjectConfig) -> DiscoveredComponents:
             )
         )
         return DiscoveredComponents((), tuple(errors))
-    for path in find_defs_yaml_files(config.defs_dir):
-        loaded = read_yaml_file(path)
+    cache = YamlParseCache.for_defs_dir(config.defs_dir)
+    files = [cache.read(path) for path in find_defs_yaml_files(config.defs_dir)]
+    cache.save()  # one write, only when a file changed
+    for loaded in files:
         errors.extend(LoadProblem.from_exception(exc) for exc in loaded.errors)
         for document in loaded.documents:
             try:

@@ -249,11 +249,15 @@ class YamlFile:
     errors: tuple[DefsYamlError, ...]
 
 
-def _read_text(path: Path) -> str:
+def read_file_bytes(path: Path) -> bytes:
+    """The bytes of ``path``; a file that cannot be read is a ``DefsYamlError`` naming it."""
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise DefsYamlError(f"cannot read: {exc.strerror or exc}", SourceLocation(path)) from None
+
+
+def _decode(path: Path, data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -285,7 +289,16 @@ def read_yaml_file(path: Path) -> YamlFile:
     is an error of its document only; the file's other documents are still read.
     """
     try:
-        text = _read_text(path)
+        data = read_file_bytes(path)
+    except DefsYamlError as exc:
+        return YamlFile(path, (), (exc,))
+    return parse_yaml_bytes(path, data)
+
+
+def parse_yaml_bytes(path: Path, data: bytes) -> YamlFile:
+    """:func:`read_yaml_file` of the bytes ``data`` read from ``path``."""
+    try:
+        text = _decode(path, data)
     except DefsYamlError as exc:
         return YamlFile(path, (), (exc,))
     loader = _LineLoader(text)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import attrs
 
+from defstate.cache_dir import default_cache_dir
 from defstate.errors import StateIntegrityError
 from defstate.state_storage.archive import sha256_file, unpack_directory, unpack_state
 from defstate.state_storage.atomic import aside_name, folder_aside
@@ -26,14 +26,7 @@ from defstate.state_storage.state_info import StateVersion
 
 _VERIFIED = ".verified"
 
-
-def default_cache_dir() -> Path:
-    """``$DEFSTATE_CACHE_DIR``, else ``$XDG_CACHE_HOME/defstate``, else ``~/.cache/defstate``."""
-    configured = os.environ.get("DEFSTATE_CACHE_DIR")
-    if configured:
-        return Path(configured).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "defstate"
+__all__ = ["DownloadCache", "default_cache_dir", "fallback_cache_dir"]
 
 
 @attrs.frozen
