@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Self
 import attrs
 
 from defstate.errors import AlreadyRefreshingError, StateStorageError
-from defstate.state_storage.atomic import TMP_PREFIX, write_atomic
+from defstate.state_storage.atomic import TMP_PREFIX, aside_name, write_atomic
 from defstate.state_storage.base import (
     PendingWrite,
     StorageProject,
@@ -81,6 +81,10 @@ def _exchange(a: Path, b: Path) -> bool:
     if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
         return False
     raise OSError(err, os.strerror(err), str(a))
+
+
+def _is_record(name: str) -> bool:
+    return name.startswith(_RECORD_PREFIX) and name.endswith(".json")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -170,6 +174,11 @@ class LocalStateStorage:
 
     root: Path
     _key_dirs: dict[str, Path] = attrs.field(factory=dict, init=False, repr=False, eq=False)
+    # keys whose lock this process holds, and the record files in their folders seen under it
+    _locked: set[str] = attrs.field(factory=set, init=False, repr=False, eq=False)
+    _records_seen: dict[str, list[str]] = attrs.field(
+        factory=dict, init=False, repr=False, eq=False
+    )
 
     management_type: ClassVar[ManagementType] = ManagementType.LOCAL_FILESYSTEM
     refreshed_at_initialization: ClassVar[bool] = False
@@ -250,22 +259,29 @@ class LocalStateStorage:
 
     def begin_write(self, key: str, metadata: Mapping[str, str] | None = None) -> LocalStateWrite:
         key_dir = self.key_dir(key)
-        try:
-            self._remove_abandoned(key_dir)
-        except FileNotFoundError:
-            self._make_key_dir(key_dir)
-        tmp = key_dir / f"{_TMP_PREFIX}{_PID}-{uuid.uuid4().hex}"
-        return LocalStateWrite(key=key, key_dir=key_dir, path=tmp)
+        if key not in self._records_seen:  # else: listed (or created) under this lock
+            try:
+                self._look_into(key)
+            except FileNotFoundError:
+                self._make_key_dir(key_dir)
+        return LocalStateWrite(key=key, key_dir=key_dir, path=Path(aside_name(key_dir)))
 
-    def _make_key_dir(self, folder: Path) -> None:
-        """Create a key's folder (or its records folder), and the root with its
-        ``.gitignore`` the first time. Callers try their operation first and come here on
+    def _make_key_dir(self, folder: Path) -> bool:
+        """Create a key's folder, and the root with its ``.gitignore`` the first time;
+        whether this call created it. Callers try their operation first and come here on
         ``FileNotFoundError``: a refresh of a key that exists creates no folder."""
         try:
-            folder.mkdir(exist_ok=True)
+            os.mkdir(folder)
+        except FileExistsError:
+            return False
         except FileNotFoundError:
             self._ensure_root()
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.mkdir(folder)
+            except FileExistsError:
+                return False
+        return True
 
     def _ensure_root(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -273,12 +289,25 @@ class LocalStateStorage:
         if not gitignore.exists():
             write_atomic(gitignore, _GITIGNORE.encode())
 
-    @staticmethod
-    def _remove_abandoned(key_dir: Path) -> None:
-        """Delete temporaries left by refreshes whose process died (e.g. SIGKILL); one
-        listing of the key's folder (``FileNotFoundError`` when it does not exist yet)."""
+    def _look_into(self, key: str) -> None:
+        """One listing of the key's folder (``FileNotFoundError`` when it does not exist
+        yet): delete temporaries left by refreshes whose process died (e.g. SIGKILL), and,
+        while this process holds the key's lock, remember its record files (``write_record``
+        then trims them without listing the folder again)."""
+        key_dir = self.key_dir(key)
+        records: list[str] | None = []
+        abandoned = []
         with os.scandir(key_dir) as entries:
-            abandoned = [e.name for e in entries if e.name.startswith(_TMP_PREFIX)]
+            for entry in entries:
+                name = entry.name
+                if name.startswith(_TMP_PREFIX):
+                    abandoned.append(name)
+                elif records is not None and _is_record(name):
+                    records.append(name)
+                elif name == LEGACY_RECORDS_DIRNAME:
+                    records = None  # seen only by a listing of that folder too
+        if records is not None and key in self._locked:
+            self._records_seen[key] = records
         for name in abandoned:
             pid_text = name[len(_TMP_PREFIX) :].split("-", 1)[0]
             if pid_text.isdigit() and not _pid_alive(int(pid_text)):
@@ -295,7 +324,15 @@ class LocalStateStorage:
         except FileNotFoundError:
             self._make_key_dir(key_dir)
             write_atomic(path, data, make_parents=False)
-        for old in self._record_files(key_dir)[:-MAX_LOCAL_RECORDS]:
+        seen = self._records_seen.get(record.key)
+        if seen is None:  # not listed under the lock: list it now
+            old_records = self._record_files(key_dir)[:-MAX_LOCAL_RECORDS]
+        else:
+            seen.append(path.name)
+            seen.sort()  # oldest first: the names start with the time
+            old_records = [str(key_dir / name) for name in seen[:-MAX_LOCAL_RECORDS]]
+            del seen[:-MAX_LOCAL_RECORDS]
+        for old in old_records:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(old)
 
@@ -317,7 +354,7 @@ class LocalStateStorage:
         ):
             for entry in entries:
                 name = entry.name
-                if name.startswith(_RECORD_PREFIX) and name.endswith(".json"):
+                if _is_record(name):
                     named.append((name[len(_RECORD_PREFIX) :], entry.path))
                 elif name == LEGACY_RECORDS_DIRNAME and entry.is_dir():
                     with os.scandir(entry.path) as legacy:
@@ -336,10 +373,11 @@ class LocalStateStorage:
         if _flock is None:  # not POSIX
             yield from _filelock(key_dir / _LOCK_NAME, key, key_dir, self, wait=wait)
             return
+        created = False
         try:
             fd = os.open(key_dir, _LOCK_FLAGS)
         except FileNotFoundError:
-            self._make_key_dir(key_dir)
+            created = self._make_key_dir(key_dir)
             fd = os.open(key_dir, _LOCK_FLAGS)
         try:
             waited = _flock(fd, key, wait=wait)
@@ -354,21 +392,25 @@ class LocalStateStorage:
             os.close(fd)
             raise
         try:
-            yield waited
+            with self._holding(key, fresh=created and not waited):
+                yield waited
         finally:
             os.close(fd)  # releases the lock
 
+    @contextlib.contextmanager
+    def _holding(self, key: str, *, fresh: bool) -> Iterator[None]:
+        """While this process holds the key's lock, no other writes into its folder, so
+        what one listing saw stays true: a folder this very lock created holds nothing yet
+        (``begin_write`` need not list it) and its records are counted from then on."""
+        self._locked.add(key)
+        if fresh:
+            self._records_seen[key] = []
+        try:
+            yield
+        finally:
+            self._locked.discard(key)
+            self._records_seen.pop(key, None)
 
-_PID = os.getpid()
-
-
-def _refresh_pid() -> None:
-    global _PID
-    _PID = os.getpid()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_refresh_pid)
 
 # flock is missing on this file system: filelock knows the fallbacks
 _NO_FLOCK = (errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK)

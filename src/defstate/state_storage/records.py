@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import functools
 import json
-import uuid
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -47,7 +47,7 @@ class RefreshRecord:
     warnings: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     counts: Mapping[str, int] = attrs.field(factory=dict)
     host: str = attrs.field(factory=_hostname)
-    record_id: str = attrs.field(factory=lambda: uuid.uuid4().hex)
+    record_id: str = attrs.field(factory=lambda: os.urandom(16).hex())  # as uuid4().hex
 
     @property
     def file_name(self) -> str:
@@ -56,7 +56,11 @@ class RefreshRecord:
         return f"{stamp}-{self.record_id}.json"
 
     def to_json_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+        """``attrs.asdict`` of the record, without its walk of every field's metadata (a
+        record per refresh, a thousand per run)."""
+        data = {name: getattr(self, name) for name in _field_names()}
+        data["counts"] = dict(self.counts)
+        return data
 
     def to_bytes(self) -> builtins.bytes:  # the field "bytes" shadows the type here
         return json.dumps(self.to_json_dict(), sort_keys=True).encode()
@@ -65,3 +69,8 @@ class RefreshRecord:
     def from_json_dict(cls, data: Mapping[str, Any]) -> RefreshRecord:
         names = {f.name for f in attrs.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@functools.cache
+def _field_names() -> tuple[str, ...]:
+    return tuple(f.name for f in attrs.fields(RefreshRecord))

@@ -2,7 +2,8 @@
 
 ``results`` (what a refresh is asked and reports), ``executors`` (how
 ``write_state_to_path`` runs) and ``pipeline`` (the per-key chain: lock → join a running
-refresh → retries → one attempt → guard → publish → record). The key groups a refresh is
+refresh → retries → one attempt → guard → publish → record) and ``widening`` (many keys
+on as few threads as they need). The key groups a refresh is
 planned from live in :mod:`defstate.loader.groups`.
 """
 

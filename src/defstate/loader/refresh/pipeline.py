@@ -10,8 +10,7 @@ raising; only :func:`run_refresh` turns exceptions into a :class:`RefreshResult`
 from __future__ import annotations
 
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import attrs
@@ -36,6 +35,7 @@ from defstate.loader.refresh.results import (
     RefreshStatus,
     outcome,
 )
+from defstate.loader.refresh.widening import run_widening
 from defstate.state_storage.base import StateStorage, StateWrite, require_written
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.records import RefreshRecord
@@ -306,42 +306,4 @@ def run_refreshes(
             listener(target.key, result)
         return result
 
-    workers = max(1, min(concurrency, len(targets)))
-    if workers == 1:
-        return [one(t) for t in targets]
-    return _run_widening(one, targets, workers)
-
-
-_SLOW_REFRESH_SECONDS = 0.01
-"""A refresh running longer than this is taken to be waiting (I/O, a subprocess)."""
-
-
-def _run_widening(
-    one: Callable[[RefreshTarget], RefreshResult], targets: Sequence[RefreshTarget], workers: int
-) -> list[RefreshResult]:
-    """``one(target)`` for every target, on at most ``workers`` threads at a time.
-
-    Refreshes start one at a time, and two more start beside each one that has been running
-    longer than ``_SLOW_REFRESH_SECONDS``: refreshes that wait on I/O reach ``workers`` at
-    once within a few tens of milliseconds, while refreshes that return at once run one
-    after the other. Side by side these would only take the GIL from each other at every
-    system call (32 threads writing 1000 small states made 300 000 futex calls).
-    """
-    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-
-    results: list[RefreshResult | None] = [None] * len(targets)
-    queue = deque(enumerate(targets))
-    running: dict[Future[RefreshResult], tuple[int, float]] = {}
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="defstate-refresh") as pool:
-        while queue or running:
-            now = time.monotonic()
-            slow = sum(
-                1 for _, started in running.values() if now - started > _SLOW_REFRESH_SECONDS
-            )
-            while queue and len(running) < min(workers, 1 + 2 * slow):
-                index, target = queue.popleft()
-                running[pool.submit(one, target)] = (index, time.monotonic())
-            done, _ = wait(running, timeout=_SLOW_REFRESH_SECONDS, return_when=FIRST_COMPLETED)
-            for future in done:
-                results[running.pop(future)[0]] = future.result()
-    return [r for r in results if r is not None]
+    return run_widening(one, targets, min(concurrency, len(targets)))

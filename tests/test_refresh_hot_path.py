@@ -1,0 +1,157 @@
+"""The refresh of many keys that return at once: no thread hand-off per key, no listing of a
+folder the refresh just created, one listing of an existing one (issue 18, point 1)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import ProjectFactory
+from defstate import refresh_state
+from defstate.loader.history import state_history
+from defstate.loader.refresh.widening import run_widening
+from defstate.state_storage import atomic
+from defstate.state_storage.local import MAX_LOCAL_RECORDS
+from fixture_components import ListComponent
+
+KEYS = 6
+
+
+def _projects(make_project: ProjectFactory) -> Path:
+    entry = "type: fixture_components.ListComponent\nattributes:\n  name: k{i}\n  assets: [a]\n"
+    files = {f"defs/k{i}/defs.yaml": entry.format(i=i) for i in range(KEYS)}
+    return make_project(files, pyproject_extra="refresh_concurrency = 8\n")
+
+
+def test_instant_refreshes_run_one_after_the_other_on_one_thread(
+    make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refreshes that return at once are not handed to a thread each: one thread runs them
+    all (the calling thread stays free for signals), in order."""
+    root = _projects(make_project)
+    threads: list[str] = []
+    write = ListComponent.write_state_to_path
+
+    def recording(self: ListComponent, state_path: Path) -> None:
+        threads.append(threading.current_thread().name)
+        write(self, state_path)
+
+    monkeypatch.setattr(ListComponent, "write_state_to_path", recording)
+    report = refresh_state(root)
+    assert report.ok and len(report.results) == KEYS
+    assert len(threads) == KEYS and len(set(threads)) == 1
+    assert threads[0] != threading.main_thread().name
+
+
+def test_waiting_calls_widen_to_the_workers_and_no_further() -> None:
+    """Calls that wait bring more threads, up to ``workers``: four calls meeting at a
+    barrier of four can only all return if four run at once."""
+    barrier = threading.Barrier(4)
+    lock = threading.Lock()
+    running = peak = 0
+
+    def call(index: int) -> int:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        if index < 4:
+            barrier.wait(timeout=30)
+        else:
+            time.sleep(0.02)
+        with lock:
+            running -= 1
+        return index * 10
+
+    assert run_widening(call, range(12), workers=4) == [i * 10 for i in range(12)]
+    assert peak == 4
+
+
+def test_an_error_stops_the_run_and_is_raised() -> None:
+    started: list[int] = []
+
+    def call(index: int) -> int:
+        started.append(index)
+        if index == 3:
+            raise ValueError("boom")
+        time.sleep(0.001)
+        return index
+
+    with pytest.raises(ValueError, match="boom"):
+        run_widening(call, range(200), workers=4)
+    assert len(started) < 200  # nothing new started after the error
+    assert run_widening(call, [], workers=4) == []
+    assert run_widening(lambda i: i + 1, [1, 2], workers=1) == [2, 3]
+
+
+@pytest.fixture
+def key_folder_listings(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every ``os.scandir`` of a folder inside a ``.local_defs_state``."""
+    listings: list[str] = []
+    scandir = os.scandir
+
+    def counting(path: str | os.PathLike[str] = ".") -> object:
+        if ".local_defs_state" in os.fspath(path):
+            listings.append(os.path.basename(os.fspath(path)))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", counting)
+    yield listings
+
+
+def test_a_first_refresh_lists_no_key_folder_and_a_later_one_lists_it_once(
+    make_project: ProjectFactory, key_folder_listings: list[str]
+) -> None:
+    """A key folder the refresh creates holds nothing to clean up or trim; an existing one
+    is listed once (abandoned temporaries and the records to trim), also when its records
+    are at the limit."""
+    root = _projects(make_project)
+    assert refresh_state(root).ok
+    assert key_folder_listings == []
+    assert refresh_state(root).ok
+    assert sorted(key_folder_listings) == sorted(f"List[k{i}]" for i in range(KEYS))
+    for _ in range(MAX_LOCAL_RECORDS):
+        assert refresh_state(root, keys=["List[k0]"]).ok
+    key_folder_listings.clear()
+    assert refresh_state(root, keys=["List[k0]"]).ok
+    assert key_folder_listings == ["List[k0]"]
+    records = state_history(root, "List[k0]", limit=1000).records
+    assert len(records) == MAX_LOCAL_RECORDS
+    key_dir = root / "defs/.local_defs_state/List[k0]"
+    assert len(list(key_dir.glob("record-*.json"))) == MAX_LOCAL_RECORDS
+
+
+def test_a_refresh_of_an_existing_key_still_removes_abandoned_temporaries(
+    make_project: ProjectFactory,
+) -> None:
+    root = _projects(make_project)
+    assert refresh_state(root).ok
+    key_dir = root / "defs/.local_defs_state/List[k0]"
+    dead = key_dir / ".tmp-999999999-0123"  # no such pid
+    dead.write_text("half")
+    assert refresh_state(root).ok
+    assert not dead.exists()
+
+
+def test_write_atomic_failing_midway_keeps_the_old_file_and_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "f"
+    atomic.write_atomic(target, b"old")
+
+    def full(fd: int, data: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(OSError, match="No space"):
+        atomic.write_atomic(target, b"new" * 1000)
+    monkeypatch.undo()
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f"]
+    atomic.write_atomic(target, b"")
+    assert target.read_bytes() == b""
