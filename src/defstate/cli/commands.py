@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from defstate.loader.groups import Shard
     from defstate.loader.load import LoadResult
     from defstate.loader.refresh import RefreshListener
+    from defstate.loader.state_admin import GcReport
     from defstate.selection import AssetSelection
 
 _MANAGEMENT_TYPES = click.Choice([m.value for m in ManagementType], case_sensitive=False)
@@ -762,10 +763,17 @@ def state_gc(
                 f"{format_bytes(key_report.bytes_freed)}"
             )
         click.echo(f"{'would free' if dry_run else 'freed'} {format_bytes(report.bytes_freed)}")
+    _gc_problems(report)
+    if not report.ok:
+        sys.exit(1)
+
+
+def _gc_problems(report: GcReport) -> None:
+    """gc's warnings (damaged records: skipped) and key errors, on stderr."""
+    for problem in report.problems:
+        click.echo(f"warning: {problem}", err=True)
     for key_report in report.keys:
         for problem in key_report.problems:
             click.echo(f"warning: [{key_report.key}] {problem}", err=True)
         if key_report.error:
             click.echo(f"error: [{key_report.key}] {key_report.error}", err=True)
-    if not report.ok:
-        sys.exit(1)

@@ -14,6 +14,7 @@ from defstate.loader.groups import KeyGroup, select_groups
 from defstate.loader.load import Project, latest_in_bulk, open_project
 from defstate.state_storage.base import StateStorage, VersionStore, version_store
 from defstate.state_storage.management import ManagementType
+from defstate.state_storage.pins import LiveHolders
 from defstate.state_storage.state_info import StateInfo, StateVersion
 from defstate.state_storage.versioned import StoredVersion
 
@@ -260,10 +261,12 @@ class GcKeyReport:
 
 @attrs.frozen
 class GcReport:
-    """What ``gc_state`` did (or, with ``dry_run``, would do) per key."""
+    """What ``gc_state`` did (or, with ``dry_run``, would do) per key; ``problems`` are those
+    of no one key (damaged holder records of live pins: reported and ignored)."""
 
     keys: tuple[GcKeyReport, ...]
     dry_run: bool = False
+    problems: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -282,6 +285,7 @@ class GcReport:
             "dry_run": self.dry_run,
             "bytes_freed": self.bytes_freed,
             "keys": [k.to_json_dict() for k in self.keys],
+            "problems": list(self.problems),
         }
 
 
@@ -342,16 +346,22 @@ def _keep_reason(
 
 
 def collect_key(
-    storage: VersionStore, key: str, policy: GcPolicy, *, dry_run: bool = False
+    storage: VersionStore,
+    key: str,
+    policy: GcPolicy,
+    *,
+    dry_run: bool = False,
+    holders: LiveHolders | None = None,
 ) -> GcKeyReport:
     """gc of one key (see :class:`GcPolicy`); deletion follows the pointer protocol of
     :meth:`VersionStore.delete_version`, so a version that becomes latest or pinned
-    meanwhile is kept."""
+    meanwhile is kept. ``holders``: the storage's holder records read once for all keys
+    (:meth:`VersionStore.live_holder_pins`; ``None``: read them for this key)."""
     stored_versions = storage.inventory(key)
     if not stored_versions:
         return GcKeyReport(key)
     pointer = storage.pointer_info(key)
-    pinned, problems = storage.live_pins(key)
+    pinned, problems = storage.live_pins(key, holders)
     now = storage.storage_now(key)
     complete = [v for v in stored_versions if v.manifest is not None]
     order = {v.version: i for i, v in enumerate(complete)}
@@ -372,7 +382,7 @@ def collect_key(
             entries.append(GcEntry(stored.version, stored.size, "kept", reason))
         elif dry_run:
             entries.append(GcEntry(stored.version, stored.size, "would delete"))
-        elif storage.delete_version(key, stored):
+        elif storage.delete_version(key, stored, holders=holders):
             entries.append(GcEntry(stored.version, stored.size, "deleted"))
         else:
             entries.append(GcEntry(stored.version, stored.size, "kept", "became in use during gc"))
@@ -402,6 +412,7 @@ def gc_state(
     chosen = {g.key for g in select_groups(dict(project.groups), keys)}  # unknown keys raise
     policy = GcPolicy(keep, grace, older_than, tuple(protect))
     reports = []
+    holders = _HolderRecords()
     for key, group in sorted(project.groups.items()):
         if key not in chosen:
             continue
@@ -409,7 +420,32 @@ def gc_state(
             storage = version_store(project.storage(group))
             if storage is None:
                 continue
-            reports.append(collect_key(storage, key, policy, dry_run=dry_run))
+            read = holders.of(storage)
+            reports.append(collect_key(storage, key, policy, dry_run=dry_run, holders=read))
         except DefstateError as exc:
             reports.append(GcKeyReport(key, error=str(exc)))
-    return GcReport(tuple(reports), dry_run)
+    return GcReport(tuple(reports), dry_run, tuple(holders.problems))
+
+
+@attrs.define
+class _HolderRecords:
+    """Each storage's holder records, read once per gc run (an error too: every key of that
+    storage reports it, since none can be collected safely without them)."""
+
+    read: dict[int, tuple[VersionStore, LiveHolders | DefstateError]] = attrs.field(factory=dict)
+    problems: list[str] = attrs.field(factory=list)
+
+    def of(self, storage: VersionStore) -> LiveHolders:
+        found = self.read.get(id(storage))
+        if found is None:
+            holders: LiveHolders | DefstateError
+            try:
+                holders = storage.live_holder_pins()
+            except DefstateError as exc:
+                holders = exc
+            else:
+                self.problems.extend(holders.problems)
+            found = self.read[id(storage)] = (storage, holders)  # the storage keeps id unique
+        if isinstance(found[1], DefstateError):
+            raise found[1]
+        return found[1]

@@ -23,6 +23,7 @@ from defstate.state_storage.records import RefreshRecord
 from defstate.state_storage.state_info import StateVersion
 
 if TYPE_CHECKING:
+    from defstate.state_storage.pins import LiveHolders
     from defstate.state_storage.versioned import StoredVersion
 
 
@@ -187,9 +188,12 @@ class VersionStore(StateStorage, Protocol):
         """Point ``key``'s latest back at stored ``version``."""
         ...
 
-    def delete_version(self, key: str, stored: StoredVersion | str) -> bool:
+    def delete_version(
+        self, key: str, stored: StoredVersion | str, *, holders: LiveHolders | None = None
+    ) -> bool:
         """Delete a stored version unless it is (or just became) latest or pinned; ``True``
-        when deleted. Objects already gone (a concurrent gc) are not an error."""
+        when deleted. Objects already gone (a concurrent gc) are not an error. ``holders``:
+        the holder records as gc read them at its start (only changed ones are read again)."""
         ...
 
     def inventory(self, key: str) -> list[StoredVersion]:
@@ -200,22 +204,45 @@ class VersionStore(StateStorage, Protocol):
         """``(latest, previous, moved_at by the storage's clock)``, or ``None``."""
         ...
 
-    def live_pins(self, key: str) -> tuple[set[str], list[str]]:
-        """Versions named by unexpired live pin records, and problems found."""
+    def live_pins(self, key: str, holders: LiveHolders | None = None) -> tuple[set[str], list[str]]:
+        """Versions of ``key`` named by unexpired live pin records (its per-key records, and
+        the holder records: ``holders`` as read before, else read now), and problems found."""
+        ...
+
+    def live_holder_pins(self, previous: LiveHolders | None = None) -> LiveHolders:
+        """Every holder record (one listing; a record ``previous`` read with the same
+        listing token is not read again). Damaged records are reported, expired ones
+        deleted (not in a re-check, i.e. with ``previous``)."""
         ...
 
     def storage_now(self, key: str) -> float:
         """The storage's own clock (for expiry and grace periods)."""
         ...
 
+    def pin_records_per_holder(self) -> bool:
+        """Whether a holder keeps one live pin record for all its keys here
+        (:meth:`write_holder_pins`) rather than one per key (:meth:`write_pin`)."""
+        ...
+
+    def write_holder_pins(
+        self, holder: str, versions: Mapping[str, Sequence[str]], *, ttl: float, purpose: str
+    ) -> None:
+        """Write or renew the one live pin record of ``holder`` (a uuid): ``versions`` per
+        key are in use for the next ``ttl`` seconds."""
+        ...
+
+    def delete_holder_pins(self, holder: str) -> None:
+        """Remove ``holder``'s record (already gone is fine)."""
+        ...
+
     def write_pin(
         self, key: str, holder: str, versions: Sequence[str], *, ttl: float, purpose: str
     ) -> None:
-        """Write or renew the live pin record ``holder`` (a uuid) naming ``versions``."""
+        """Write or renew the per-key live pin record ``holder`` (a uuid) naming ``versions``."""
         ...
 
     def delete_pin(self, key: str, holder: str) -> None:
-        """Remove a live pin record (already gone is fine)."""
+        """Remove a per-key live pin record (already gone is fine)."""
         ...
 
 

@@ -6,13 +6,15 @@ Layout under the storage URL (a compatibility promise, documented in the README)
     <url>/<encoded key>/versions/<uuid>/state.tar.gz     a directory state, archived
     <url>/<encoded key>/versions/<uuid>/manifest.json    key, version, created_at, size, sha256, ...
     <url>/_pointers.d/<encoded key>.json                 the pointer: the latest manifest + previous
-    <url>/<encoded key>/pins/<holder>.json               live pin records (versions in use)
+    <url>/_pins.d/<holder>.json                          live pin records of one process (layout 2)
+    <url>/<encoded key>/pins/<holder>.json               per-key live pin records and claims
     <url>/<encoded key>/lease.json                       the single-flight refresh lease
     <url>/<encoded key>/records/<time>-<id>.json         refresh records
     <url>/_layout.json                                   {"layout": 2}
 
 That is layout 2; a storage without ``_layout.json`` is layout 1, whose pointers are
-``<url>/<encoded key>/latest.json``, and is still read and written as such until
+``<url>/<encoded key>/latest.json`` and whose processes keep per-key pin records only, and
+is still read and written as such until
 ``defstate state migrate-layout`` moves it (see :mod:`defstate.state_storage.pointer_layout`).
 
 The pointer protocol (docs/reliability.md has the proof sketch) keeps one invariant: **the
@@ -21,7 +23,8 @@ pointer never names a version whose manifest or bytes are missing**.
 - A publication (or rollback) first writes a *claim* (a pin record naming its version), then
   the bytes, then the manifest, then moves the pointer with a conditional write, then drops
   the claim.
-- gc deletes a version's manifest first, then re-reads the pointer and the pin records; if
+- gc deletes a version's manifest first, then re-reads the pointer and the pin records (the
+  key's own and the holder records of ``_pins.d/``, see :mod:`defstate.state_storage.pins`); if
   either names the version it puts the manifest back and keeps it, otherwise it deletes the
   bytes. Objects already deleted (by a concurrent gc) are not an error.
 
@@ -35,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
+import re
 import shutil
 import socket
 import threading
@@ -68,6 +71,13 @@ from defstate.state_storage.keys import encode_key, find_keys
 from defstate.state_storage.leases import hold_lease
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.objects import ObjectInfo, ObjectStore, Timeouts, open_store
+from defstate.state_storage.pins import (
+    HolderRecord,
+    LiveHolders,
+    ReadHolderRecord,
+    holder_record_bytes,
+    record_identity,
+)
 from defstate.state_storage.pointer_layout import (
     CURRENT_LAYOUT,
     LAYOUT_MARKER_NAME,
@@ -101,6 +111,9 @@ __all__ = [
 
 LEASE_NAME = "lease.json"
 PINS_DIRNAME = "pins"
+HOLDER_PINS_DIRNAME = "_pins.d"
+HOLDER_CLOCK_NAME = "_pins.clock"
+_HOLDER_RECORD_NAME = re.compile(r"[0-9a-f]{32}\.json")
 CLOCK_NAME = ".clock"
 RECORDS_DIRNAME = "records"
 VERSIONS_DIRNAME = "versions"
@@ -846,11 +859,15 @@ class VersionedStateStorage:
         clock = self._path(key, CLOCK_NAME)
         return self._call("read", key, lambda t: self.store.now(clock, t))
 
-    def delete_version(self, key: str, stored: StoredVersion | str) -> bool:
+    def delete_version(
+        self, key: str, stored: StoredVersion | str, *, holders: LiveHolders | None = None
+    ) -> bool:
         """Delete a stored version unless it is (or just became) in use; ``True`` if deleted.
 
-        The manifest goes first; then the pointer and the live pins are read again, and a
-        version either names is restored and kept. Objects already gone are not an error.
+        The manifest goes first; then the pointer and the live pins are read again (the
+        holder records as a re-check of ``holders``, gc's read at its start: one listing,
+        and reads of changed records only), and a version either names is restored and
+        kept. Objects already gone are not an error.
         """
         if isinstance(stored, str):
             stored = next((v for v in self.inventory(key) if v.version == stored), None) or (
@@ -863,7 +880,8 @@ class VersionedStateStorage:
             self._call("delete", key, lambda t: self.store.delete(manifest_path, t))
         pointer = self.pointer_info(key)
         in_use = pointer is not None and pointer[0] == stored.version
-        if in_use or stored.version in self.live_pins(key)[0]:
+        again = self.live_holder_pins(holders) if holders is not None else None
+        if in_use or stored.version in self.live_pins(key, again)[0]:
             if manifest is None and in_use:
                 manifest = self._manifest_from_pointer(key, stored.version)
             if manifest is not None:  # put back (or repair, after a gc killed mid-way)
@@ -891,23 +909,111 @@ class VersionedStateStorage:
 
     # -- live pins --------------------------------------------------------------------------
 
+    def pin_records_per_holder(self) -> bool:
+        """Layout 2 keeps one live pin record per holder (``_pins.d/<holder>.json``); layout
+        1 one per key, which defstate before layout 2 reads. Asked again while the storage
+        is layout 1, so a holder switches once a migration is done."""
+        return self.layout(fresh=True) >= CURRENT_LAYOUT
+
+    def _holder_path(self, holder: str) -> str:
+        self.store  # noqa: B018  (sets _root)
+        return f"{self._root}/{HOLDER_PINS_DIRNAME}/{uuid.UUID(holder).hex}.json"
+
+    def write_holder_pins(
+        self, holder: str, versions: Mapping[str, Sequence[str]], *, ttl: float, purpose: str
+    ) -> None:
+        """Write (or renew) ``holder``'s one record: ``versions`` per key are in use for the
+        next ``ttl`` seconds (by the storage's clock). One write, whatever the keys."""
+        for key, names in versions.items():
+            for version in names:
+                _check_version_id(key, version)
+        path = self._holder_path(holder)
+        data = holder_record_bytes(holder, versions, ttl=ttl, purpose=purpose)
+        self._lease_call(
+            f"write the live pin record of holder {holder}",
+            lambda t: self.store.write(path, data, t),
+        )
+
+    def delete_holder_pins(self, holder: str) -> None:
+        path = self._holder_path(holder)
+        self._lease_call(
+            f"delete the live pin record of holder {holder}",
+            lambda t: self.store.delete(path, t),
+        )
+
+    def live_holder_pins(self, previous: LiveHolders | None = None) -> LiveHolders:
+        """The holder records: one listing of ``_pins.d/``, then one read per record whose
+        listing token differs from the one ``previous`` read it with. A record is live while
+        its age (the storage's clock minus its modification time) is at most its ttl; with
+        ``previous`` ages are judged against ``previous.now`` (never later than now, so a
+        record can only look younger) and nothing is deleted."""
+        self.store  # noqa: B018  (sets _root)
+        prefix = f"{self._root}/{HOLDER_PINS_DIRNAME}"
+        listing = [
+            info
+            for info in self._lease_call(
+                "list the live pin records", lambda t: self.store.list_objects(prefix, t)
+            )
+            if _HOLDER_RECORD_NAME.fullmatch(info.path.rsplit("/", 1)[-1])
+        ]
+        if not listing:
+            return LiveHolders(now=previous.now if previous is not None else None)
+        now = previous.now if previous is not None else None
+        if now is None:
+            clock = f"{self._root}/{HOLDER_CLOCK_NAME}"
+            now = self._lease_call("read the storage's clock", lambda t: self.store.now(clock, t))
+        known = previous.read if previous and self.store.listing_tokens_track_content else {}
+        by_path = {info.path: info for info in listing}
+        reads = self._each(
+            lambda p: self._read_holder_record(by_path[p], known.get(p)), list(by_path)
+        )
+        live: dict[str, set[str]] = {}
+        read: dict[str, ReadHolderRecord] = {}
+        problems: list[str] = []
+        for info, got in zip(by_path.values(), reads, strict=True):
+            if isinstance(got, str):
+                problems.append(got)
+            elif got is not None:
+                read[info.path] = got
+                if now - info.mtime <= got.record.ttl:
+                    for key, names in got.record.versions.items():
+                        live.setdefault(key, set()).update(names)
+                elif previous is None and now - info.mtime > 2 * got.record.ttl:
+                    self._delete_expired(info.path)
+        frozen = {key: frozenset(names) for key, names in live.items()}
+        return LiveHolders(frozen, now, read, tuple(problems))
+
+    def _read_holder_record(
+        self, info: ObjectInfo, known: ReadHolderRecord | None
+    ) -> ReadHolderRecord | str | None:
+        """One holder record: as read before when its token is unchanged, else read now;
+        ``None`` when it was removed meanwhile, a problem when it is damaged."""
+        if known is not None and info.token is not None and known.token == info.token:
+            return known
+        data = self._lease_call("read a live pin record", lambda t: self.store.read(info.path, t))
+        if data is None:
+            return None
+        try:
+            return ReadHolderRecord(info.token, HolderRecord.from_bytes(data))
+        except ValueError as exc:
+            return f"live pin record {info.path} is damaged ({exc}): ignored"
+
+    def _delete_expired(self, path: str) -> None:
+        with contextlib.suppress(StateStorageError):
+            self._lease_call(
+                "delete an expired live pin record", lambda t: self.store.delete(path, t)
+            )
+
     def write_pin(
         self, key: str, holder: str, versions: Sequence[str], *, ttl: float, purpose: str
     ) -> None:
-        """Write (or renew) the pin record ``holder`` of ``key``: these versions are in use
-        for the next ``ttl`` seconds (by the storage's clock)."""
+        """Write (or renew) the per-key pin record ``holder`` of ``key``: these versions are
+        in use for the next ``ttl`` seconds (by the storage's clock)."""
         for version in versions:
             _check_version_id(key, version)
         path = f"{self.key_path(key)}/{PINS_DIRNAME}/{uuid.UUID(holder).hex}.json"
         self._touched.add(key)
-        record = {
-            "holder": holder,
-            "versions": list(versions),
-            "ttl": ttl,
-            "purpose": purpose,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-        }
+        record = {**record_identity(holder, ttl=ttl, purpose=purpose), "versions": list(versions)}
         data = json.dumps(record, sort_keys=True).encode()
         self._call("write", key, lambda t: self.store.write(path, data, t))
 
@@ -915,9 +1021,19 @@ class VersionedStateStorage:
         path = f"{self.key_path(key)}/{PINS_DIRNAME}/{uuid.UUID(holder).hex}.json"
         self._call("delete", key, lambda t: self.store.delete(path, t))
 
-    def live_pins(self, key: str) -> tuple[set[str], list[str]]:
-        """Versions named by live (unexpired) pin records, and problems found (damaged
-        records are reported and ignored, expired ones deleted)."""
+    def live_pins(self, key: str, holders: LiveHolders | None = None) -> tuple[set[str], list[str]]:
+        """Versions of ``key`` that live (unexpired) pin records name: its per-key records
+        and the holder records (``holders``, else read now, with their problems). Damaged
+        records are reported and ignored, expired ones deleted."""
+        live, problems = self._key_pins(key)
+        if holders is None:
+            holders = self.live_holder_pins()
+            problems.extend(holders.problems)
+        live.update(holders.versions_of(key))
+        return live, problems
+
+    def _key_pins(self, key: str) -> tuple[set[str], list[str]]:
+        """The per-key pin records of ``key`` (``<key>/pins/``)."""
         prefix = f"{self.key_path(key)}/{PINS_DIRNAME}"
         records = self._call("list", key, lambda t: self.store.list_objects(prefix, t))
         if not records:
