@@ -361,3 +361,29 @@ def test_any_document_reads_the_same_from_the_cache(
     _read(tmp_path, path)
     (cached,) = _read(tmp_path, path)
     _same(cached, fresh)
+
+
+def test_a_defs_yaml_that_cannot_be_read_is_an_error_naming_it(
+    make_project: ProjectFactory,
+) -> None:
+    root = make_project({"defs/good/defs.yaml": ENTRY})
+    (root / "defs" / "gone").mkdir()
+    (root / "defs" / "gone" / "defs.yaml").symlink_to(root / "nowhere.yaml")
+    for _ in range(2):  # uncached, then with the good file cached
+        result = discover_components(load_project_config(root))
+        assert len(result.instances) == 1
+        (problem,) = result.errors
+        assert problem.location is not None
+        assert problem.location.path == root / "defs" / "gone" / "defs.yaml"
+        assert problem.message == "cannot read: No such file or directory"
+
+
+def test_a_large_file_is_read_whole(tmp_path: Path, parsed: list[Path]) -> None:
+    path = tmp_path / "defs.yaml"
+    names = [f"table_{index:06d}" for index in range(20_000)]  # ~400 KB: many reads
+    path.write_text(yaml.safe_dump({"tables": names}))
+    assert path.stat().st_size > 4 * (1 << 16)
+    for _ in range(2):
+        (loaded,) = _read(tmp_path, path)
+        assert loaded.documents[0].value == {"tables": names}
+    assert parsed == [path]

@@ -157,37 +157,84 @@ def _convert_collection(value: Any, hint: Any, path: tuple[str | int, ...]) -> A
     return _UNHANDLED
 
 
-_FIELDS: dict[type[Any], tuple[dict[str, Any], dict[str, attrs.Attribute[Any]]]] = {}
+# the value types _convert returns unchanged whatever the value: a check of the type is the
+# whole conversion (the hints of most attributes: str, int, bool, float, X | None, Any)
+_SAMPLES: dict[type[Any], Any] = {str: "", int: 0, float: 0.0, bool: False, type(None): None}
+_TYPE_DECIDED = frozenset([*_SAMPLES, Path, Any, object])  # hints that look at the type only
 
 
-def _fields(cls: type[Any]) -> tuple[dict[str, Any], dict[str, attrs.Attribute[Any]]]:
-    """Type hints and init fields (by alias) of an attrs class, resolved once per class."""
+def _kept_types(hint: Any) -> frozenset[type[Any]]:
+    """The value types ``hint`` keeps as they are (``str`` for ``str | None``, not ``int``
+    for ``float``, which converts it). Other values, and every hint whose answer depends on
+    more than a value's type (literals, enums, collections, attrs classes), go through
+    :func:`convert_value`."""
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    arms = typing.get_args(hint) if union else (hint,)
+    if not all(arm in _TYPE_DECIDED for arm in arms):
+        return frozenset()
+    kept = set()
+    for kind, sample in _SAMPLES.items():
+        try:
+            if _convert(sample, hint, ()) is sample:
+                kept.add(kind)
+        except (_Mismatch, AttributeValueError):
+            continue
+    return frozenset(kept)
+
+
+@attrs.frozen
+class _Field:
+    """One init field of an attrs class, as :func:`construct` checks it."""
+
+    alias: str
+    hint: Any
+    required: bool
+    kept_types: frozenset[type[Any]]
+    keeps_any: bool  # ``Any``: every value as it is
+
+
+_FIELDS: dict[type[Any], dict[str, _Field]] = {}
+
+
+def _fields(cls: type[Any]) -> dict[str, _Field]:
+    """The init fields (by alias) of an attrs class, with their hints, resolved once."""
     found = _FIELDS.get(cls)
     if found is None:
         hints = typing.get_type_hints(cls)
-        found = _FIELDS[cls] = (hints, {f.alias or f.name: f for f in attrs.fields(cls) if f.init})
+        found = _FIELDS[cls] = {}
+        for field in attrs.fields(cls):
+            if field.init:
+                hint = hints.get(field.name, Any)
+                alias = field.alias or field.name
+                required = field.default is attrs.NOTHING
+                kept, keeps_any = _kept_types(hint), hint is Any or hint is object
+                found[alias] = _Field(alias, hint, required, kept, keeps_any)
     return found
 
 
 def construct(cls: type[Any], values: Mapping[str, Any], path: tuple[str | int, ...] = ()) -> Any:
     """Build an attrs class from a mapping, checking unknown, missing and ill-typed fields."""
-    hints, by_alias = _fields(cls)
+    fields = _fields(cls)
     for name in values:
-        if name not in by_alias:
-            known = ", ".join(sorted(by_alias)) or "none"
+        if name not in fields:
+            known = ", ".join(sorted(fields)) or "none"
             raise AttributeValueError(
                 (*path, str(name)), f"unknown attribute {name!r} (known attributes: {known})"
             )
     kwargs: dict[str, Any] = {}
-    for alias, field in by_alias.items():
+    for alias, field in fields.items():
         if alias not in values:
-            if field.default is attrs.NOTHING:
+            if field.required:
                 raise AttributeValueError(
                     (*path, alias),
-                    f"missing required attribute {alias!r} ({describe_type(hints[field.name])})",
+                    f"missing required attribute {alias!r} ({describe_type(field.hint)})",
                 )
             continue
-        kwargs[alias] = convert_value(values[alias], hints.get(field.name, Any), (*path, alias))
+        value = values[alias]
+        if field.keeps_any or type(value) in field.kept_types:  # the whole conversion
+            kwargs[alias] = value
+        else:
+            kwargs[alias] = convert_value(value, field.hint, (*path, alias))
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:

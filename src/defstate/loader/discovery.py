@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator, Mapping
-from pathlib import Path, PurePath
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 
 import attrs
@@ -147,8 +147,9 @@ class ComponentInstance(Generic[C_co]):
 
 def find_defs_yaml_files(defs_dir: Path) -> list[Path]:
     """Every ``defs.yaml`` under ``defs_dir``, sorted; hidden and cache folders skipped."""
+    found: list[Path] = []
 
-    def walk(folder: Path) -> Iterator[Path]:
+    def walk(folder: str) -> None:  # str paths: a Path per folder costs more than its listing
         try:  # scandir: the kind of each entry comes with the listing, no stat per entry
             with os.scandir(folder) as listing:
                 entries = sorted((e.name, e.is_dir()) for e in listing)
@@ -158,17 +159,20 @@ def find_defs_yaml_files(defs_dir: Path) -> list[Path]:
             if is_skipped_in_defs(name):
                 continue
             if is_dir:
-                yield from walk(folder / name)
+                walk(os.path.join(folder, name))
             elif name == DEFS_YAML:
-                yield folder / name
+                found.append(Path(folder, name))
 
-    return list(walk(defs_dir))
+    walk(os.fspath(defs_dir))
+    return found
 
 
 def _label(config: ProjectConfig, location: SourceLocation) -> str:
     root, path = os.fspath(config.root), os.fspath(location.path)
     if path.startswith(root) and path[len(root) : len(root) + 1] == os.sep:
-        relative = PurePath(path[len(root) + 1 :]).as_posix()  # relative_to, without parsing
+        relative = path[len(root) + 1 :]  # relative_to, without parsing (paths are normalised)
+        if os.sep != "/":
+            relative = relative.replace(os.sep, "/")
     else:
         try:
             relative = location.path.relative_to(config.root).as_posix()

@@ -251,10 +251,17 @@ class YamlFile:
 
 def read_file_bytes(path: Path) -> bytes:
     """The bytes of ``path``; a file that cannot be read is a ``DefsYamlError`` naming it."""
-    try:
-        return path.read_bytes()
+    try:  # os.read: a third of Path.read_bytes' cost for the small files of a project
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        try:
+            chunks = []
+            while chunk := os.read(descriptor, 1 << 16):
+                chunks.append(chunk)
+        finally:
+            os.close(descriptor)
     except OSError as exc:
         raise DefsYamlError(f"cannot read: {exc.strerror or exc}", SourceLocation(path)) from None
+    return b"".join(chunks)
 
 
 def _decode(path: Path, data: bytes) -> str:
@@ -397,11 +404,26 @@ def map_strings(value: Any, function: Callable[[str, ValuePath], str], path: Val
     return value
 
 
+def _has_template(value: Any) -> bool:
+    """Whether a string in ``value`` may hold a template (``{{``); true for unknown types."""
+    kind = type(value)
+    if kind is str:
+        return "{{" in value
+    if kind is dict:
+        return any(_has_template(item) for item in value.values())
+    if kind is list:
+        return any(_has_template(item) for item in value)
+    return not (kind is int or kind is float or kind is bool or value is None)
+
+
 def render_templates(
     value: Any, document: YamlDocument, project_root: Path, path: ValuePath = ()
 ) -> Any:
-    """Expand templates in every string of ``value``; errors name the file and line."""
+    """Expand templates in every string of ``value``; errors name the file and line.
 
+    ``value`` itself when none of its strings has a template (most entries): no copy."""
+    if not _has_template(value):
+        return value
     problems: list[tuple[int, str]] = []
 
     def expand(text: str, where: ValuePath) -> str:
