@@ -87,6 +87,8 @@ def _to_keys(values: Iterable[AssetKey | str | Sequence[str]]) -> tuple[AssetKey
 def _to_sorted_strings(values: Iterable[str]) -> tuple[str, ...]:
     if not values:
         return ()
+    if type(values) is list and len(values) == 1 and type(values[0]) is str:  # the usual: one
+        return (values[0],)
     return tuple(sorted(set(values)))
 
 
@@ -140,12 +142,15 @@ class AssetSpec:
 
     def to_json_dict(self) -> dict[str, Any]:
         """The JSON shape used by ``defstate list defs --json`` (without ``component``)."""
+        # Written out, not through to_string() and copies of empty fields: a listing makes
+        # one of these per asset.
+        join = _SEPARATOR.join
         return {
-            "key": self.key.to_string(),
-            "deps": [d.to_string() for d in self.deps],
+            "key": join(self.key.path),
+            "deps": [join(d.path) for d in self.deps] if self.deps else [],
             "group": self.group_name,
             "kinds": list(self.kinds),
-            "tags": dict(self.tags),
+            "tags": dict(self.tags) if self.tags else {},
             "owners": list(self.owners),
             "metadata": self.metadata,
             "description": self.description,

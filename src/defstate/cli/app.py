@@ -146,9 +146,12 @@ def json_dumps(data: Any) -> str:
     import json
 
     data = redact_data(data)  # before encoding: a secret is masked in every form JSON gives it
+    # No check for reference cycles (a lookup per container: a sixth of encoding a large
+    # listing): documents are built from records and definitions, and a cycle still fails,
+    # with a RecursionError instead of a ValueError.
     if sys.stdout.isatty():
-        return json.dumps(data, indent=2)
-    return json.dumps(data, separators=(",", ":"))
+        return json.dumps(data, indent=2, check_circular=False)
+    return json.dumps(data, separators=(",", ":"), check_circular=False)
 
 
 @contextlib.contextmanager

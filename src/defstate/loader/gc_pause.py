@@ -9,6 +9,13 @@ paused; cycles made meanwhile wait for the first collection after the pause.
 
 Pauses cover discovery, resolving state, building and rendering definitions, never a refresh,
 which runs user code for as long as the external system takes.
+
+When a pause ends, what it built goes straight to the oldest generation. CPython counts the
+allocations of a pause against the youngest generation, so without that the first allocation
+after it started a collection traversing everything the pause built (13 ms after a load of
+1000 components x 20 assets, for nothing: a load's objects are in use until it is replaced).
+Oldest-generation objects are still collected by full collections, which CPython runs when
+the long-lived objects have grown by a quarter.
 """
 
 from __future__ import annotations
@@ -40,7 +47,18 @@ class GcPause:
         with self._lock:
             self._depth -= 1
             if self._depth == 0 and self._resume:
+                _age_survivors()
                 gc.enable()
+
+
+def _age_survivors() -> None:
+    """Move every tracked object to the oldest generation, with no traversal:
+    ``gc.freeze()`` then ``gc.unfreeze()`` (each moves one list; the young count restarts at
+    zero). Skipped while the program keeps objects frozen itself (e.g. before forking
+    workers): unfreezing would release them."""
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
+        gc.unfreeze()
 
 
 paused_gc = GcPause()

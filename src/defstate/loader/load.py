@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from defstate.components.component import Component
-from defstate.definitions import AssetCheckKey, AssetKey, Definitions, merge_definitions
+from defstate.definitions import (
+    AssetCheckKey,
+    AssetKey,
+    AssetSpec,
+    Definitions,
+    merge_definitions,
+)
 from defstate.errors import StateVersionMissingError, UnknownStateKeyError, UsageError, is_transient
 from defstate.loader.discovery import (
     ComponentInstance,
@@ -128,9 +134,10 @@ class LoadResult:
     def to_json_dict(self) -> dict[str, Any]:
         """The ``defstate list defs --json`` document: assets, asset checks, the pin, errors."""
         assets = []
-        for spec in sorted(self.definitions.assets, key=lambda s: s.key.path):
+        source_of = self.asset_sources.get
+        for spec in sorted(self.definitions.assets, key=_key_path):
             data = spec.to_json_dict()
-            data["component"] = self.asset_sources.get(spec.key)
+            data["component"] = source_of(spec.key)
             assets.append(data)
         checks = []
         # sorted by plain tuples: attrs' generated comparisons are slow for thousands of checks
@@ -144,6 +151,10 @@ class LoadResult:
             "state": self.state_info.to_json_dict(),
             "errors": [e.to_json_dict() for e in self.errors],
         }
+
+
+def _key_path(spec: AssetSpec) -> tuple[str, ...]:
+    return spec.key.path
 
 
 def load_defs(

@@ -179,6 +179,7 @@ class LocalStateStorage:
     _records_seen: dict[str, list[str]] = attrs.field(
         factory=dict, init=False, repr=False, eq=False
     )
+    _state_files: dict[str, Path] = attrs.field(factory=dict, init=False, repr=False, eq=False)
 
     management_type: ClassVar[ManagementType] = ManagementType.LOCAL_FILESYSTEM
     refreshed_at_initialization: ClassVar[bool] = False
@@ -215,12 +216,20 @@ class LocalStateStorage:
             key_dir = self._key_dirs[key] = self.root.joinpath(*encode_key(key).parts)
         return key_dir
 
+    def _state_file(self, key: str) -> Path:
+        """``<key dir>/state`` (made once per key: a load asks for it twice per key)."""
+        state = self._state_files.get(key)
+        if state is None:
+            parts = encode_key(key).parts
+            state = self._state_files[key] = self.root.joinpath(*parts, STATE_NAME)
+        return state
+
     def _current_path(self, key: str) -> Path | None:
-        key_dir = self.key_dir(key)
-        state = key_dir / STATE_NAME
+        state = self._state_file(key)
         if os.path.lexists(state):
             return state
         # A non-atomic swap (no renameat2) was interrupted between its two renames.
+        key_dir = state.parent
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             olds = sorted(key_dir.glob(f"{_OLD_PREFIX}*"), key=lambda p: p.stat().st_mtime)
             if olds:
@@ -231,10 +240,13 @@ class LocalStateStorage:
         return {}  # no read of many keys is cheaper than latest() of each here
 
     def latest(self, key: str) -> StateVersion | None:
-        path = self._current_path(key)
-        if path is None:
-            return None
-        stat = path.stat()
+        try:  # the usual case in one system call
+            stat = os.stat(self._state_file(key))
+        except (FileNotFoundError, NotADirectoryError):
+            path = self._current_path(key)  # an interrupted swap, or a dangling link
+            if path is None:
+                return None
+            stat = path.stat()
         is_directory = S_ISDIR(stat.st_mode)
         return StateVersion(
             key=key,
