@@ -8,7 +8,9 @@ leaves it (bytes, manifest, pointer: under ``_pointers.d/`` for layout 2, in
 ``<key>/latest.json`` for layout 1, written directly so that seeding 1000 keys takes seconds,
 not minutes, on moto), runs one initialization load to fill the download cache, then times
 ``--repeat`` more initialization loads (no pin, every version cached) in this process and
-counts the requests moto answered during each. ``--layout 1`` measures a storage that was
+counts the requests moto answered during each; then the requests of the live pin records of a
+``load_defs(keep_pinned=True)`` (what ``serve`` keeps): to start, per renewal, at exit.
+``--layout 1`` measures a storage that was
 never migrated (and, with ``PYTHONPATH`` pointing at an older checkout, defstate before
 layout 2). ``bench.run`` has the same figure as its row ``warm init load s3``.
 """
@@ -96,14 +98,41 @@ def measure(n: int, repeat: int, layout: int) -> dict[str, Any]:
                 seconds.append(time.perf_counter() - start)
             assert result.ok and len(result.definitions.asset_keys) == n * 20
             requests.append(len(log.lines))
+        pins = _pin_requests(project, statistics.median(requests))
     return {
         "n": n,
         "layout": layout,
         "median_seconds": statistics.median(seconds),
         "seconds": seconds,
         "requests": requests,
+        "pin_requests": pins,
         "seed_seconds": seeded,
         "load_average": os.getloadavg(),
+    }
+
+
+def _pin_requests(project: Path, warm_load_requests: float) -> dict[str, float]:
+    """Requests of the live pin records a process serving the load keeps
+    (``load_defs(keep_pinned=True)``): to start (the load's requests beyond a warm load's),
+    per renewal (every ttl/3 for as long as it runs) and at exit."""
+    from defstate import load_defs
+
+    with s3.counted_requests() as start:
+        pinned = load_defs(project, keep_pinned=True)
+    assert pinned.ok and pinned.live_pins is not None, pinned.errors[:3]
+    pins = pinned.live_pins
+    with s3.counted_requests() as renewal:
+        if hasattr(pins, "renew"):
+            pins.renew()
+        else:  # defstate before holder records: its renewal thread's body, one write per key
+            for key, names in pins.held.items():
+                pins.storage.write_pin(key, pins.holder, names, ttl=pins.ttl, purpose="load")
+    with s3.counted_requests() as stop:
+        pins.close()
+    return {
+        "start": len(start.lines) - warm_load_requests,
+        "renewal": len(renewal.lines),
+        "exit": len(stop.lines),
     }
 
 
