@@ -387,3 +387,67 @@ def test_a_large_file_is_read_whole(tmp_path: Path, parsed: list[Path]) -> None:
         (loaded,) = _read(tmp_path, path)
         assert loaded.documents[0].value == {"tables": names}
     assert parsed == [path]
+
+
+_REPORT_IMPORTS = textwrap.dedent(
+    """
+    import json, sys
+    from defstate.loader.discovery import discover_components
+    from defstate.loader.project import load_project_config
+    result = discover_components(load_project_config(sys.argv[1]))
+    assert len(result.instances) == 2 and not result.errors, result
+    print(json.dumps("yaml" in sys.modules))
+    """
+)
+
+
+def test_a_discovery_whose_files_are_all_cached_does_not_import_pyyaml(
+    make_project: ProjectFactory, cache_dir: Path
+) -> None:
+    root = make_project({"defs/a/defs.yaml": ENTRY, "defs/b/defs.yaml": ENTRY})
+    env = subprocess_env({"DEFSTATE_CACHE_DIR": str(cache_dir)})
+    env.pop(CACHE_ENV, None)
+
+    def imports_yaml() -> bool:
+        done = subprocess.run(
+            [sys.executable, "-c", _REPORT_IMPORTS, str(root)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return bool(json.loads(done.stdout.splitlines()[-1]))
+
+    assert imports_yaml()  # the first discovery parses
+    assert not imports_yaml()
+    (root / "defs" / "b" / "defs.yaml").write_text(ENTRY.replace("group: g", "group: x"))
+    assert imports_yaml()  # a changed file is parsed
+
+
+def test_the_stamp_follows_pyyamls_version_and_libyaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.machinery
+
+    def fake_yaml(name: str, version: str, *extra: str) -> importlib.machinery.ModuleSpec:
+        folder = tmp_path / name / "yaml"
+        folder.mkdir(parents=True)
+        (folder / "__init__.py").write_text(f"__version__ = {version!r}\n")
+        for file in extra:
+            (folder / file).write_text("")
+        spec = importlib.machinery.ModuleSpec("yaml", None, origin=str(folder / "__init__.py"))
+        spec.submodule_search_locations = [str(folder)]
+        return spec
+
+    specs = [
+        fake_yaml("a", "6.0.1", "_yaml.cpython-311-x86_64-linux-gnu.so"),
+        fake_yaml("b", "6.0.2", "_yaml.cpython-311-x86_64-linux-gnu.so"),
+        fake_yaml("c", "6.0.2"),  # no libyaml
+    ]
+    stamps = []
+    for spec in specs:
+        monkeypatch.setattr(yaml_cache.importlib.util, "find_spec", lambda name, s=spec: s)
+        stamps.append(yaml_cache._stamp.__wrapped__())
+    assert None not in stamps and len(set(stamps)) == 3
+    monkeypatch.setattr(yaml_cache.importlib.util, "find_spec", lambda name: specs[0])
+    assert yaml_cache._stamp.__wrapped__() == stamps[0]  # the same PyYAML: the same stamp

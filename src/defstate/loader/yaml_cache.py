@@ -16,24 +16,25 @@ The cache is one file per defs folder, ``$DEFSTATE_CACHE_DIR/defs-yaml/<digest o
 folder's path>.json`` (see :func:`defstate.cache_dir.default_cache_dir`): a header line (the
 stamp, the digest of the rest) then the entries. The stamp covers the source of defstate's
 YAML reader and of this module and PyYAML's version, so an upgrade of either ignores old
-entries. A missing, damaged (digest mismatch, bad JSON) or stale file is ignored and replaced;
-a cache folder that cannot be written leaves loads uncached. Writes are atomic (aside and
-renamed) and hold the entries of the load's files only; two processes writing at once each
-write a complete file of valid entries, and the last one stays. ``DEFSTATE_PARSE_CACHE=0``
-(or ``false``, ``no``, ``off``) turns the cache off.
+entries; a load whose files are all cached does not import PyYAML. A missing, damaged
+(digest mismatch, bad JSON) or stale file is ignored and replaced; a cache folder that cannot
+be written leaves loads uncached. Writes are atomic (aside and renamed) and hold the entries
+of the load's files only; two processes writing at once each write a complete file of valid
+entries, and the last one stays. Files not written for :data:`UNUSED_DAYS` days are removed.
+``DEFSTATE_PARSE_CACHE=0`` (or ``false``, ``no``, ``off``) turns the cache off.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 import attrs
-import yaml
 
 from defstate.cache_dir import default_cache_dir
 from defstate.errors import DefsYamlError
@@ -61,15 +62,21 @@ def _digest(data: bytes) -> str:
 
 @functools.cache
 def _stamp() -> str | None:
-    """What the cached parses depend on besides the files' bytes; ``None`` (no cache) when
-    the parsing code's source cannot be read (e.g. imported from a zip)."""
-    hasher = blake2b(
-        f"{FORMAT} {yaml.__version__} {yaml.__with_libyaml__}".encode(), digest_size=16
-    )
+    """What the cached parses depend on besides the files' bytes: the source of the parsing
+    code and PyYAML's (its ``__init__.py`` names its version; its file names tell whether
+    libyaml is there), found without importing PyYAML. ``None`` (no cache) when they cannot be
+    read, e.g. imported from a zip."""
+    parser = Path(yaml_source.__file__)
+    hasher = blake2b(str(FORMAT).encode(), digest_size=16)
     try:
-        for module_file in (yaml_source.__file__, __file__):
-            hasher.update(Path(module_file).read_bytes())
-    except (OSError, TypeError):
+        for module_file in (parser, parser.with_name("yaml_parse.py"), Path(__file__)):
+            hasher.update(module_file.read_bytes())
+        spec = importlib.util.find_spec("yaml")
+        if spec is None or spec.origin is None or not spec.submodule_search_locations:
+            return None
+        hasher.update(Path(spec.origin).read_bytes())
+        hasher.update("\0".join(sorted(os.listdir(spec.submodule_search_locations[0]))).encode())
+    except (OSError, ImportError, ValueError):
         return None
     return hasher.hexdigest()
 

@@ -3,12 +3,13 @@
 Hostile input is bounded before anything is constructed: only plain tags, nesting up to
 ``MAX_DEPTH``, aliases adding at most ``MAX_ALIAS_NODES`` nodes / ``MAX_ALIAS_BYTES`` of text,
 integers of at most ``MAX_INT_DIGITS`` digits. Every problem is a ``DefsYamlError`` at the
-file and line of its document (docs/hostile-input-and-secrets.md).
+file and line of its document (docs/hostile-input-and-secrets.md). The parser itself is
+:mod:`defstate.loader.yaml_parse`, imported on the first parse: PyYAML costs milliseconds of
+every process, and files found in the parse cache (:mod:`defstate.loader.yaml_cache`) need it not.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -16,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import yaml
 
 from defstate.errors import DefsYamlError, SourceLocation, TemplateError
 from defstate.redaction import register_secret
@@ -50,35 +50,6 @@ class YamlDocument:
         return SourceLocation(self.path, self.line_of(path))
 
 
-# libyaml's safe loader when available (5x faster on large projects), else the pure one;
-# both construct only plain data types, never arbitrary Python objects.
-_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _LineLoader(_SafeLoader):  # type: ignore[valid-type,misc]
-    """A safe loader whose nodes keep their line numbers (see ``_Walk``)."""
-
-    def resolve(self, kind: type[yaml.Node], value: Any, implicit: tuple[bool, bool]) -> str:
-        # libyaml asks at every node. A plain scalar's tag depends on its text alone when
-        # there are no path resolvers (a safe loader has none): short ones are cached.
-        if kind is yaml.ScalarNode and implicit[0] and not self.yaml_path_resolvers:
-            return _short_plain_tag(value) if len(value) <= 64 else _plain_tag(value)
-        tag: str = super().resolve(kind, value, implicit)
-        return tag
-
-
-_RESOLVER = yaml.resolver.Resolver()
-
-
-def _plain_tag(value: str) -> str:
-    """The tag PyYAML's resolver gives a plain scalar, e.g. ``!!int`` for ``12``."""
-    tag: str = _RESOLVER.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
-    return tag
-
-
-_short_plain_tag = functools.lru_cache(maxsize=4096)(_plain_tag)
-
-
 # Documented limits (README, "Project format"): what one defs.yaml document may expand to.
 MAX_DEPTH = 100
 """Collections nested deeper than this are an error."""
@@ -88,155 +59,6 @@ MAX_ALIAS_BYTES = 10 * 1024 * 1024
 """Characters of scalar text that aliases may add to one document, in all."""
 MAX_INT_DIGITS = 1000
 """Digits of one integer."""
-
-_YAML = "tag:yaml.org,2002:"
-_MERGE_TAG = _YAML + "merge"
-_SCALAR_TAGS = {_YAML + t: "!!" + t for t in ("str", "int", "float", "bool", "null", "timestamp")}
-_COLLECTION_TAGS = {_YAML + "map", _YAML + "seq"}
-_ALLOWED_TAGS = "!!str, !!int, !!float, !!bool, !!null, !!timestamp, !!map, !!seq"
-
-
-def _at(source: Path, node: yaml.Node) -> SourceLocation:
-    return SourceLocation(source, node.start_mark.line + 1)
-
-
-def _short(text: str, limit: int = 40) -> str:
-    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
-
-
-def _tag_name(tag: str) -> str:
-    return "!!" + tag[len(_YAML) :] if tag.startswith(_YAML) else tag
-
-
-@attrs.define
-class _Measure:
-    """Pre-pass over one document's node graph, before anything is constructed: checks tags
-    and depth, finds recursive aliases, and bounds what aliases expand to. Sizes are memoized
-    per node, so the pass is linear in the document's size, however much aliases repeat; the
-    same pass counts the document's own (distinct) nodes and text."""
-
-    source: Path
-    sizes: dict[int, tuple[int, int]] = attrs.field(factory=dict)
-    active: set[int] = attrs.field(factory=set)
-    own_text: int = 0
-
-    def check(self, root: yaml.Node) -> None:
-        nodes, text = self.size(root, 1)
-        own_nodes = len(self.sizes)
-        if nodes - own_nodes > MAX_ALIAS_NODES or text - self.own_text > MAX_ALIAS_BYTES:
-            raise DefsYamlError(
-                f"aliases expand this document past the limit ({MAX_ALIAS_NODES} nodes or "
-                f"{MAX_ALIAS_BYTES // (1024 * 1024)} MiB of text added by aliases)",
-                _at(self.source, root),
-            )
-
-    def size(self, node: yaml.Node, depth: int) -> tuple[int, int]:
-        """``(nodes, characters)`` of ``node`` with every alias expanded."""
-        known = self.sizes.get(id(node))
-        if known is not None:
-            return known
-        if isinstance(node, yaml.ScalarNode):
-            if node.tag not in _SCALAR_TAGS and node.tag != _MERGE_TAG:
-                raise self._bad_tag(node)
-            result = (1, len(node.value))
-            self.own_text += result[1]  # once per distinct node: sizes are memoized
-        else:
-            if node.tag not in _COLLECTION_TAGS:
-                raise self._bad_tag(node)
-            if depth > MAX_DEPTH:
-                raise DefsYamlError(
-                    f"nested deeper than {MAX_DEPTH} levels", _at(self.source, node)
-                )
-            if id(node) in self.active:
-                raise DefsYamlError(
-                    "recursive alias: a value contains itself", _at(self.source, node)
-                )
-            self.active.add(id(node))
-            children = (
-                node.value
-                if isinstance(node, yaml.SequenceNode)
-                else [n for pair in node.value for n in pair]
-            )
-            nodes, text = 1, 0
-            for child in children:
-                child_nodes, child_text = self.size(child, depth + 1)
-                nodes += child_nodes
-                text += child_text
-                if nodes > MAX_ALIAS_NODES * 10 or text > MAX_ALIAS_BYTES * 10:
-                    break  # far past any limit: stop counting (check() rejects it)
-            self.active.discard(id(node))
-            result = (nodes, text)
-        self.sizes[id(node)] = result
-        return result
-
-    def _bad_tag(self, node: yaml.Node) -> DefsYamlError:
-        return DefsYamlError(
-            f"unsupported tag {_tag_name(node.tag)} (allowed: {_ALLOWED_TAGS})",
-            _at(self.source, node),
-        )
-
-
-_STR_TAG = _YAML + "str"
-_INT_TAG = _YAML + "int"
-
-
-def _construct_scalar(loader: _LineLoader, source: Path, node: yaml.ScalarNode) -> Any:
-    """The value of one scalar; a value its tag cannot read is an error at its line."""
-    tag = node.tag
-    if tag == _STR_TAG:  # most scalars: PyYAML's constructor returns the text as it is
-        return node.value
-    if tag == _INT_TAG:
-        digits = sum(c.isdigit() for c in node.value)
-        if digits > MAX_INT_DIGITS:
-            raise DefsYamlError(
-                f"integer too large ({digits} digits, at most {MAX_INT_DIGITS})",
-                _at(source, node),
-            )
-    try:
-        return loader.construct_object(node, deep=True)
-    except Exception as exc:  # constructors raise ValueError, KeyError, AttributeError...
-        loader.recursive_objects.clear()
-        detail = f" ({exc})" if isinstance(exc, ValueError) and str(exc) else ""
-        raise DefsYamlError(
-            f"invalid {_SCALAR_TAGS.get(tag, tag)} value {_short(node.value)}{detail}",
-            _at(source, node),
-        ) from None
-
-
-def _walk(
-    loader: _LineLoader,
-    source: Path,
-    node: yaml.Node,
-    path: ValuePath,
-    lines: dict[ValuePath, int],
-) -> Any:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.ScalarNode):
-        return _construct_scalar(loader, source, node)
-    # locations are built only for errors: a project walks tens of thousands of nodes
-    if isinstance(node, yaml.MappingNode):
-        merged = 0
-        if any(key_node.tag == _MERGE_TAG for key_node, _ in node.value):
-            own = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
-            loader.flatten_mapping(node)  # resolves '<<' merge keys, merged pairs first
-            merged = len(node.value) - own
-        result: dict[Any, Any] = {}
-        explicit: set[Any] = set()
-        for index, (key_node, value_node) in enumerate(node.value):
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise DefsYamlError("mapping keys must be scalars", _at(source, key_node))
-            key = _construct_scalar(loader, source, key_node)
-            if not isinstance(key, (str, int, float, bool)) and key is not None:
-                raise DefsYamlError("mapping keys must be scalars", _at(source, key_node))
-            if index >= merged:  # written here: may override a merged key, not repeat itself
-                if key in explicit:
-                    raise DefsYamlError(f"duplicate key {key!r}", _at(source, key_node))
-                explicit.add(key)
-            key_path = (*path, str(key))
-            result[key] = _walk(loader, source, value_node, key_path, lines)
-            lines[key_path] = key_node.start_mark.line + 1
-        return result
-    return [_walk(loader, source, item, (*path, i), lines) for i, item in enumerate(node.value)]
 
 
 @attrs.frozen
@@ -275,20 +97,6 @@ def _decode(path: Path, data: bytes) -> str:
         ) from None
 
 
-def _syntax_error(path: Path, text: str, exc: yaml.YAMLError) -> DefsYamlError:
-    if isinstance(exc, yaml.MarkedYAMLError):
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 0
-        problem = exc.problem or exc.context or "invalid YAML"
-        return DefsYamlError(f"invalid YAML: {problem}", SourceLocation(path, line))
-    if isinstance(exc, yaml.reader.ReaderError):
-        line = text.encode("utf-8", "surrogatepass")[: exc.position].count(b"\n") + 1
-        return DefsYamlError(
-            f"invalid YAML: {exc.reason} (character {exc.character!r})", SourceLocation(path, line)
-        )
-    return DefsYamlError(f"invalid YAML: {exc}", SourceLocation(path))
-
-
 def read_yaml_file(path: Path) -> YamlFile:
     """Parse every document of ``path``; every problem names the file and line.
 
@@ -308,33 +116,9 @@ def parse_yaml_bytes(path: Path, data: bytes) -> YamlFile:
         text = _decode(path, data)
     except DefsYamlError as exc:
         return YamlFile(path, (), (exc,))
-    loader = _LineLoader(text)
-    loader.name = str(path)
-    documents: list[YamlDocument] = []
-    errors: list[DefsYamlError] = []
-    try:
-        while loader.check_node():
-            node = loader.get_node()
-            if node is None:
-                continue
-            try:
-                _Measure(path).check(node)
-                lines: dict[ValuePath, int] = {}
-                documents.append(YamlDocument(path, _walk(loader, path, node, (), lines), lines))
-            except DefsYamlError as exc:
-                errors.append(exc)
-            except yaml.MarkedYAMLError as exc:  # e.g. a merge key with a non-mapping value
-                errors.append(_syntax_error(path, text, exc))
-            finally:  # each document constructs afresh (as PyYAML's construct_document does)
-                loader.constructed_objects = {}
-                loader.recursive_objects = {}
-    except yaml.YAMLError as exc:
-        errors.append(_syntax_error(path, text, exc))
-    except RecursionError:
-        errors.append(DefsYamlError(f"nested deeper than {MAX_DEPTH} levels", SourceLocation(path)))
-    finally:
-        loader.dispose()
-    return YamlFile(path, tuple(documents), tuple(errors))
+    from defstate.loader.yaml_parse import parse_documents  # PyYAML: only to parse
+
+    return parse_documents(path, text)
 
 
 def load_yaml_documents(path: Path) -> list[YamlDocument]:
