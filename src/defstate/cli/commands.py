@@ -412,7 +412,7 @@ def _run_refresh(
     options: RefreshOptions,
     shard: Shard | None = None,
 ) -> None:
-    from defstate.state_storage.leases import released_on_signals
+    from defstate.state_storage.interrupts import released_on_signals
 
     types = tuple(ManagementType(m.upper()) for m in management_types)
     with released_on_signals():
@@ -545,7 +545,7 @@ def schedule_ls(state: CliState, as_json: bool) -> None:
 def schedule_run(state: CliState, name: str, as_json: bool, no_wait: bool) -> None:
     """Run one schedule once (for cron, Kubernetes CronJobs, Airflow, Dagster...)."""
     from defstate.loader.schedules import run_schedule
-    from defstate.state_storage.leases import released_on_signals
+    from defstate.state_storage.interrupts import released_on_signals
 
     with released_on_signals(), user_output_to_stderr(as_json):
         report = run_schedule(state.project, name, wait=not no_wait)

@@ -9,6 +9,7 @@ entries, materialised snapshots) are installed once and never replaced while com
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,26 +19,34 @@ from pathlib import Path
 TMP_PREFIX = ".tmp-"
 
 
-_PID = os.getpid()
+def _name_parts() -> tuple[int, str]:
+    """This process's id and a random token of its own (fresh after a fork)."""
+    return os.getpid(), os.urandom(8).hex()
 
 
-def _refresh_pid() -> None:
-    global _PID
-    _PID = os.getpid()
+_PID, _TOKEN = _name_parts()
+_SERIAL = itertools.count()
+
+
+def _after_fork() -> None:
+    global _PID, _TOKEN
+    _PID, _TOKEN = _name_parts()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_refresh_pid)
+    os.register_at_fork(after_in_child=_after_fork)
 
 
-def writer_pid() -> int:
-    """This process's id, as temporaries name it (cached: one system call fewer per write)."""
-    return _PID
+def temporary_name() -> str:
+    """A fresh temporary file name, ``.tmp-<pid>-<token><serial>``: unique without a system
+    call (the token is random per process, the serial counts this process's names; ``O_EXCL``
+    and ``mkdir`` still refuse one that exists)."""
+    return f"{TMP_PREFIX}{_PID}-{_TOKEN}{next(_SERIAL):x}"
 
 
 def aside_name(parent: str | os.PathLike[str]) -> str:
-    """A fresh temporary name in ``parent`` (``.tmp-<pid>-<random>``)."""
-    return os.path.join(os.fspath(parent), f"{TMP_PREFIX}{_PID}-{os.urandom(16).hex()}")
+    """A fresh temporary name in ``parent`` (:func:`temporary_name`)."""
+    return os.path.join(parent, temporary_name())
 
 
 @contextlib.contextmanager

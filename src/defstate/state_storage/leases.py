@@ -11,7 +11,8 @@ Protocol (see docs/reliability.md):
   compared with another's, so clock skew between hosts cannot admit two holders.
 - The holder renews it every ``ttl / 3`` seconds; a holder killed with SIGKILL stops renewing,
   so waiters take it over at most ``ttl`` seconds later. SIGTERM and SIGINT release it
-  (:func:`release_held_leases`, called by the command line's signal handlers).
+  (:func:`release_held_leases`, called by the command line's signal handlers,
+  :mod:`defstate.state_storage.interrupts`).
 """
 
 from __future__ import annotations
@@ -283,40 +284,3 @@ def hold_lease(
         renewer.join()
         with _HELD_LOCK:
             _HELD.discard(lease)
-
-
-@contextmanager
-def released_on_signals() -> Iterator[None]:
-    """Inside the block, SIGTERM and SIGINT release this process's refresh leases before the
-    process exits (with 143 and 130), so waiters need not wait for the lease to expire, and
-    remove the pending writes' temporary folders.
-
-    The exit is immediate: a refresh running in a worker thread cannot be unwound, and what
-    it leaves is never published. Only the main thread can install handlers; elsewhere this
-    does nothing.
-    """
-    import signal
-    import sys
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        from defstate.state_storage.base import remove_workdirs
-
-        keys = release_held_leases()
-        remove_workdirs()
-        sys.stdout.flush()
-        if keys:
-            sys.stderr.write(f"released the refresh lease of {', '.join(keys)}\n")
-        sys.stderr.write("interrupted\n")
-        sys.stderr.flush()
-        os._exit(128 + signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)

@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Self
 import attrs
 
 from defstate.errors import AlreadyRefreshingError, StateStorageError
-from defstate.state_storage.atomic import TMP_PREFIX, aside_name, write_atomic
+from defstate.state_storage.atomic import TMP_PREFIX, temporary_name, write_atomic
 from defstate.state_storage.base import (
     PendingWrite,
     StorageProject,
@@ -67,7 +67,7 @@ _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
 
-def _exchange(a: Path, b: Path) -> bool:
+def _exchange(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
     """Atomically swap two existing paths; ``False`` when the platform cannot."""
     renameat2 = _renameat2()
     if renameat2 is None:
@@ -114,7 +114,7 @@ class LocalStateWrite(PendingWrite):
             require_written(self.path, self.key)  # raises: nothing was written
             raise
         is_directory = S_ISDIR(pending.st_mode)
-        target = self.key_dir / STATE_NAME
+        target = os.path.join(self.key_dir, STATE_NAME)
         try:
             current = os.stat(target)
         except FileNotFoundError:  # the first state (or a dangling link)
@@ -144,10 +144,10 @@ class LocalStateWrite(PendingWrite):
             is_directory=is_directory,
         )
 
-    def _same_as(self, target: Path) -> bool:
+    def _same_as(self, target: str) -> bool:
         from defstate.state_storage.archive import same_state  # refreshes only: tarfile, gzip
 
-        return same_state(self.path, target)
+        return same_state(self.path, Path(target))
 
     def _keep_current(self, current: os.stat_result, is_directory: bool) -> StateVersion:
         """The state equals the current one: leave that in place, untouched (its time, so
@@ -276,7 +276,7 @@ class LocalStateStorage:
                 self._look_into(key)
             except FileNotFoundError:
                 self._make_key_dir(key_dir)
-        return LocalStateWrite(key=key, key_dir=key_dir, path=Path(aside_name(key_dir)))
+        return LocalStateWrite(key=key, key_dir=key_dir, path=key_dir / temporary_name())
 
     def _make_key_dir(self, folder: Path) -> bool:
         """Create a key's folder, and the root with its ``.gitignore`` the first time;
@@ -329,7 +329,8 @@ class LocalStateStorage:
 
     def write_record(self, record: RefreshRecord) -> None:
         key_dir = self.key_dir(record.key)
-        path = key_dir / f"{_RECORD_PREFIX}{record.file_name}"
+        name = f"{_RECORD_PREFIX}{record.file_name}"
+        path = os.path.join(key_dir, name)
         data = record.to_bytes()
         try:
             write_atomic(path, data, make_parents=False)
@@ -340,7 +341,7 @@ class LocalStateStorage:
         if seen is None:  # not listed under the lock: list it now
             old_records = self._record_files(key_dir)[:-MAX_LOCAL_RECORDS]
         else:
-            seen.append(path.name)
+            seen.append(name)
             seen.sort()  # oldest first: the names start with the time
             old_records = [str(key_dir / name) for name in seen[:-MAX_LOCAL_RECORDS]]
             del seen[:-MAX_LOCAL_RECORDS]

@@ -20,7 +20,9 @@ def _strings(values: Iterable[str]) -> tuple[str, ...]:
 
 @functools.cache  # one uname per process, not per record
 def _hostname() -> str:
-    import socket  # only refreshes write records; keep `import defstate` light
+    if hasattr(os, "uname"):  # what gethostname() returns, without importing socket
+        return os.uname().nodename
+    import socket
 
     return socket.gethostname()
 

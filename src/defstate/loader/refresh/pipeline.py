@@ -222,14 +222,14 @@ def _attempt(
 
 def _publish(write: StateWrite, timeout: float | None, left: float | None) -> StateVersion:
     """``write.commit()``, its storage calls bounded by what is left of the timeout."""
+    if left is None:  # no timeout: the storages' own deadlines bound their calls
+        return write.commit()
     from defstate.state_storage.calls import StorageDeadlineError, operation_deadline
 
     try:
         with operation_deadline(left):
             return write.commit()
     except StorageDeadlineError as exc:
-        if left is None:
-            raise
         raise RefreshTimeoutError(
             f"publishing did not finish within the {timeout:g}s timeout: {exc}"
         ) from exc

@@ -9,7 +9,7 @@ the calling thread, waking every ``slow_seconds``, starts two more for each refr
 been running longer than that; a thread leaves again when fewer refreshes wait than the
 threads they would make. Refreshes that wait reach ``workers`` threads within a few tens of
 milliseconds. The calling thread runs no refresh itself: it stays free to handle signals
-(``leases.released_on_signals``) while a refresh blocks in a call that ignores them.
+(``interrupts.released_on_signals``) while a refresh blocks in a call that ignores them.
 """
 
 from __future__ import annotations

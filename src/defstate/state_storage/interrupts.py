@@ -1,0 +1,51 @@
+"""SIGTERM and SIGINT during a refresh: release the leases held, remove pending writes.
+
+Light on purpose (no object store, no sockets): every ``state refresh`` and ``schedule run``
+installs these handlers, and a refresh of local state holds no lease at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+
+_LEASES = "defstate.state_storage.leases"
+
+
+@contextlib.contextmanager
+def released_on_signals() -> Iterator[None]:
+    """Inside the block, SIGTERM and SIGINT release this process's refresh leases before the
+    process exits (with 143 and 130), so waiters need not wait for the lease to expire, and
+    remove the pending writes' temporary folders.
+
+    The exit is immediate: a refresh running in a worker thread cannot be unwound, and what
+    it leaves is never published. Only the main thread can install handlers; elsewhere this
+    does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        from defstate.state_storage.base import remove_workdirs
+
+        leases = sys.modules.get(_LEASES)  # never imported: no lease was ever held
+        keys = leases.release_held_leases() if leases is not None else []
+        remove_workdirs()
+        sys.stdout.flush()
+        if keys:
+            sys.stderr.write(f"released the refresh lease of {', '.join(keys)}\n")
+        sys.stderr.write("interrupted\n")
+        sys.stderr.flush()
+        os._exit(128 + signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
