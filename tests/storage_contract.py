@@ -222,6 +222,17 @@ class StorageContract:
         (other,) = storage.records("List[other]")
         assert other.status == "failed"
 
+    def test_records_many_agrees_with_records(self, storage: StateStorage) -> None:
+        for second in range(3):
+            storage.write_record(record("succeeded", f"2026-01-01T00:00:0{second}+00:00"))
+        storage.write_record(record("failed", "2026-01-01T00:00:09+00:00", key="List[other]"))
+        keys = [KEY, "List[other]", "List[never]"]
+        for _ in range(2):  # the second answer may come from a cache of the first
+            answered = storage.records_many(keys, 2)
+            assert set(answered) <= set(keys)
+            for key, found in answered.items():
+                assert found == storage.records(key, 2), key
+
     # -- single flight --------------------------------------------------------------------
 
     def test_a_held_key_is_already_refreshing_for_others(self, storage: StateStorage) -> None:

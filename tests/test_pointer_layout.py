@@ -21,6 +21,7 @@ from defstate import load_defs
 from defstate.server.location import CodeLocation
 from defstate.server.poller import moved_keys
 from defstate.state_storage.pointer_layout import is_tombstone
+from defstate.state_storage.records import RefreshRecord
 from defstate.state_storage.versioned import VersionedStateStorage
 from storage_servers import use_store
 
@@ -149,7 +150,8 @@ def test_state_listings_read_every_pointer_with_one_listing(
     s3_url: str, make_project: ProjectFactory, tmp_path: Path
 ) -> None:
     """`state ls` and the UI's state view ask for every key's latest version: one listing
-    of the pointers, not one read per key (records are still read per key by the UI)."""
+    of the pointers, not one read per key (records are listed per key by the UI, see
+    ``test_state_view_reads_each_refresh_record_once``)."""
     from defstate.loader.state_admin import list_state
     from defstate.server.state_panel import overview_document
 
@@ -173,6 +175,52 @@ def test_state_listings_read_every_pointer_with_one_listing(
         row.latest.version for row in rows if row.latest is not None
     ]
     assert not [line for line in log.lines if "/_pointers.d/List" in line], log.lines
+
+
+def _record(key: str, started: str, status: str) -> RefreshRecord:
+    return RefreshRecord(
+        key=key, trigger="cli", started_at=started, finished_at=started, attempts=1, status=status
+    )
+
+
+def test_state_view_reads_each_refresh_record_once(
+    s3_url: str, make_project: ProjectFactory, tmp_path: Path
+) -> None:
+    """The UI's state view lists each key's records (concurrently) and downloads only the
+    records it never read before: a record is never rewritten, so the second view of an
+    unchanged project reads none, and a new record is read once. Answers are the same as
+    ``records()``."""
+    from defstate.server.state_panel import RECORDS_PER_KEY, overview_document
+
+    names = [f"r{i:02d}" for i in range(6)]
+    storage = VersionedStateStorage(s3_url)
+    _seed(storage, names)
+    for index, name in enumerate(names):
+        for second in range(2):
+            started = f"2026-01-01T00:00:{index}{second}+00:00"
+            storage.write_record(_record(f"List[{name}]", started, "succeeded"))
+    root = _project(make_project, tmp_path, names)
+
+    def record_gets(lines: list[str]) -> list[str]:
+        return [x for x in lines if "/records/" in x and "GET" in x and "list-type" not in x]
+
+    with counted_requests() as cold:
+        first = overview_document(root)
+    assert len(record_gets(cold.lines)) == 2 * len(names), cold.lines
+    with counted_requests() as warm:
+        second = overview_document(root)
+    assert second == first
+    assert record_gets(warm.lines) == [], warm.lines
+    assert len(warm.lines) <= len(names) + 4, warm.lines  # one listing per key
+    for row in second["keys"]:
+        expected = storage.records(row["key"], RECORDS_PER_KEY)
+        assert row["records"] == [r.to_json_dict() for r in expected]
+    storage.write_record(_record("List[r03]", "2026-01-02T00:00:00+00:00", "failed"))
+    with counted_requests() as changed:
+        third = overview_document(root)
+    assert len(record_gets(changed.lines)) == 1, changed.lines
+    (row,) = [r for r in third["keys"] if r["key"] == "List[r03]"]
+    assert [r["status"] for r in row["records"]] == ["failed", "succeeded", "succeeded"]
 
 
 def test_new_storage_starts_at_layout_2_and_lists_its_pointers(

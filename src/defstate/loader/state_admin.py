@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from defstate.loader.load import Project, latest_in_bulk, open_project
 from defstate.state_storage.base import StateStorage, VersionStore, version_store
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.pins import LiveHolders
+from defstate.state_storage.records import RefreshRecord
 from defstate.state_storage.state_info import StateInfo, StateVersion
 from defstate.state_storage.versioned import StoredVersion
 
@@ -110,6 +112,31 @@ def latest_versions(project: Project) -> dict[str, StateVersion | DefstateError 
                 answers[key] = storage.latest(key)
             except DefstateError as exc:
                 answers[key] = exc
+    return answers
+
+
+def recent_records(project: Project, limit: int) -> dict[str, list[RefreshRecord] | DefstateError]:
+    """Every key's ``limit`` newest refresh records, or the error that kept them from being
+    read. Each storage answers for as many of its keys at once as it can
+    (:meth:`StateStorage.records_many`); the rest are read one by one."""
+    answers: dict[str, list[RefreshRecord] | DefstateError] = {}
+    by_storage: dict[int, tuple[StateStorage, list[str]]] = {}
+    for key, group in sorted(project.groups.items()):
+        try:
+            storage = project.storage(group)
+        except DefstateError as exc:
+            answers[key] = exc
+            continue
+        by_storage.setdefault(id(storage), (storage, []))[1].append(key)
+    for storage, keys in by_storage.values():
+        with contextlib.suppress(Exception):  # read one by one below, errors reported there
+            answers.update(storage.records_many(keys, limit))
+        for key in keys:
+            if key not in answers:
+                try:
+                    answers[key] = storage.records(key, limit)
+                except DefstateError as exc:
+                    answers[key] = exc
     return answers
 
 

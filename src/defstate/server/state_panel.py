@@ -28,10 +28,11 @@ _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 def overview_document(project_root: Path | None) -> dict[str, Any]:
     """Every key's latest version and last refresh records (newest first)."""
     from defstate.loader.load import open_project
-    from defstate.loader.state_admin import latest_versions
+    from defstate.loader.state_admin import latest_versions, recent_records
 
     project = open_project(project_root)
     latest_of = latest_versions(project)
+    records_of = recent_records(project, RECORDS_PER_KEY)
     rows = []
     for key, group in sorted(project.groups.items()):
         row: dict[str, Any] = {
@@ -47,12 +48,11 @@ def overview_document(project_root: Path | None) -> dict[str, Any]:
             row["error"] = latest.message
         else:
             row["latest"] = latest.to_json_dict() if latest else None
-            try:
-                storage = project.storage(group)
-                records = storage.records(key, RECORDS_PER_KEY)
+            records = records_of[key]
+            if isinstance(records, DefstateError):
+                row["error"] = records.message
+            else:
                 row["records"] = [r.to_json_dict() for r in records]
-            except DefstateError as exc:
-                row["error"] = exc.message
         rows.append(row)
     return {"keys": rows}
 

@@ -163,6 +163,14 @@ class StateStorage(Protocol):
         """The key's refresh records, newest first."""
         ...
 
+    def records_many(
+        self, keys: Sequence[str], limit: int = 50
+    ) -> Mapping[str, list[RefreshRecord]]:
+        """What :meth:`records` says for those of ``keys`` this storage can answer together
+        faster than one key after the other (possibly none of them). Callers read the keys
+        missing from the answer with :meth:`records`."""
+        ...
+
     def refresh_lock(self, key: str, *, wait: bool, ttl: float) -> AbstractContextManager[bool]:
         """Hold the key's single-flight lock; yields whether acquiring it had to wait.
 

@@ -11,22 +11,53 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
+import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import attrs
 
 from defstate.cache_dir import default_cache_dir
 from defstate.errors import StateIntegrityError
 from defstate.state_storage.archive import sha256_file, unpack_directory, unpack_state
-from defstate.state_storage.atomic import aside_name, folder_aside
+from defstate.state_storage.atomic import aside_name, folder_aside, write_atomic
 from defstate.state_storage.keys import encode_key
 from defstate.state_storage.state_info import StateVersion
 
 _VERIFIED = ".verified"
 
-__all__ = ["DownloadCache", "default_cache_dir", "fallback_cache_dir"]
+__all__ = ["CachedEntries", "DownloadCache", "default_cache_dir", "fallback_cache_dir"]
+
+log = logging.getLogger("defstate.state_storage")
+
+
+@attrs.frozen
+class CachedEntries:
+    """One JSON file beside the download cache holding entries by name under ``section``
+    (``{"format": 1, section: {name: entry}}``): what a storage read before (pointers,
+    refresh records), so it need not be read again. Only a speed-up: a missing, damaged or
+    unwritable file means more reads, never a wrong answer or a failure."""
+
+    path: Path
+    section: str
+
+    def load(self) -> dict[str, Any]:
+        try:
+            doc = json.loads(self.path.read_bytes())
+            entries = doc[self.section] if doc.get("format") == 1 else {}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return {}
+        return dict(entries) if isinstance(entries, dict) else {}
+
+    def save(self, entries: Mapping[str, Any]) -> None:
+        doc = {"format": 1, self.section: dict(sorted(entries.items()))}
+        try:
+            write_atomic(self.path, json.dumps(doc, separators=(",", ":")).encode())
+        except OSError as exc:  # a read-only or full cache: the next reader reads again
+            log.debug("cannot write %s: %s", self.path, exc)
 
 
 @attrs.frozen

@@ -349,6 +349,9 @@ class LocalStateStorage:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(old)
 
+    def records_many(self, keys: Sequence[str], limit: int = 50) -> dict[str, list[RefreshRecord]]:
+        return {}  # records are read where they are: one key after the other costs nothing
+
     def records(self, key: str, limit: int = 50) -> list[RefreshRecord]:
         found = []
         for path in self._record_files(self.key_dir(key))[::-1][:limit]:

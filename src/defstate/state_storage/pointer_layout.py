@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,10 +30,8 @@ from typing import Any
 import attrs
 
 from defstate.errors import StateIntegrityError
-from defstate.state_storage.atomic import write_atomic
+from defstate.state_storage.cache import CachedEntries
 from defstate.state_storage.keys import decode_key, encode_key
-
-log = logging.getLogger("defstate.state_storage")
 
 LAYOUT_MARKER_NAME = "_layout.json"
 POINTERS_DIRNAME = "_pointers.d"
@@ -133,15 +130,8 @@ class PointerCache:
     path: Path
 
     def load(self) -> dict[str, CachedPointer]:
-        try:
-            doc = json.loads(self.path.read_bytes())
-            entries = doc["pointers"] if doc.get("format") == 1 else {}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return {}
         found = {}
-        if not isinstance(entries, dict):
-            return {}
-        for name, entry in entries.items():
+        for name, entry in CachedEntries(self.path, "pointers").load().items():
             if (
                 isinstance(entry, list)
                 and len(entry) == 2
@@ -152,11 +142,5 @@ class PointerCache:
         return found
 
     def save(self, entries: Mapping[str, CachedPointer]) -> None:
-        doc = {
-            "format": 1,
-            "pointers": {n: [e.token, dict(e.fields)] for n, e in sorted(entries.items())},
-        }
-        try:
-            write_atomic(self.path, json.dumps(doc, separators=(",", ":")).encode())
-        except OSError as exc:  # a read-only or full cache: the next load reads again
-            log.debug("cannot write the pointer cache %s: %s", self.path, exc)
+        pointers = {n: [e.token, dict(e.fields)] for n, e in entries.items()}
+        CachedEntries(self.path, "pointers").save(pointers)

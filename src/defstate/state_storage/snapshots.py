@@ -94,6 +94,9 @@ class SnapshotStateStorage:
     def write_record(self, record: RefreshRecord) -> None:
         self._records.append(record)  # snapshots live in one process; so do their records
 
+    def records_many(self, keys: Sequence[str], limit: int = 50) -> dict[str, list[RefreshRecord]]:
+        return {}  # records are read where they are: one key after the other costs nothing
+
     def records(self, key: str, limit: int = 50) -> list[RefreshRecord]:
         return [r for r in reversed(self._records) if r.key == key][:limit]
 

@@ -65,7 +65,12 @@ from defstate.state_storage.base import (
     remove_path,
     require_written,
 )
-from defstate.state_storage.cache import DownloadCache, default_cache_dir, fallback_cache_dir
+from defstate.state_storage.cache import (
+    CachedEntries,
+    DownloadCache,
+    default_cache_dir,
+    fallback_cache_dir,
+)
 from defstate.state_storage.calls import CallPolicy, call_with_deadline, describe_error
 from defstate.state_storage.keys import encode_key, find_keys
 from defstate.state_storage.leases import hold_lease
@@ -1175,6 +1180,52 @@ class VersionedStateStorage:
                 found.append(RefreshRecord.from_json_dict(json.loads(data)))
         return found
 
+    def records_many(self, keys: Sequence[str], limit: int = 50) -> dict[str, list[RefreshRecord]]:
+        """:meth:`records` of many keys: their folders listed concurrently, and only records
+        not read before downloaded (a record never changes once written, so a cache beside
+        the download cache keeps them by path). A key whose listing or a read of one of its
+        records failed is left out: :meth:`records` reads it and reports the error."""
+        cache = CachedEntries(self.cache.root / ".records.json", "records")
+        known = {n: e for n, e in cache.load().items() if isinstance(e, dict)}
+        listed = self._each(lambda key: self._newest_records(key, limit), keys)
+        names = {n for found in listed if isinstance(found, list) for n in found}
+        missing = sorted(names - set(known))
+        docs = dict(known)
+        failed = set()
+        for name, got in zip(missing, self._each(self._read_record_doc, missing), strict=True):
+            if isinstance(got, Exception):
+                failed.add(name)
+            elif got is not None:
+                docs[name] = got
+        answered: dict[str, list[RefreshRecord]] = {}
+        for key, found in zip(keys, listed, strict=True):
+            if isinstance(found, list) and not failed.intersection(found):
+                answered[key] = [r for n in found if (r := _record_of(docs.get(n))) is not None]
+        folders = {f"{self.key_path(key)}/{RECORDS_DIRNAME}" for key in answered}
+        kept = {n: d for n, d in docs.items() if n in names or n.rsplit("/", 1)[0] not in folders}
+        if kept != known:
+            cache.save(kept)
+        return answered
+
+    def _newest_records(self, key: str, limit: int) -> list[str] | Exception:
+        folder = f"{self.key_path(key)}/{RECORDS_DIRNAME}"
+        try:
+            names = self._call("list", key, lambda t: self.store.list_names(folder, t))
+        except Exception as exc:
+            return exc
+        return sorted((n for n in names if n.endswith(".json")), reverse=True)[:limit]
+
+    def _read_record_doc(self, name: str) -> dict[str, Any] | Exception | None:
+        """One record's document (``None``: gone, or not a record)."""
+        try:
+            data = self._lease_call("read a refresh record", lambda t: self.store.read(name, t))
+        except Exception as exc:
+            return exc
+        with contextlib.suppress(ValueError):
+            doc = json.loads(data) if data is not None else None
+            return doc if isinstance(doc, dict) and _record_of(doc) is not None else None
+        return None
+
     # -- single-flight lease ----------------------------------------------------------------
 
     def refresh_lock(
@@ -1192,3 +1243,12 @@ class VersionedStateStorage:
             ttl=ttl,
             call=self._lease_call,
         )
+
+
+def _record_of(doc: Mapping[str, Any] | None) -> RefreshRecord | None:
+    """The refresh record ``doc`` describes (``None``: none, or not a valid record)."""
+    if doc is None:
+        return None
+    with contextlib.suppress(ValueError, TypeError, KeyError):
+        return RefreshRecord.from_json_dict(dict(doc))
+    return None
