@@ -153,6 +153,12 @@ def _compile(secrets: Iterable[str]) -> re.Pattern[str]:
     return re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))
 
 
+def has_secrets() -> bool:
+    """Whether any secret is registered: until one is, :func:`redact` and :func:`redact_data`
+    return what they are given."""
+    return _pattern is not None
+
+
 def redact(text: str) -> str:
     """``text`` with every registered secret replaced by ``***``."""
     pattern = _pattern

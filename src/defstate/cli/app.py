@@ -15,6 +15,7 @@ import attrs
 import click
 
 from defstate.errors import DefstateError
+from defstate.json_text import COMPACT
 from defstate.redaction import redact_data, redact_standard_streams
 from defstate.user_code import describe_exception
 
@@ -151,7 +152,7 @@ def json_dumps(data: Any) -> str:
     # with a RecursionError instead of a ValueError.
     if sys.stdout.isatty():
         return json.dumps(data, indent=2, check_circular=False)
-    return json.dumps(data, separators=(",", ":"), check_circular=False)
+    return COMPACT.encode(data)
 
 
 @contextlib.contextmanager

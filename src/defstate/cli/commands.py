@@ -29,6 +29,7 @@ from defstate.components.policies import RefreshGuard, RetryPolicy
 from defstate.errors import DefstateError
 from defstate.loader.gc_pause import paused_gc
 from defstate.loader.load import (
+    LoadResult,
     RefreshReport,
     is_deploy,
     load_defs,
@@ -36,6 +37,7 @@ from defstate.loader.load import (
     refresh_state,
 )
 from defstate.loader.refresh import RefreshOptions
+from defstate.redaction import has_secrets
 from defstate.state_storage.management import ManagementType
 from defstate.state_storage.state_info import StateInfo
 
@@ -86,9 +88,11 @@ def complete_state_keys(
 
 
 def _selection(text: str | None) -> AssetSelection | None:
+    if text is None:
+        return None
     from defstate.selection import AssetSelection
 
-    return None if text is None else AssetSelection.from_string(text)
+    return AssetSelection.from_string(text)
 
 
 def _read_json_file(path: Path) -> Any:
@@ -180,10 +184,19 @@ def list_defs(
         result = only_modified(result, _read_json_file(modified_since))
     with paused_gc:  # rendering allocates as much as the load did (see gc_pause)
         if as_json:
-            click.echo(json_dumps(result.to_json_dict()))
+            click.echo(_defs_json(result))
         else:
             render_defs(result, wide)
     exit_on_errors(result.errors, result.project.config.root)
+
+
+def _defs_json(result: LoadResult) -> str:
+    """The ``list defs --json`` document: through ``json_dumps`` on a terminal (indented) or
+    when a secret is to be masked in it; otherwise written straight from the definitions
+    (the same text, without a dict per asset)."""
+    if sys.stdout.isatty() or has_secrets():
+        return json_dumps(result.to_json_dict())
+    return result.to_json_text()
 
 
 @list_group.command("components")

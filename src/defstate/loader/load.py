@@ -19,6 +19,7 @@ from defstate.definitions import (
     merge_definitions,
 )
 from defstate.errors import StateVersionMissingError, UnknownStateKeyError, UsageError, is_transient
+from defstate.json_text import COMPACT, json_array, json_object, json_string, json_value
 from defstate.loader.discovery import (
     ComponentInstance,
     LoadProblem,
@@ -139,6 +140,23 @@ class LoadResult:
             data = spec.to_json_dict()
             data["component"] = source_of(spec.key)
             assets.append(data)
+        return {"assets": assets, **self._json_after_assets()}
+
+    def to_json_text(self) -> str:
+        """``to_json_dict()`` as compact JSON text, exactly ``json.dumps(doc, separators=(",",
+        ":"))``, written one asset at a time instead of through a dict per asset (a listing
+        of 20 000 assets is mostly this)."""
+        source_of = self.asset_sources.get
+        assets = ",".join(
+            [
+                _asset_json_text(spec, source_of(spec.key))
+                for spec in sorted(self.definitions.assets, key=_key_path)
+            ]
+        )
+        after = COMPACT.encode(self._json_after_assets())  # {"asset_checks":...}
+        return f'{{"assets":[{assets}],{after[1:]}'
+
+    def _json_after_assets(self) -> dict[str, Any]:
         checks = []
         # sorted by plain tuples: attrs' generated comparisons are slow for thousands of checks
         for check in sorted(self.definitions.asset_checks, key=lambda c: (c.asset.path, c.name)):
@@ -146,11 +164,30 @@ class LoadResult:
             data["component"] = self.check_sources.get(check.key)
             checks.append(data)
         return {
-            "assets": assets,
             "asset_checks": checks,
             "state": self.state_info.to_json_dict(),
             "errors": [e.to_json_dict() for e in self.errors],
         }
+
+
+def _asset_json_text(spec: AssetSpec, component: str | None) -> str:
+    """``spec.to_json_dict()`` plus ``component``, as compact JSON text (same keys, order).
+    Empty and ``None`` fields, most fields of most specs, are written without a call."""
+    join = "/".join
+    deps = ",".join([json_string(join(d.path)) for d in spec.deps]) if spec.deps else ""
+    group, kinds, tags, owners = spec.group_name, spec.kinds, spec.tags, spec.owners
+    metadata, description, code_version = spec.metadata, spec.description, spec.code_version
+    return (
+        f'{{"key":{json_string(join(spec.key.path))},"deps":[{deps}],'
+        f'"group":{json_string(group) if type(group) is str else json_value(group)},'
+        f'"kinds":{json_array(kinds) if kinds else "[]"},'
+        f'"tags":{json_object(tags) if tags else "{}"},'
+        f'"owners":{json_array(owners) if owners else "[]"},'
+        f'"metadata":{"{}" if type(metadata) is dict and not metadata else json_object(metadata)},'
+        f'"description":{"null" if description is None else json_value(description)},'
+        f'"code_version":{"null" if code_version is None else json_value(code_version)},'
+        f'"component":{json_string(component) if component else json_value(component)}}}'
+    )
 
 
 def _key_path(spec: AssetSpec) -> tuple[str, ...]:
