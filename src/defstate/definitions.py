@@ -266,21 +266,22 @@ def merge_definitions(parts: Iterable[tuple[str, Definitions]]) -> MergedDefinit
     out with an ``AssetCheckError`` naming the check's source.
     """
     parts = list(parts)
-    specs: dict[AssetKey, AssetSpec] = {}
+    specs: list[AssetSpec] = []
     sources: dict[AssetKey, str] = {}
     errors: list[DefstateError] = []
+    claim = sources.setdefault  # one lookup per asset: keys hash in Python
     for source, defs in parts:
         for spec in defs.assets:
-            first = sources.get(spec.key)
-            if first is not None:
+            known = len(sources)
+            owner = claim(spec.key, source)
+            if len(sources) == known:
                 errors.append(
                     DuplicateAssetError(
-                        f"asset {spec.key} is defined twice: by {first} and by {source}"
+                        f"asset {spec.key} is defined twice: by {owner} and by {source}"
                     )
                 )
                 continue
-            specs[spec.key] = spec
-            sources[spec.key] = source
+            specs.append(spec)
     checks: dict[AssetCheckKey, AssetCheckSpec] = {}
     check_sources: dict[AssetCheckKey, str] = {}
     for source, defs in parts:
@@ -300,5 +301,5 @@ def merge_definitions(parts: Iterable[tuple[str, Definitions]]) -> MergedDefinit
             else:
                 checks[key] = check
                 check_sources[key] = source
-    merged = Definitions(tuple(specs.values()), tuple(checks.values()))
+    merged = Definitions(tuple(specs), tuple(checks.values()))
     return MergedDefinitions(merged, sources, tuple(errors), check_sources)

@@ -8,11 +8,12 @@ The retry vocabulary is dlt's: ``none``; ``fixed`` (wait ``min`` seconds between
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import attrs
 
-from defstate.retrying import Failure, retry
+if TYPE_CHECKING:  # the loop itself is imported by the refreshes that retry, not by loads
+    from defstate.retrying import Failure
 
 RetryType = Literal["none", "fixed", "backoff"]
 T = TypeVar("T")
@@ -78,6 +79,8 @@ class RetryPolicy:
         """``attempt()``, retried as this policy says while it raises what ``retryable``
         accepts; the last error propagates. ``pause`` replaces the policy's pauses (e.g. to
         honour a server's ``Retry-After``). The loop is :func:`defstate.retrying.retry`."""
+        from defstate.retrying import retry
+
         return retry(
             lambda _left: attempt(),
             attempts=self.attempts,
