@@ -1,10 +1,15 @@
 """``LOCAL_FILESYSTEM`` state: ``<defs_dir>/.local_defs_state/<encoded key>/state``.
 
-A refresh writes into a temporary sibling (``.tmp-<pid>-<uuid>``) in the key's folder and then
-renames it into place, so readers see the old state or the new one, never a half-written one;
-a refresh that raises or is killed leaves the previous ``state`` untouched. Directory states are
-swapped with Linux's ``renameat2(RENAME_EXCHANGE)`` where available; elsewhere the old state
-is first renamed to ``.old-<uuid>`` and readers fall back to it in the instant it takes.
+A refresh writes into a temporary sibling (``.tmp-<pid>-<random>``) in the key's folder and
+then renames it into place, so readers see the old state or the new one, never a half-written
+one; a refresh that raises or is killed leaves the previous ``state`` untouched. Directory
+states are swapped with Linux's ``renameat2(RENAME_EXCHANGE)`` where available; elsewhere the
+old state is first renamed to ``.old-<uuid>`` and readers fall back to it in the instant it
+takes.
+
+The key's folder is its single-flight lock (``flock``) and holds its refresh records. Under
+the lock a refresh lists the folder at most once (temporaries of dead processes to remove,
+records to keep 50 of), and not at all when the lock itself just created it.
 """
 
 from __future__ import annotations
