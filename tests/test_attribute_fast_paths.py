@@ -99,9 +99,9 @@ def test_values_that_convert_or_need_more_than_a_type_take_the_general_path(
             "inner": {"level": 4},
         },
     )
-    # (the nested int "inner.level" is a plain scalar again)
+    # a nested attrs class given a mapping is built directly (its "level" is a plain int)
     assert sorted(conversions) == sorted(
-        ["ratio", "either", "path", "choice", "colour", "items", "items.0", "inner"]
+        ["ratio", "either", "path", "choice", "colour", "items", "items.0"]
     )
     assert type(built.ratio) is float and type(built.either) is float
     assert built.path == Path("x/y") and built.colour is Colour.RED
@@ -109,18 +109,30 @@ def test_values_that_convert_or_need_more_than_a_type_take_the_general_path(
 
 
 @pytest.mark.parametrize(
-    ("values", "message"),
+    ("values", "where", "message"),
     [
-        ({"count": True}, "attribute 'count': expected int, got bool True"),
-        ({"text": 1}, "attribute 'text': expected str, got int 1"),
-        ({"maybe": 1.5}, "attribute 'maybe': expected str | null, got float 1.5"),
-        ({"inner": {"level": "x"}}, "attribute 'inner.level': expected int, got str 'x'"),
+        ({"count": True}, ("count",), "attribute 'count': expected int, got bool True"),
+        ({"text": 1}, ("text",), "attribute 'text': expected str, got int 1"),
+        ({"maybe": 1.5}, ("maybe",), "attribute 'maybe': expected str | null, got float 1.5"),
+        (
+            {"inner": {"level": "x"}},
+            ("inner", "level"),
+            "attribute 'inner.level': expected int, got str 'x'",
+        ),
+        ({"inner": 5}, ("inner",), "attribute 'inner': expected a mapping (Inner), got int 5"),
+        (
+            {"inner": {"depth": 1}},
+            ("inner", "depth"),
+            "unknown attribute 'depth' (known attributes: level)",
+        ),
     ],
 )
-def test_errors_are_those_of_the_general_path(values: dict[str, Any], message: str) -> None:
+def test_errors_are_those_of_the_general_path(
+    values: dict[str, Any], where: tuple[str, ...], message: str
+) -> None:
     with pytest.raises(AttributeValueError) as caught:
         construct(Many, values)
-    assert caught.value.message == message
+    assert (caught.value.path, caught.value.message) == (where, message)  # path: the line
 
 
 _HINTS = [str, int, float, bool, type(None), Path, Any, str | None, float | int, int | float]

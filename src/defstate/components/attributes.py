@@ -191,6 +191,7 @@ class _Field:
     required: bool
     kept_types: frozenset[type[Any]]
     keeps_any: bool  # ``Any``: every value as it is
+    nested: type[Any] | None  # an attrs class, built from a mapping by construct()
 
 
 _FIELDS: dict[type[Any], dict[str, _Field]] = {}
@@ -208,7 +209,8 @@ def _fields(cls: type[Any]) -> dict[str, _Field]:
                 alias = field.alias or field.name
                 required = field.default is attrs.NOTHING
                 kept, keeps_any = _kept_types(hint), hint is Any or hint is object
-                found[alias] = _Field(alias, hint, required, kept, keeps_any)
+                nested = hint if isinstance(hint, type) and attrs.has(hint) else None
+                found[alias] = _Field(alias, hint, required, kept, keeps_any, nested)
     return found
 
 
@@ -233,6 +235,8 @@ def construct(cls: type[Any], values: Mapping[str, Any], path: tuple[str | int, 
         value = values[alias]
         if field.keeps_any or type(value) in field.kept_types:  # the whole conversion
             kwargs[alias] = value
+        elif field.nested is not None and type(value) is dict:  # e.g. every defs_state
+            kwargs[alias] = construct(field.nested, value, (*path, alias))
         else:
             kwargs[alias] = convert_value(value, field.hint, (*path, alias))
     try:
