@@ -451,3 +451,18 @@ def test_the_stamp_follows_pyyamls_version_and_libyaml(
     assert None not in stamps and len(set(stamps)) == 3
     monkeypatch.setattr(yaml_cache.importlib.util, "find_spec", lambda name: specs[0])
     assert yaml_cache._stamp.__wrapped__() == stamps[0]  # the same PyYAML: the same stamp
+
+
+def test_the_cache_holds_the_files_before_templates_never_a_variables_value(
+    make_project: ProjectFactory, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CACHE_TEST_SECRET", "s3cr3t-value")
+    root = make_project(
+        {"defs/x/defs.yaml": ENTRY.replace("group: g", "group: '{{ env.CACHE_TEST_SECRET }}'")}
+    )
+    config = load_project_config(root)
+    for _ in range(2):  # written, then read from the cache
+        (instance,) = discover_components(config).instances
+        assert instance.attributes["group"] == "s3cr3t-value"
+    stored = cache_file(config.defs_dir).read_text()
+    assert "{{ env.CACHE_TEST_SECRET }}" in stored and "s3cr3t-value" not in stored

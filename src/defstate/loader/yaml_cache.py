@@ -5,7 +5,8 @@ docs/hostile-input-and-secrets.md, the line of every value) is most of a discove
 bytes rarely change between two loads. This cache maps the blake2b digest of a file's bytes
 to what :func:`~defstate.loader.yaml_source.parse_yaml_bytes` returned for them (each
 document's value and lines), so a file is parsed again exactly when its bytes change, never
-because of a timestamp. It caches parses only, never components or definitions.
+because of a timestamp. It caches parses only, never components or definitions, and holds
+values before templates are expanded (never an environment variable's value).
 
 What is cached: files that parsed without errors and whose values JSON represents exactly
 (mappings with string keys, lists, strings, numbers, booleans, null). Others (dates, numeric
