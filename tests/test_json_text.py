@@ -169,3 +169,17 @@ def test_list_defs_json_through_a_pipe_is_unchanged(varied_project: Path) -> Non
     expected = load_defs(varied_project).to_json_dict()
     assert json.loads(listed.stdout) == json.loads(dumps(expected))
     assert listed.stdout == dumps(expected) + "\n"
+
+
+@pytest.mark.parametrize("per_chunk", [1, 2, 500])
+def test_chunks_join_to_the_document(varied_project: Path, per_chunk: int) -> None:
+    result = load_defs(varied_project)
+    chunks = list(result.json_text_chunks(per_chunk))
+    assert "".join(chunks) == dumps(result.to_json_dict())
+    assert len(chunks) == 2 + -(-3 // per_chunk)  # head, one per chunk of assets, tail
+
+
+def test_a_project_without_assets(make_project: ProjectFactory) -> None:
+    result = load_defs(make_project({"defs/README.md": "nothing here\n"}, name="emptyproj"))
+    assert result.to_json_text() == dumps(result.to_json_dict())
+    assert json.loads(result.to_json_text())["assets"] == []

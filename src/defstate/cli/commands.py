@@ -184,19 +184,24 @@ def list_defs(
         result = only_modified(result, _read_json_file(modified_since))
     with paused_gc:  # rendering allocates as much as the load did (see gc_pause)
         if as_json:
-            click.echo(_defs_json(result))
+            _echo_defs_json(result)
         else:
             render_defs(result, wide)
     exit_on_errors(result.errors, result.project.config.root)
 
 
-def _defs_json(result: LoadResult) -> str:
+def _echo_defs_json(result: LoadResult) -> None:
     """The ``list defs --json`` document: through ``json_dumps`` on a terminal (indented) or
-    when a secret is to be masked in it; otherwise written straight from the definitions
-    (the same text, without a dict per asset)."""
+    when a secret is to be masked in it; otherwise the same text written straight from the
+    definitions, in pieces (no dict per asset, no copy of the whole document)."""
     if sys.stdout.isatty() or has_secrets():
-        return json_dumps(result.to_json_dict())
-    return result.to_json_text()
+        click.echo(json_dumps(result.to_json_dict()))
+        return
+    write = sys.stdout.write  # JSON text is ASCII without terminal codes: nothing to strip
+    for chunk in result.json_text_chunks():
+        write(chunk)
+    write("\n")
+    sys.stdout.flush()
 
 
 @list_group.command("components")
