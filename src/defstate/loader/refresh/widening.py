@@ -31,7 +31,7 @@ def run_widening(
     call: Callable[[Item], Result],
     items: Sequence[Item],
     workers: int,
-    slow_seconds: float = SLOW_SECONDS,
+    slow_seconds: float | None = None,
 ) -> list[Result]:
     """``call(item)`` for every item, on at most ``workers`` threads at once; the results in
     the order of ``items``.
@@ -39,11 +39,13 @@ def run_widening(
     With one worker the calls run in the calling thread. Otherwise an exception of ``call``
     stops the run (no new item starts) and is raised here once the running calls returned;
     an exception in the calling thread itself (``KeyboardInterrupt``) is raised at once, and
-    the running calls finish on their own (daemon threads).
+    the running calls finish on their own (daemon threads). ``slow_seconds`` defaults to
+    :data:`SLOW_SECONDS`.
     """
     if workers <= 1:
         return [call(item) for item in items]
-    return _WideningRun(call, items, workers, slow_seconds).run()
+    slow = SLOW_SECONDS if slow_seconds is None else slow_seconds
+    return _WideningRun(call, items, workers, slow).run()
 
 
 class _WideningRun(Generic[Item, Result]):
