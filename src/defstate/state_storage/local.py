@@ -348,7 +348,7 @@ class LocalStateStorage:
         else:
             seen.append(name)
             seen.sort()  # oldest first: the names start with the time
-            old_records = [str(key_dir / name) for name in seen[:-MAX_LOCAL_RECORDS]]
+            old_records = [os.path.join(key_dir, old) for old in seen[:-MAX_LOCAL_RECORDS]]
             del seen[:-MAX_LOCAL_RECORDS]
         for old in old_records:
             with contextlib.suppress(FileNotFoundError):
