@@ -3,7 +3,11 @@ folder the refresh just created, one listing of an existing one (issue 18, point
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -11,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ProjectFactory
+from conftest import ProjectFactory, run_cli, subprocess_env
 from defstate import refresh_state
 from defstate.loader.history import state_history
 from defstate.loader.refresh import widening
 from defstate.loader.refresh.widening import run_widening
 from defstate.state_storage import atomic
 from defstate.state_storage.local import MAX_LOCAL_RECORDS
-from fixture_components import ListComponent
+from fixture_components import ListComponent, call_count
 
 KEYS = 6
 
@@ -159,3 +163,46 @@ def test_write_atomic_failing_midway_keeps_the_old_file_and_no_temporary(
     assert [p.name for p in tmp_path.iterdir()] == ["f"]
     atomic.write_atomic(target, b"")
     assert target.read_bytes() == b""
+
+
+def test_sigterm_while_one_refresh_blocks_and_others_finished_beside_it(
+    make_project: ProjectFactory, tmp_path: Path
+) -> None:
+    """A refresh that waits makes room for the others beside it (they publish meanwhile),
+    and SIGTERM ends the process at once from the calling thread (exit 143), leaving the
+    waiting key without state; the next refresh publishes it."""
+    gate, counters = tmp_path / "gate", tmp_path / "counters"
+    counters.mkdir()
+    held = f"  hold_until: {gate}\n  counter_dir: {counters}\n"
+    entry = "type: fixture_components.ListComponent\nattributes:\n  name: {n}\n  assets: [a]\n"
+    root = make_project(
+        {
+            "defs/k0/defs.yaml": entry.format(n="k0") + held,
+            "defs/k1/defs.yaml": entry.format(n="k1"),
+            "defs/k2/defs.yaml": entry.format(n="k2"),
+        }
+    )
+    state = root / "defs/.local_defs_state"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "defstate", "state", "refresh", "--json"],
+        cwd=root,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not all((state / f"List[{k}]/state").exists() for k in ("k1", "k2")):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.02)
+    assert call_count(counters, "k0") == 1 and not (state / "List[k0]/state").exists()
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert "interrupted" in err
+    assert not (state / "List[k0]/state").exists()
+    gate.touch()
+    done = run_cli("state", "refresh", "--json", cwd=root)
+    assert done.returncode == 0, done.stderr
+    statuses = {r["key"]: r["status"] for r in json.loads(done.stdout)["results"]}
+    assert statuses == {"List[k0]": "succeeded", "List[k1]": "unchanged", "List[k2]": "unchanged"}
