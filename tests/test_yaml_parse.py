@@ -65,6 +65,10 @@ BAD = [
     "<<: 1\n",
     "a: <<\n",
     "? [a]\n: 1\n",
+    "? !!str [a]\n: 1\n",  # a key with a collection tag that is not one
+    "? [!!binary x]\n: 1\n",
+    "<<: !!binary x\n",  # what is merged is checked before it is flattened
+    "a:\n  <<: [{b: !secret x}]\n",
 ]
 
 

@@ -187,7 +187,9 @@ def _walk(
 ) -> Any:
     """The value of ``node``, recording the line of it and of everything in it in ``lines``.
     Unless the document was ``measured`` (``_Measure``: it has anchors), this pass checks the
-    tags and the depth itself: without anchors the document is a tree, nothing expands."""
+    tags and the depth itself: without anchors the document is a tree, nothing expands. (A
+    document with several problems then reports the first in reading order, where the
+    measuring pass reports a tag or depth problem before a value's.)"""
     lines[path] = node.start_mark.line + 1
     if isinstance(node, _ScalarNode):
         if not measured and node.tag not in _KNOWN_SCALAR_TAGS:
@@ -217,6 +219,9 @@ def _walk_mapping(
     # locations are built only for errors: a project walks tens of thousands of nodes
     merged = 0
     if any(key_node.tag == _MERGE_TAG for key_node, _ in node.value):
+        if not measured:  # check what is merged before flattening it, as a measured document
+            _Measure(source).size(node, len(path) + 1)
+            measured = True
         own = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
         loader.flatten_mapping(node)  # resolves '<<' merge keys, merged pairs first
         merged = len(node.value) - own
@@ -224,6 +229,8 @@ def _walk_mapping(
     explicit: set[Any] = set()
     for index, (key_node, value_node) in enumerate(node.value):
         if not isinstance(key_node, _ScalarNode):
+            if not measured:  # its tags and depth first, as in a measured document
+                _Measure(source).size(key_node, len(path) + 2)
             raise DefsYamlError("mapping keys must be scalars", _at(source, key_node))
         if not measured and key_node.tag not in _KNOWN_SCALAR_TAGS:
             raise _bad_tag(source, key_node)
