@@ -89,6 +89,15 @@ def run_cli(
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The run's caches (downloads, parsed ``defs.yaml`` files) go to a temporary folder,
+    never to the developer's ``~/.cache/defstate``; child processes inherit it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DEFSTATE_CACHE_DIR", str(tmp_path_factory.mktemp("defstate-cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _forget_secrets() -> Iterator[None]:
     """Secrets a test registered (values of its env templates) are not masked in later tests."""
