@@ -44,6 +44,30 @@ def test_reading_state_writes_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "defs").exists()
 
 
+def test_latest_reads_the_state_and_falls_back_to_an_interrupted_swap(tmp_path: Path) -> None:
+    storage = LocalStateStorage(tmp_path / ".local_defs_state")
+    key_dir = tmp_path / ".local_defs_state" / "k"
+    key_dir.mkdir(parents=True)
+    (key_dir / "state").write_text("12345")
+    latest = storage.latest("k")
+    assert latest is not None and latest.size == 5 and not latest.is_directory
+    assert storage.state_path(latest) == key_dir / "state"
+    # a swap without renameat2 stopped between its two renames: only the old copy exists
+    (key_dir / "state").rename(key_dir / ".old-0123")
+    latest = storage.latest("k")
+    assert latest is not None and latest.size == 5
+    assert storage.state_path(latest) == key_dir / ".old-0123"
+    (key_dir / ".old-0123").unlink()
+    assert storage.latest("k") is None
+
+
+def test_latest_of_a_key_whose_folder_is_a_file_is_none(tmp_path: Path) -> None:
+    root = tmp_path / ".local_defs_state"
+    root.mkdir()
+    (root / "k").write_text("not a folder")
+    assert LocalStateStorage(root).latest("k") is None
+
+
 def test_first_refresh_writes_gitignore_and_state(
     make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
