@@ -29,7 +29,6 @@ from defstate.components.policies import RefreshGuard, RetryPolicy
 from defstate.errors import DefstateError
 from defstate.loader.gc_pause import paused_gc
 from defstate.loader.load import (
-    LoadResult,
     RefreshReport,
     is_deploy,
     load_defs,

@@ -5,7 +5,7 @@ component instances, asset specs and keys, then the JSON document. CPython start
 every 700 container allocations and traverses the survivors again in each older generation, so
 on a 1000-component project about a third of a load was spent in collections that freed
 nothing. Reference counting still frees every acyclic object at once while the collector is
-paused; cycles made meanwhile wait for the first collection after the pause.
+paused; cycles made meanwhile wait for the next full collection (see below).
 
 Pauses cover discovery, resolving state, building and rendering definitions, never a refresh,
 which runs user code for as long as the external system takes.
