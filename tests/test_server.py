@@ -447,4 +447,3 @@ def test_reload_with_new_load_errors_keeps_serving_what_works(
     status, health = server.post("/reload?wait=1")
     assert status == 200 and health["status"] == "ok" and server.keys() == ["api1", "crm1"]
     assert server.stop() == 0
-
