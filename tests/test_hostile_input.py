@@ -38,6 +38,7 @@ BAD_VALUES = {
     "float": ("!!float fast", "!!float"),
     "bool": ("!!bool maybe", "!!bool"),
     "huge_int": ("9" * 5000, "integer too large"),
+    "huge_hex_int": ("0x" + "f" * 5000, "integer too large"),  # its letters are digits too
     "timestamp": ("!!timestamp yesterday", "!!timestamp"),
     "python_tag": ("!!python/object:os.system ls", "unsupported tag"),
     "python_name": ("!!python/name:os.system ''", "unsupported tag"),

@@ -141,6 +141,7 @@ def test_cached_documents_equal_a_fresh_parse(
         "a: 1\nb: !!int x\n",  # an error (below)
         "a: [1\n",
         'a: "\\ud800"\n',  # a lone surrogate: an error
+        "a: 0x" + "f" * 5000 + "\n",  # 6000 decimal digits: an error, not json's ValueError
     ],
 )
 def test_files_json_cannot_represent_or_with_errors_are_parsed_every_time(

@@ -150,13 +150,25 @@ _STR_TAG = _YAML + "str"
 _INT_TAG = _YAML + "int"
 
 
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def _int_digits(text: str) -> int:
+    """The digits of an integer's text, hexadecimal ones included: ``0x`` + 5000 ``f`` is
+    6000 decimal digits (past what ``json`` writes), though none of its letters is a digit."""
+    body = text.lstrip("+-")
+    if body[:2].lower() in ("0x", "0b"):
+        body = body[2:]
+    return sum(c in _HEX_DIGITS for c in body)
+
+
 def _construct_scalar(loader: _LineLoader, source: Path, node: yaml.ScalarNode) -> Any:
     """The value of one scalar; a value its tag cannot read is an error at its line."""
     tag = node.tag
     if tag == _STR_TAG:  # most scalars: PyYAML's constructor returns the text as it is
         return node.value
     if tag == _INT_TAG:
-        digits = sum(c.isdigit() for c in node.value)
+        digits = _int_digits(node.value)
         if digits > MAX_INT_DIGITS:
             raise DefsYamlError(
                 f"integer too large ({digits} digits, at most {MAX_INT_DIGITS})",
