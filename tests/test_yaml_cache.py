@@ -242,6 +242,25 @@ def test_a_cache_folder_that_cannot_be_written_leaves_loads_uncached(
     assert parsed == [path, path]
 
 
+def test_without_a_home_directory_loads_are_uncached_not_failed(
+    make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch, parsed: list[Path]
+) -> None:
+    # a container running as a uid without a passwd entry and without $HOME (e.g. OpenShift)
+    import pwd
+
+    def no_entry(uid: int) -> pwd.struct_passwd:
+        raise KeyError(uid)
+
+    for name in ("DEFSTATE_CACHE_DIR", "XDG_CACHE_HOME", "HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    root = make_project({"defs/one/defs.yaml": ENTRY})
+    config = load_project_config(root)
+    for _ in range(2):
+        assert len(discover_components(config).instances) == 1
+    assert len(parsed) == 2
+
+
 def test_identical_files_share_an_entry_but_not_their_values(tmp_path: Path) -> None:
     first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
     for path in (first, second):

@@ -156,7 +156,10 @@ class YamlParseCache:
         stamp = _stamp()
         if stamp is None or not cache_enabled():
             return cls(None)
-        file = cache_file(defs_dir)
+        try:
+            file = cache_file(defs_dir)
+        except RuntimeError:  # no $HOME and no home directory for this uid: no cache folder
+            return cls(None)
         return cls(file, stamp, _read_entries(file, stamp))
 
     def read(self, path: Path) -> YamlFile:
