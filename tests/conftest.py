@@ -89,6 +89,21 @@ def run_cli(
     )
 
 
+def start_cli(
+    *args: str, cwd: Path, env: Mapping[str, str] | None = None, merge_stderr: bool = False
+) -> subprocess.Popen[str]:
+    """Start ``python -m defstate ARGS`` in a real child process, its output piped (stderr
+    into stdout with ``merge_stderr``), for tests that act while it runs."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "defstate", *args],
+        cwd=cwd,
+        env=subprocess_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+        text=True,
+    )
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The run's caches (downloads, parsed ``defs.yaml`` files) go to a temporary folder,

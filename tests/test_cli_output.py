@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import ProjectFactory, run_cli
+from conftest import ProjectFactory, run_cli, start_cli
 from fixture_components import call_count
 from terminal import run_on_terminal
 
@@ -148,11 +148,7 @@ def test_exit_codes_unknown_gc_key_snapshot_refresh_and_ctrl_c(
     make_project: ProjectFactory, counter_dir: Path, tmp_path: Path
 ) -> None:
     import signal
-    import subprocess
-    import sys
     import time
-
-    from conftest import subprocess_env
 
     root = make_project(
         {
@@ -170,14 +166,7 @@ def test_exit_codes_unknown_gc_key_snapshot_refresh_and_ctrl_c(
     assert snap.returncode == 2
     assert "LEGACY_CODE_SERVER_SNAPSHOTS state is made by every initialization load" in snap.stderr
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "defstate", "state", "refresh", "List[slow]"],
-        cwd=root,
-        env=subprocess_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_cli("state", "refresh", "List[slow]", cwd=root)
     deadline = time.monotonic() + 60
     while call_count(counter_dir, "slow") == 0 and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -3,13 +3,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ProjectFactory, subprocess_env
+from conftest import ProjectFactory, start_cli
 from defstate import load_defs, refresh_state
 from defstate.state_storage import ManagementType, encode_key
 from defstate.state_storage.local import LocalStateStorage
@@ -128,14 +127,7 @@ def test_failed_refresh_keeps_previous_state(
 
 
 def _refresh_process(root: Path, tag: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "defstate", "state", "refresh"],
-        cwd=root,
-        env=subprocess_env({"TAG": tag}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_cli("state", "refresh", cwd=root, env={"TAG": tag})
 
 
 def test_sigkilled_refresh_leaves_previous_state_loadable(

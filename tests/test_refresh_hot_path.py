@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ProjectFactory, run_cli, subprocess_env
+from conftest import ProjectFactory, run_cli, start_cli
 from defstate import refresh_state
 from defstate.loader.history import state_history
 from defstate.loader.refresh import widening
@@ -183,14 +181,7 @@ def test_sigterm_while_one_refresh_blocks_and_others_finished_beside_it(
         }
     )
     state = root / "defs/.local_defs_state"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "defstate", "state", "refresh", "--json"],
-        cwd=root,
-        env=subprocess_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_cli("state", "refresh", "--json", cwd=root)
     deadline = time.monotonic() + 60
     while not all((state / f"List[{k}]/state").exists() for k in ("k1", "k2")):
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()

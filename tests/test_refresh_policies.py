@@ -6,14 +6,13 @@ import errno
 import json
 import os
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from conftest import ProjectFactory, run_cli, subprocess_env
+from conftest import ProjectFactory, run_cli, start_cli, subprocess_env
 from defstate import load_defs, refresh_state
 from defstate.components.policies import RefreshGuard
 from defstate.loader.history import state_history
@@ -186,14 +185,7 @@ def test_local_records_of_earlier_versions_are_read_and_trimmed(
 
 
 def _refresh_process(root: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "defstate", "state", "refresh", "--json", *args],
-        cwd=root,
-        env=subprocess_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_cli("state", "refresh", "--json", *args, cwd=root)
 
 
 @pytest.mark.parametrize("strategy", ["local", "file", "s3", "gcs"])

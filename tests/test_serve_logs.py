@@ -11,7 +11,7 @@ import urllib.request
 from datetime import datetime
 from pathlib import Path
 
-from conftest import ProjectFactory, subprocess_env
+from conftest import ProjectFactory, start_cli, subprocess_env
 from test_server import LOG_LINE, Server
 
 
@@ -41,14 +41,7 @@ def test_text_log_lines_share_one_format_and_health_times_are_iso(
 
 def test_json_logs_and_log_level(make_project: ProjectFactory) -> None:
     root = _plain_project(make_project)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "defstate", "serve", "--port", "0", "--log-format", "json"],
-        cwd=root,
-        env=subprocess_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_cli("serve", "--port", "0", "--log-format", "json", cwd=root, merge_stderr=True)
     assert process.stdout is not None
     records = []
     while not records or not records[-1]["message"].startswith("serving "):
@@ -64,13 +57,8 @@ def test_json_logs_and_log_level(make_project: ProjectFactory) -> None:
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
-    quiet = subprocess.Popen(
-        [sys.executable, "-m", "defstate", "serve", "--port", str(port), "--log-level", "warning"],
-        cwd=root,
-        env=subprocess_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    quiet = start_cli(
+        "serve", "--port", str(port), "--log-level", "warning", cwd=root, merge_stderr=True
     )
     deadline = time.monotonic() + 60
     while True:  # up: it answers, though it printed nothing at info level

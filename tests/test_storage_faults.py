@@ -10,8 +10,6 @@ import json
 import logging
 import signal
 import socket
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -22,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ProjectFactory, run_cli, subprocess_env
+from conftest import ProjectFactory, run_cli, start_cli
 from defstate import refresh_state
 from defstate.errors import AlreadyRefreshingError, StateStorageError
 from defstate.loader.refresh import RefreshOptions
@@ -131,14 +129,7 @@ def test_sigterm_and_sigint_release_the_lease(
         defs.write_text(defs.read_text() + "    timeout: 600\n")
     tmpdir = tmp_path / "tmpdir"
     tmpdir.mkdir()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "defstate", "state", "refresh"],
-        cwd=root,
-        env=subprocess_env({"TMPDIR": str(tmpdir)}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_cli("state", "refresh", cwd=root, env={"TMPDIR": str(tmpdir)})
     while call_count(tmp_path / "counters", "api") == 0:  # inside write_state_to_path
         assert process.poll() is None, process.communicate()
         time.sleep(0.02)
@@ -210,15 +201,7 @@ def test_never_answering_endpoint_fails_within_the_deadline(
     commands = (["state", "refresh"], ["list", "defs", "--no-refresh"])
     started = time.monotonic()
     running = [  # both at once: each spends its time waiting for the deadline
-        subprocess.Popen(
-            [sys.executable, "-m", "defstate", *args],
-            cwd=root,
-            env=subprocess_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for args in commands
+        start_cli(*args, cwd=root) for args in commands
     ]
     for args, process in zip(commands, running, strict=True):
         _, err = process.communicate(timeout=120)

@@ -20,7 +20,7 @@ import attrs
 import fsspec
 import pytest
 
-from conftest import ProjectFactory, run_cli, subprocess_env
+from conftest import ProjectFactory, run_cli, start_cli, subprocess_env
 from defstate import StateInfo, load_defs, refresh_state
 from defstate.errors import DefstateError
 from defstate.state_storage.archive import sha256_bytes
@@ -182,14 +182,7 @@ def test_corrupted_cache_file_is_detected(
 
 
 def _refresh_process(root: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "defstate", "state", "refresh", *args],
-        cwd=root,
-        env=subprocess_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_cli("state", "refresh", *args, cwd=root)
 
 
 def _check_consistent(storage: VersionedStateStorage, key: str) -> str:
