@@ -14,14 +14,21 @@ When a pause ends, what it built goes straight to the oldest generation. CPython
 allocations of a pause against the youngest generation, so without that the first allocation
 after it started a collection traversing everything the pause built (13 ms after a load of
 1000 components x 20 assets, for nothing: a load's objects are in use until it is replaced).
-Oldest-generation objects are still collected by full collections, which CPython runs when
-the long-lived objects have grown by a quarter.
+Oldest-generation objects are collected by full collections only, and CPython's trigger for
+those (the long-lived objects grew by a quarter) does not count objects moved there this way:
+a long-lived process that loads again and again (a server, a code location reloading in
+place) would keep every load's reference cycles. So after :data:`AGED_PAUSES` pauses moved
+their objects there without a full collection since, the next pause ends with one instead
+(a CLI process ends after three pauses: it never runs one).
 """
 
 from __future__ import annotations
 
 import gc
 import threading
+
+AGED_PAUSES = 8
+"""Pauses whose objects go to the oldest generation between two full collections."""
 
 
 class GcPause:
@@ -35,6 +42,8 @@ class GcPause:
         self._lock = threading.Lock()
         self._depth = 0
         self._resume = False
+        self._aged = 0  # pauses aged since the full collection counted in _full_collections
+        self._full_collections = -1
 
     def __enter__(self) -> None:
         with self._lock:
@@ -47,18 +56,32 @@ class GcPause:
         with self._lock:
             self._depth -= 1
             if self._depth == 0 and self._resume:
-                _age_survivors()
+                self._end()
                 gc.enable()
 
+    def _end(self) -> None:
+        """What the pause built goes to the oldest generation, or, after
+        :data:`AGED_PAUSES` such pauses without a full collection, a full collection."""
+        full_collections = gc.get_stats()[-1]["collections"]
+        if full_collections != self._full_collections:  # CPython ran one meanwhile
+            self._full_collections, self._aged = full_collections, 0
+        if self._aged >= AGED_PAUSES:
+            gc.collect()
+            self._full_collections, self._aged = gc.get_stats()[-1]["collections"], 0
+        elif _age_survivors():
+            self._aged += 1
 
-def _age_survivors() -> None:
+
+def _age_survivors() -> bool:
     """Move every tracked object to the oldest generation, with no traversal:
     ``gc.freeze()`` then ``gc.unfreeze()`` (each moves one list; the young count restarts at
-    zero). Skipped while the program keeps objects frozen itself (e.g. before forking
-    workers): unfreezing would release them."""
-    if gc.get_freeze_count() == 0:
-        gc.freeze()
-        gc.unfreeze()
+    zero); whether it did. Skipped while the program keeps objects frozen itself (e.g.
+    before forking workers): unfreezing would release them."""
+    if gc.get_freeze_count():
+        return False
+    gc.freeze()
+    gc.unfreeze()
+    return True
 
 
 paused_gc = GcPause()
