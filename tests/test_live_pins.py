@@ -265,3 +265,33 @@ def test_layout_1_keeps_per_key_records_until_migrated(store_url: str, tmp_path:
         pins.close()
     assert _holder_record(storage, pins) is None
     assert all(storage.live_pins(key)[0] == set() for key in keys)
+
+
+def test_a_gc_re_check_that_fails_puts_the_manifest_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gc deletes a version's manifest, then re-reads the pointer and the live pins: when
+    that re-read fails (a storage error, a deadline), the version may be in use, so the
+    manifest goes back before the error is raised (a holder that pinned the version meanwhile
+    can still read it)."""
+    from defstate.errors import StateStorageError
+    from defstate.state_storage.pins import LiveHolders
+
+    monkeypatch.setenv("DEFSTATE_CACHE_DIR", str(tmp_path / "cache"))
+    storage = VersionedStateStorage(f"file://{tmp_path}/store/state")
+    versions = [_publish(storage, tmp_path, "r", [f"r_{i}"]) for i in range(2)]
+    pins = LivePins(storage, ttl=600)
+    pins.hold({"List[r]": [versions[0]]})  # a holder that started after gc read the records
+
+    def unreachable(
+        self: VersionedStateStorage, previous: LiveHolders | None = None
+    ) -> LiveHolders:
+        raise StateStorageError("cannot list the live pin records: timed out")
+
+    monkeypatch.setattr(VersionedStateStorage, "live_holder_pins", unreachable)
+    try:
+        with pytest.raises(StateStorageError, match="timed out"):
+            storage.delete_version("List[r]", versions[0], holders=LiveHolders())
+        assert storage.version("List[r]", versions[0]).version == versions[0]
+    finally:
+        pins.close()

@@ -25,8 +25,8 @@ pointer never names a version whose manifest or bytes are missing**.
   the claim.
 - gc deletes a version's manifest first, then re-reads the pointer and the pin records (the
   key's own and the holder records of ``_pins.d/``, see :mod:`defstate.state_storage.pins`); if
-  either names the version it puts the manifest back and keeps it, otherwise it deletes the
-  bytes. Objects already deleted (by a concurrent gc) are not an error.
+  either names the version (or that re-read fails) it puts the manifest back and keeps it,
+  otherwise it deletes the bytes. Objects already deleted (by a concurrent gc) are not an error.
 
 A publication whose bytes equal the latest version's (same sha256) publishes nothing and
 does not move the pointer (``unchanged``). Everything that touches the pointer is in this
@@ -883,10 +883,16 @@ class VersionedStateStorage:
         manifest = self._call("read", key, lambda t: self.store.read(manifest_path, t))
         if manifest is not None:
             self._call("delete", key, lambda t: self.store.delete(manifest_path, t))
-        pointer = self.pointer_info(key)
-        in_use = pointer is not None and pointer[0] == stored.version
-        again = self.live_holder_pins(holders) if holders is not None else None
-        if in_use or stored.version in self.live_pins(key, again)[0]:
+        try:
+            pointer = self.pointer_info(key)
+            in_use = pointer is not None and pointer[0] == stored.version
+            again = self.live_holder_pins(holders) if holders is not None else None
+            pinned = stored.version in self.live_pins(key, again)[0]
+        except BaseException:  # perhaps in use: put back what was deleted, then report
+            if manifest is not None:
+                self._put_back(key, manifest_path, manifest)
+            raise
+        if in_use or pinned:
             if manifest is None and in_use:
                 manifest = self._manifest_from_pointer(key, stored.version)
             if manifest is not None:  # put back (or repair, after a gc killed mid-way)
@@ -899,6 +905,12 @@ class VersionedStateStorage:
             self._call("delete", key, lambda t, name=name: self.store.delete(name, t))  # type: ignore[misc]
         self.store.remove_empty_folder(base)
         return True
+
+    def _put_back(self, key: str, manifest_path: str, manifest: bytes) -> None:
+        """Restore a manifest gc deleted, as far as the storage lets it now (the error that
+        interrupted the deletion is the one reported)."""
+        with contextlib.suppress(Exception):
+            self._call("write", key, lambda t: self.store.write(manifest_path, manifest, t))
 
     def _manifest_from_pointer(self, key: str, version: str) -> bytes | None:
         """The manifest the pointer carries for ``version`` (``None`` if it moved on)."""
