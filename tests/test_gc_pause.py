@@ -155,3 +155,26 @@ def test_a_process_that_loads_again_and_again_frees_the_old_loads_cycles() -> No
         current = new  # the previous load is garbage now
     alive = sum(1 for o in gc.get_objects() if type(o) is _Cycle)
     assert len(current) <= alive <= (AGED_PAUSES + 1) * 2000
+
+
+def test_a_finalizer_the_pauses_full_collection_runs_may_pause_too() -> None:
+    from defstate.loader.gc_pause import AGED_PAUSES
+
+    pause = GcPause()
+    finalized = threading.Event()
+
+    class Finalized(_Cycle):
+        def __del__(self) -> None:
+            with pause:  # e.g. a load's object whose cleanup reads a project
+                finalized.set()
+
+    def run() -> None:
+        for _ in range(AGED_PAUSES + 1):  # the last one ends with a full collection
+            with pause:
+                Finalized()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "the pause's full collection deadlocked on its own lock"
+    assert finalized.is_set()

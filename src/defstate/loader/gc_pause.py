@@ -55,21 +55,25 @@ class GcPause:
     def __exit__(self, *exc_info: object) -> None:
         with self._lock:
             self._depth -= 1
-            if self._depth == 0 and self._resume:
-                self._end()
-                gc.enable()
+            if self._depth or not self._resume:
+                return
+            collect = self._end()
+            gc.enable()
+        if collect:  # outside the lock: the finalizers it runs may pause the collector too
+            gc.collect()
 
-    def _end(self) -> None:
-        """What the pause built goes to the oldest generation, or, after
-        :data:`AGED_PAUSES` such pauses without a full collection, a full collection."""
+    def _end(self) -> bool:
+        """What the pause built goes to the oldest generation; after :data:`AGED_PAUSES`
+        such pauses without a full collection, ``True`` instead: one is due."""
         full_collections = gc.get_stats()[-1]["collections"]
-        if full_collections != self._full_collections:  # CPython ran one meanwhile
+        if full_collections != self._full_collections:  # one ran since (the count restarts)
             self._full_collections, self._aged = full_collections, 0
         if self._aged >= AGED_PAUSES:
-            gc.collect()
-            self._full_collections, self._aged = gc.get_stats()[-1]["collections"], 0
-        elif _age_survivors():
+            self._aged = 0
+            return True
+        if _age_survivors():
             self._aged += 1
+        return False
 
 
 def _age_survivors() -> bool:
