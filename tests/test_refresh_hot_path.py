@@ -197,3 +197,20 @@ def test_sigterm_while_one_refresh_blocks_and_others_finished_beside_it(
     assert done.returncode == 0, done.stderr
     statuses = {r["key"]: r["status"] for r in json.loads(done.stdout)["results"]}
     assert statuses == {"List[k0]": "succeeded", "List[k1]": "unchanged", "List[k2]": "unchanged"}
+
+
+def test_a_temporary_left_by_an_earlier_process_with_this_pid_is_removed(
+    make_project: ProjectFactory,
+) -> None:
+    # a container's PID 1 killed mid-refresh, then run again: the pid is alive (this process)
+    # but the temporary is not this process's, so it is abandoned
+    root = _projects(make_project)
+    assert refresh_state(root).ok
+    key_dir = root / "defs/.local_defs_state/List[k0]"
+    earlier = key_dir / f".tmp-{os.getpid()}-{'0' * 32}"  # as an older defstate named it too
+    earlier.write_text("half")
+    own = key_dir / atomic.temporary_name()  # this process's: being written, kept
+    own.write_text("being written")
+    assert refresh_state(root).ok
+    assert not earlier.exists()
+    assert own.exists()

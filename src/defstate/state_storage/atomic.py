@@ -44,6 +44,14 @@ def temporary_name() -> str:
     return f"{TMP_PREFIX}{_PID}-{_TOKEN}{next(_SERIAL):x}"
 
 
+def written_by_another_process(name: str) -> bool:
+    """Whether the temporary ``name`` (:func:`temporary_name`) is another process's: another
+    pid, or this pid with another token (an earlier process that had the same pid, e.g. a
+    container's PID 1 in an earlier run)."""
+    own = f"{TMP_PREFIX}{_PID}-"
+    return not name.startswith(own) or not name.startswith(_TOKEN, len(own))
+
+
 def aside_name(parent: str | os.PathLike[str]) -> str:
     """A fresh temporary name in ``parent`` (:func:`temporary_name`)."""
     return os.path.join(parent, temporary_name())

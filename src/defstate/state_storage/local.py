@@ -29,7 +29,12 @@ from typing import Any, ClassVar, Self
 import attrs
 
 from defstate.errors import AlreadyRefreshingError, StateStorageError
-from defstate.state_storage.atomic import TMP_PREFIX, temporary_name, write_atomic
+from defstate.state_storage.atomic import (
+    TMP_PREFIX,
+    temporary_name,
+    write_atomic,
+    written_by_another_process,
+)
 from defstate.state_storage.base import (
     PendingWrite,
     StorageProject,
@@ -90,6 +95,18 @@ def _exchange(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
 
 def _is_record(name: str) -> bool:
     return name.startswith(_RECORD_PREFIX) and name.endswith(".json")
+
+
+def _abandoned(name: str) -> bool:
+    """Whether the temporary ``name`` was left by a process that is gone: its pid runs no
+    process, or runs this one, which did not write it (a reused pid)."""
+    pid_text = name[len(_TMP_PREFIX) :].split("-", 1)[0]
+    if not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return written_by_another_process(name)
+    return not _pid_alive(pid)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -326,8 +343,7 @@ class LocalStateStorage:
         if records is not None and key in self._locked:
             self._records_seen[key] = records
         for name in abandoned:
-            pid_text = name[len(_TMP_PREFIX) :].split("-", 1)[0]
-            if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+            if _abandoned(name):
                 remove_path(key_dir / name)
 
     # -- refresh records and single-flight --------------------------------------------------
