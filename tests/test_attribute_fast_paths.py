@@ -169,3 +169,33 @@ def test_templates_anywhere_are_still_expanded(monkeypatch: pytest.MonkeyPatch) 
     rendered = render_templates(value, _document(value), Path("/root"))
     assert rendered == {"a": [1, {"b": ["me"]}], "c": "/root"}
     assert value["a"][1] == {"b": ["{{ env.WHO }}"]}  # the input is not changed
+
+
+def test_another_thread_never_sees_a_class_half_resolved(monkeypatch: pytest.MonkeyPatch) -> None:
+    # two loads at once (serve's reload and its state view): the first to build a class's
+    # fields must not show the others a table without the fields it has not resolved yet
+    import threading
+
+    @attrs.define
+    class Pair:
+        name: str
+        size: int
+
+    real = attributes._kept_types
+    resolving, release = threading.Event(), threading.Event()
+
+    def slow(hint: Any) -> frozenset[type[Any]]:
+        if hint is int and threading.current_thread() is not threading.main_thread():
+            resolving.set()  # the first field is resolved, the second not yet
+            release.wait(10)
+        return real(hint)
+
+    monkeypatch.setattr(attributes, "_kept_types", slow)
+    other = threading.Thread(target=construct, args=(Pair, {"name": "a", "size": 1}))
+    other.start()
+    try:
+        assert resolving.wait(10)
+        assert construct(Pair, {"name": "b", "size": 2}) == Pair("b", 2)
+    finally:
+        release.set()
+        other.join(10)

@@ -202,7 +202,7 @@ def _fields(cls: type[Any]) -> dict[str, _Field]:
     found = _FIELDS.get(cls)
     if found is None:
         hints = typing.get_type_hints(cls)
-        found = _FIELDS[cls] = {}
+        found = {}
         for field in attrs.fields(cls):
             if field.init:
                 hint = hints.get(field.name, Any)
@@ -211,6 +211,7 @@ def _fields(cls: type[Any]) -> dict[str, _Field]:
                 kept, keeps_any = _kept_types(hint), hint is Any or hint is object
                 nested = hint if isinstance(hint, type) and attrs.has(hint) else None
                 found[alias] = _Field(alias, hint, required, kept, keeps_any, nested)
+        _FIELDS[cls] = found  # whole: another thread never sees a class half resolved
     return found
 
 
