@@ -214,3 +214,33 @@ def test_a_temporary_left_by_an_earlier_process_with_this_pid_is_removed(
     assert refresh_state(root).ok
     assert not earlier.exists()
     assert own.exists()
+
+
+SIGNAL_DURING_A_WRITE = """
+import io, os, signal, sys, time
+from defstate.state_storage.interrupts import released_on_signals
+
+class InTheMiddleOfAWrite(io.StringIO):
+    def flush(self):  # what a buffered stream raises when a signal handler writes to it
+        raise RuntimeError("reentrant call inside <_io.BufferedWriter name='<stdout>'>")
+
+with released_on_signals():
+    sys.stdout = InTheMiddleOfAWrite()
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)
+sys.stderr.write("kept running after SIGTERM\\n")
+"""
+
+
+def test_sigterm_during_a_write_to_stdout_still_ends_the_process() -> None:
+    # e.g. a refresh printing to a full pipe: the handler's flush raised, and the error went
+    # on in the interrupted code (a refresh counted it as its failure and the run went on)
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNAL_DURING_A_WRITE], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    assert "kept running" not in done.stderr
+    assert done.stderr.strip().endswith("interrupted")

@@ -31,17 +31,23 @@ def released_on_signals() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: object) -> None:
-        from defstate.state_storage.base import remove_workdirs
+        try:
+            from defstate.state_storage.base import remove_workdirs
 
-        leases = sys.modules.get(_LEASES)  # never imported: no lease was ever held
-        keys = leases.release_held_leases() if leases is not None else []
-        remove_workdirs()
-        sys.stdout.flush()
-        if keys:
-            sys.stderr.write(f"released the refresh lease of {', '.join(keys)}\n")
-        sys.stderr.write("interrupted\n")
-        sys.stderr.flush()
-        os._exit(128 + signum)
+            leases = sys.modules.get(_LEASES)  # never imported: no lease was ever held
+            keys = leases.release_held_leases() if leases is not None else []
+            remove_workdirs()
+            # the signal may have come in the middle of a write to these streams (e.g. to a
+            # full pipe): another write raises there, and must not keep the process alive
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+            with contextlib.suppress(Exception):
+                if keys:
+                    sys.stderr.write(f"released the refresh lease of {', '.join(keys)}\n")
+                sys.stderr.write("interrupted\n")
+                sys.stderr.flush()
+        finally:
+            os._exit(128 + signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
