@@ -274,6 +274,20 @@ def test_identical_files_share_an_entry_but_not_their_values(tmp_path: Path) -> 
     assert len(json.loads(cache_file(tmp_path).read_bytes().partition(b"\n")[2])) == 1
 
 
+def test_cache_files_are_private_to_the_user_whatever_the_umask(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    path = tmp_path / "defs.yaml"
+    path.write_text("value: a\n")
+    previous = os.umask(0o022)
+    try:
+        _read(tmp_path, path)
+    finally:
+        os.umask(previous)
+    assert cache_file(tmp_path).stat().st_mode & 0o777 == 0o600
+    assert (cache_dir / yaml_cache.CACHE_FOLDER).stat().st_mode & 0o777 == 0o700
+
+
 def test_the_cache_holds_only_the_last_discoverys_files(tmp_path: Path) -> None:
     path = tmp_path / "defs.yaml"
     for value in ("aaa", "bbb", "ccc"):

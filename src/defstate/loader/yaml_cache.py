@@ -196,7 +196,8 @@ class YamlParseCache:
         payload = json.dumps(self.used).encode()
         header = json.dumps({"stamp": self.stamp, "digest": _digest(payload)}).encode()
         try:
-            write_atomic(self.file, header + b"\n" + payload)
+            # private: the entries copy values of defs.yaml files (never of templates)
+            write_atomic(self.file, header + b"\n" + payload, private=True)
         except OSError:
             return  # a read-only or full cache folder: the next load parses again
         _remove_unused(self.file.parent)

@@ -78,17 +78,20 @@ def written_aside(path: str | os.PathLike[str], *, make_parents: bool = True) ->
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes, *, make_parents: bool = True) -> None:
-    """Replace ``path`` with ``data`` atomically (see :func:`written_aside`).
+def write_atomic(
+    path: str | os.PathLike[str], data: bytes, *, make_parents: bool = True, private: bool = False
+) -> None:
+    """Replace ``path`` with ``data`` atomically (see :func:`written_aside`). ``private``:
+    the file (and any parent folder made for it) is the user's alone, whatever the umask.
 
     Unbuffered: one ``open``, ``write``, ``close`` and ``rename`` (a buffered file object
     adds an ``fstat``, an ``ioctl`` and ``lseek``s, and the context manager its frames)."""
     target = os.fspath(path)
     parent = os.path.dirname(target) or "."
     if make_parents:
-        os.makedirs(parent, exist_ok=True)
+        os.makedirs(parent, 0o700 if private else 0o777, exist_ok=True)
     tmp = aside_name(parent)
-    fd = os.open(tmp, _NEW_FILE, 0o666)
+    fd = os.open(tmp, _NEW_FILE, 0o600 if private else 0o666)
     try:
         try:
             view = memoryview(data)
