@@ -128,16 +128,25 @@ def test_a_first_refresh_lists_no_key_folder_and_a_later_one_lists_it_once(
     assert key_folder_listings == ["List[k0]"]
     records = state_history(root, "List[k0]", limit=1000).records
     assert len(records) == MAX_LOCAL_RECORDS
-    key_dir = root / "defs/.local_defs_state/List[k0]"
-    assert len(list(key_dir.glob("record-*.json"))) == MAX_LOCAL_RECORDS
+    assert len(list(_key_dir(root).glob("record-*.json"))) == MAX_LOCAL_RECORDS
+
+
+@pytest.fixture
+def refreshed(make_project: ProjectFactory) -> tuple[Path, Path]:
+    """A project refreshed once, and the folder of its key ``List[k0]``."""
+    root = _projects(make_project)
+    assert refresh_state(root).ok
+    return root, _key_dir(root)
+
+
+def _key_dir(root: Path, name: str = "k0") -> Path:
+    return root / f"defs/.local_defs_state/List[{name}]"
 
 
 def test_a_refresh_of_an_existing_key_still_removes_abandoned_temporaries(
-    make_project: ProjectFactory,
+    refreshed: tuple[Path, Path],
 ) -> None:
-    root = _projects(make_project)
-    assert refresh_state(root).ok
-    key_dir = root / "defs/.local_defs_state/List[k0]"
+    root, key_dir = refreshed
     dead = key_dir / ".tmp-999999999-0123"  # no such pid
     dead.write_text("half")
     assert refresh_state(root).ok
@@ -200,13 +209,11 @@ def test_sigterm_while_one_refresh_blocks_and_others_finished_beside_it(
 
 
 def test_a_temporary_left_by_an_earlier_process_with_this_pid_is_removed(
-    make_project: ProjectFactory,
+    refreshed: tuple[Path, Path],
 ) -> None:
     # a container's PID 1 killed mid-refresh, then run again: the pid is alive (this process)
     # but the temporary is not this process's, so it is abandoned
-    root = _projects(make_project)
-    assert refresh_state(root).ok
-    key_dir = root / "defs/.local_defs_state/List[k0]"
+    root, key_dir = refreshed
     earlier = key_dir / f".tmp-{os.getpid()}-{'0' * 32}"  # as an older defstate named it too
     earlier.write_text("half")
     own = key_dir / atomic.temporary_name()  # this process's: being written, kept
