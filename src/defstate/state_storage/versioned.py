@@ -742,7 +742,8 @@ class VersionedStateStorage:
         """Make a new storage layout 2: when its root holds nothing but what this instance is
         publishing, write the marker (only if absent). Whether the storage is layout 2 now."""
         with self._layout_lock:
-            if self.layout(fresh=True) >= CURRENT_LAYOUT:
+            # the caller has just read the marker: only another thread's adoption is news
+            if self.layout() >= CURRENT_LAYOUT:
                 return True
             ours = {encode_key(key).parts[0] for key in list(self._touched)}
             names = self._lease_call(
@@ -755,12 +756,19 @@ class VersionedStateStorage:
             ]
             if others:
                 return False  # a layout-1 storage: `state migrate-layout` moves it
-            marker = self._marker_path()
-            self._lease_call(
-                "write the layout marker",
-                lambda t: self.store.write_if(marker, layout_marker(), None, t),
-            )
-            return self.layout(fresh=True) >= CURRENT_LAYOUT
+            return self._write_marker() >= CURRENT_LAYOUT
+
+    def _write_marker(self) -> int:
+        """Write the layout marker unless one exists; the layout after (read again only
+        when another process wrote a marker first)."""
+        marker = self._marker_path()
+        written = self._lease_call(
+            "write the layout marker",
+            lambda t: self.store.write_if(marker, layout_marker(), None, t),
+        )
+        if written is not None:
+            self._layout = CURRENT_LAYOUT
+        return self.layout(fresh=True)
 
     def pointer_info(self, key: str) -> tuple[str | None, str | None, float] | None:
         """``(latest, previous, moved_at)`` from the pointer (``moved_at`` by the storage's
@@ -1128,15 +1136,8 @@ class VersionedStateStorage:
             marked = self.layout(fresh=True) >= CURRENT_LAYOUT
             for key in self.stored_keys():
                 (moved if self._migrate_key(key, marked=marked) else unchanged).append(key)
-            if not marked:
-                marker = self._marker_path()
-                self._lease_call(
-                    "write the layout marker",
-                    lambda t: self.store.write_if(marker, layout_marker(), None, t),
-                )
-        return LayoutMigration(
-            self.describe(), before, self.layout(fresh=True), tuple(moved), tuple(unchanged)
-        )
+            layout = self.layout() if marked else self._write_marker()
+        return LayoutMigration(self.describe(), before, layout, tuple(moved), tuple(unchanged))
 
     def _migrate_key(self, key: str, *, marked: bool) -> bool:
         """Copy ``key``'s layout-1 pointer to layout 2 and tombstone it; whether it moved.
