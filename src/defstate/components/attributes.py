@@ -184,9 +184,8 @@ def _kept_types(hint: Any) -> frozenset[type[Any]]:
 
 @attrs.frozen
 class _Field:
-    """One init field of an attrs class, as :func:`construct` checks it."""
+    """One init field of an attrs class, as :func:`construct` checks it (by its alias)."""
 
-    alias: str
     hint: Any
     required: bool
     kept_types: frozenset[type[Any]]
@@ -210,7 +209,7 @@ def _fields(cls: type[Any]) -> dict[str, _Field]:
                 required = field.default is attrs.NOTHING
                 kept, keeps_any = _kept_types(hint), hint is Any or hint is object
                 nested = hint if isinstance(hint, type) and attrs.has(hint) else None
-                found[alias] = _Field(alias, hint, required, kept, keeps_any, nested)
+                found[alias] = _Field(hint, required, kept, keeps_any, nested)
         _FIELDS[cls] = found  # whole: another thread never sees a class half resolved
     return found
 
