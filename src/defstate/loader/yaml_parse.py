@@ -31,7 +31,7 @@ _SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoade
 
 
 class _LineLoader(_SafeLoader):  # type: ignore[valid-type,misc]
-    """A safe loader whose nodes keep their line numbers (see ``_Walk``)."""
+    """A safe loader whose nodes keep their line numbers (see ``_walk``)."""
 
     def resolve(self, kind: type[yaml.Node], value: Any, implicit: tuple[bool, bool]) -> str:
         # libyaml asks at every node. A plain scalar's tag depends on its text alone when
@@ -102,14 +102,14 @@ class _Measure:
             return known
         if isinstance(node, yaml.ScalarNode):
             if node.tag not in _SCALAR_TAGS and node.tag != _MERGE_TAG:
-                raise self._bad_tag(node)
+                raise _bad_tag(self.source, node)
             result = (1, len(node.value))
             self.own_text += result[1]  # once per distinct node: sizes are memoized
         else:
             if node.tag not in _COLLECTION_TAGS:
-                raise self._bad_tag(node)
+                raise _bad_tag(self.source, node)
             if depth > MAX_DEPTH:
-                raise _too_deep(self.source, node)
+                raise _too_deep(_at(self.source, node))
             if id(node) in self.active:
                 raise DefsYamlError(
                     "recursive alias: a value contains itself", _at(self.source, node)
@@ -132,9 +132,6 @@ class _Measure:
         self.sizes[id(node)] = result
         return result
 
-    def _bad_tag(self, node: yaml.Node) -> DefsYamlError:
-        return _bad_tag(self.source, node)
-
 
 def _bad_tag(source: Path, node: yaml.Node) -> DefsYamlError:
     return DefsYamlError(
@@ -142,8 +139,8 @@ def _bad_tag(source: Path, node: yaml.Node) -> DefsYamlError:
     )
 
 
-def _too_deep(source: Path, node: yaml.Node) -> DefsYamlError:
-    return DefsYamlError(f"nested deeper than {MAX_DEPTH} levels", _at(source, node))
+def _too_deep(where: SourceLocation) -> DefsYamlError:
+    return DefsYamlError(f"nested deeper than {MAX_DEPTH} levels", where)
 
 
 _STR_TAG = _YAML + "str"
@@ -211,7 +208,7 @@ def _walk(
         if node.tag not in _COLLECTION_TAGS:
             raise _bad_tag(source, node)
         if len(path) >= MAX_DEPTH:
-            raise _too_deep(source, node)
+            raise _too_deep(_at(source, node))
     if isinstance(node, _MappingNode):
         return _walk_mapping(loader, source, node, path, lines, measured)
     return [
@@ -302,7 +299,7 @@ def parse_documents(path: Path, text: str) -> YamlFile:
     except yaml.YAMLError as exc:
         errors.append(_syntax_error(path, text, exc))
     except RecursionError:
-        errors.append(DefsYamlError(f"nested deeper than {MAX_DEPTH} levels", SourceLocation(path)))
+        errors.append(_too_deep(SourceLocation(path)))
     finally:
         loader.dispose()
     return YamlFile(path, tuple(documents), tuple(errors))
