@@ -44,12 +44,27 @@ def temporary_name() -> str:
     return f"{TMP_PREFIX}{_PID}-{_TOKEN}{next(_SERIAL):x}"
 
 
-def written_by_another_process(name: str) -> bool:
-    """Whether the temporary ``name`` (:func:`temporary_name`) is another process's: another
-    pid, or this pid with another token (an earlier process that had the same pid, e.g. a
-    container's PID 1 in an earlier run)."""
-    own = f"{TMP_PREFIX}{_PID}-"
-    return not name.startswith(own) or not name.startswith(_TOKEN, len(own))
+def abandoned(name: str) -> bool:
+    """Whether the temporary ``name`` (:func:`temporary_name`) was left by a process that is
+    gone: its pid runs no process, or runs this one, which did not write it (another token:
+    an earlier process that had the same pid, e.g. a container's PID 1 in an earlier run)."""
+    pid_text = name[len(TMP_PREFIX) :].split("-", 1)[0]
+    if not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return not name.startswith(_TOKEN, len(f"{TMP_PREFIX}{pid}-"))
+    return not _pid_alive(pid)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def aside_name(parent: str | os.PathLike[str]) -> str:

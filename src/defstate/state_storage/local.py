@@ -29,12 +29,7 @@ from typing import Any, ClassVar, Self
 import attrs
 
 from defstate.errors import AlreadyRefreshingError, StateStorageError
-from defstate.state_storage.atomic import (
-    TMP_PREFIX,
-    temporary_name,
-    write_atomic,
-    written_by_another_process,
-)
+from defstate.state_storage.atomic import TMP_PREFIX, abandoned, temporary_name, write_atomic
 from defstate.state_storage.base import (
     PendingWrite,
     StorageProject,
@@ -49,7 +44,6 @@ from defstate.state_storage.state_info import LOCAL_VERSION, StateVersion, utc_i
 
 LOCAL_STATE_DIRNAME = ".local_defs_state"
 STATE_NAME = "state"
-_TMP_PREFIX = TMP_PREFIX  # atomic.py's: listings and cleanup of abandoned writes know it
 _OLD_PREFIX = ".old-"
 _GITIGNORE = "# Written by defstate: local state is built, not versioned.\n*\n"
 _RECORD_PREFIX = "record-"
@@ -95,28 +89,6 @@ def _exchange(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
 
 def _is_record(name: str) -> bool:
     return name.startswith(_RECORD_PREFIX) and name.endswith(".json")
-
-
-def _abandoned(name: str) -> bool:
-    """Whether the temporary ``name`` was left by a process that is gone: its pid runs no
-    process, or runs this one, which did not write it (a reused pid)."""
-    pid_text = name[len(_TMP_PREFIX) :].split("-", 1)[0]
-    if not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return written_by_another_process(name)
-    return not _pid_alive(pid)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @attrs.define
@@ -330,20 +302,20 @@ class LocalStateStorage:
         then trims them without listing the folder again)."""
         key_dir = self.key_dir(key)
         records: list[str] | None = []
-        abandoned = []
+        temporaries = []
         with os.scandir(key_dir) as entries:
             for entry in entries:
                 name = entry.name
-                if name.startswith(_TMP_PREFIX):
-                    abandoned.append(name)
+                if name.startswith(TMP_PREFIX):
+                    temporaries.append(name)
                 elif records is not None and _is_record(name):
                     records.append(name)
                 elif name == LEGACY_RECORDS_DIRNAME:
                     records = None  # seen only by a listing of that folder too
         if records is not None and key in self._locked:
             self._records_seen[key] = records
-        for name in abandoned:
-            if _abandoned(name):
+        for name in temporaries:
+            if abandoned(name):
                 remove_path(key_dir / name)
 
     # -- refresh records and single-flight --------------------------------------------------
