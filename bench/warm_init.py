@@ -44,6 +44,8 @@ def _seed(fs: Any, root: str, n: int, layout: int) -> None:
         key = f"Bench[{name}]"
         encoded = "/".join(encode_key(key).parts)
         version = str(uuid.uuid4())
+        # written out, not defstate's manifest_document: this bench also measures checkouts
+        # older than that function (PYTHONPATH, see the module docstring)
         manifest = {
             "format": 1,
             "key": key,

@@ -53,18 +53,22 @@ def _stored_key(storage: VersionedStateStorage, key: str, assets: list[str], *, 
     """A key as a publication leaves it (bytes, manifest, pointer), written directly: with
     ``layout=1`` as a defstate before layout 2 wrote it (``<key>/latest.json``)."""
     from defstate.state_storage.archive import sha256_bytes
+    from defstate.state_storage.management import ManagementType
+    from defstate.state_storage.state_info import StateVersion
+    from defstate.state_storage.versioned import manifest_document
 
     data = json.dumps(assets).encode()
     version = str(uuid.uuid4())
-    manifest = {
-        "format": 1,
-        "key": key,
-        "version": version,
-        "created_at": "2026-01-01T00:00:00+00:00",
-        "size": len(data),
-        "sha256": sha256_bytes(data),
-        "is_directory": False,
-    }
+    manifest = manifest_document(
+        StateVersion(
+            key,
+            version,
+            "2026-01-01T00:00:00+00:00",
+            ManagementType.VERSIONED_STATE_STORAGE,
+            size=len(data),
+            sha256=sha256_bytes(data),
+        )
+    )
     base = storage.version_path(key, version)
     storage.store.write(f"{base}/state", data)
     storage.store.write(f"{base}/manifest.json", json.dumps(manifest).encode())

@@ -111,6 +111,7 @@ __all__ = [
     "VersionedStateStorage",
     "VersionedStateWrite",
     "describe_error",
+    "manifest_document",
     "redact_url",
 ]
 
@@ -668,28 +669,12 @@ class VersionedStateStorage:
                 remove_path(packed.parent)
         return Publication(version)
 
-    def _manifest(self, version: StateVersion, metadata: Mapping[str, str]) -> dict[str, Any]:
-        from defstate import __version__
-
-        return {
-            "format": LAYOUT_FORMAT,
-            "key": version.key,
-            "version": version.version,
-            "created_at": version.created_at,
-            "size": version.size,
-            "sha256": version.sha256,
-            "is_directory": version.is_directory,
-            "defstate_version": __version__,
-            "host": socket.gethostname(),
-            **{k: v for k, v in metadata.items() if k not in ("key", "version", "previous")},
-        }
-
     def _upload_version(
         self, version: StateVersion, packed: Path, metadata: Mapping[str, str]
     ) -> None:
         """Claim, bytes, manifest, pointer, unclaim (see the module docstring)."""
         key = version.key
-        manifest = self._manifest(version, metadata)
+        manifest = manifest_document(version, metadata)
         base = self.version_path(key, version.version)
         state = self.state_object_path(key, version.version, is_directory=version.is_directory)
         manifest_path = f"{base}/{MANIFEST_NAME}"
@@ -1256,6 +1241,28 @@ class VersionedStateStorage:
             ttl=ttl,
             call=self._lease_call,
         )
+
+
+def manifest_document(
+    version: StateVersion, metadata: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The ``manifest.json`` a publication stores for ``version`` (its pointer carries the
+    same document plus ``previous``); ``metadata``: the caller's extra fields."""
+    from defstate import __version__
+
+    extra = {k: v for k, v in (metadata or {}).items() if k not in ("key", "version", "previous")}
+    return {
+        "format": LAYOUT_FORMAT,
+        "key": version.key,
+        "version": version.version,
+        "created_at": version.created_at,
+        "size": version.size,
+        "sha256": version.sha256,
+        "is_directory": version.is_directory,
+        "defstate_version": __version__,
+        "host": socket.gethostname(),
+        **extra,
+    }
 
 
 def _record_of(doc: Mapping[str, Any] | None) -> RefreshRecord | None:
