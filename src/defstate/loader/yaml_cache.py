@@ -38,9 +38,8 @@ from typing import Any
 import attrs
 
 from defstate.cache_dir import default_cache_dir
-from defstate.errors import DefsYamlError
 from defstate.loader import yaml_source
-from defstate.loader.yaml_source import YamlDocument, YamlFile, parse_yaml_bytes, read_file_bytes
+from defstate.loader.yaml_source import YamlDocument, YamlFile, parse_yaml_bytes, read_yaml_file
 
 try:  # hashlib loads OpenSSL (milliseconds per process); blake2 is built into CPython
     from _blake2 import blake2b
@@ -165,10 +164,9 @@ class YamlParseCache:
     def read(self, path: Path) -> YamlFile:
         """:func:`~defstate.loader.yaml_source.read_yaml_file`, from the cache when the
         file's bytes were parsed before."""
-        try:
-            data = read_file_bytes(path)
-        except DefsYamlError as exc:
-            return YamlFile(path, (), (exc,))
+        return read_yaml_file(path, self._parse)
+
+    def _parse(self, path: Path, data: bytes) -> YamlFile:
         if self.file is None:
             return parse_yaml_bytes(path, data)
         digest = _digest(data)

@@ -97,17 +97,19 @@ def _decode(path: Path, data: bytes) -> str:
         ) from None
 
 
-def read_yaml_file(path: Path) -> YamlFile:
+def read_yaml_file(path: Path, parse: Callable[[Path, bytes], YamlFile] | None = None) -> YamlFile:
     """Parse every document of ``path``; every problem names the file and line.
 
     A value problem (a bad ``!!int``, an invalid date, an unsupported tag, an alias bomb)
-    is an error of its document only; the file's other documents are still read.
+    is an error of its document only; the file's other documents are still read. ``parse``
+    turns the bytes read into documents: :func:`parse_yaml_bytes` unless given (the parse
+    cache gives its lookup, :meth:`~defstate.loader.yaml_cache.YamlParseCache.read`).
     """
     try:
         data = read_file_bytes(path)
     except DefsYamlError as exc:
         return YamlFile(path, (), (exc,))
-    return parse_yaml_bytes(path, data)
+    return (parse or parse_yaml_bytes)(path, data)
 
 
 def parse_yaml_bytes(path: Path, data: bytes) -> YamlFile:
