@@ -8,7 +8,7 @@ first discovery of a process, as every CLI command makes it, component module im
 Variants, interleaved in every round after a discarded warm-up: *after* with its parse cache
 warm (the steady state), *after* with `DEFSTATE_PARSE_CACHE=0` (every file parsed: a fresh
 machine or container), and *before* (``--before``, the `src` folder of an older checkout).
-The parse cache lives in a temporary `DEFSTATE_CACHE_DIR`.
+The parse cache lives in a temporary `DEFSTATE_CACHE_DIR`, one per tree.
 """
 
 from __future__ import annotations
@@ -66,13 +66,22 @@ def main(argv: list[str] | None = None) -> None:
     project = generate(work / "project", args.n, k=args.k)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEFSTATE_")}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # like a normal install (see bench/README.md)
-    env |= {"PYTHONPYCACHEPREFIX": str(PYCACHE), "DEFSTATE_CACHE_DIR": str(work / "cache")}
+    env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
+    # a cache folder per tree: a tree with a parse cache of another version (another stamp)
+    # would replace the other's file at every sample, and neither would ever be warm
+    after_env = {**env, "DEFSTATE_CACHE_DIR": str(work / "cache-after")}
     variants = {
-        "after, parse cache warm": (args.after.resolve(), env),
-        "after, parse cache off": (args.after.resolve(), {**env, "DEFSTATE_PARSE_CACHE": "0"}),
+        "after, parse cache warm": (args.after.resolve(), after_env),
+        "after, parse cache off": (
+            args.after.resolve(),
+            {**after_env, "DEFSTATE_PARSE_CACHE": "0"},
+        ),
     }
     if args.before:
-        variants["before"] = (args.before.resolve(), env)
+        variants["before"] = (
+            args.before.resolve(),
+            {**env, "DEFSTATE_CACHE_DIR": str(work / "cache-before")},
+        )
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     load_start = os.getloadavg()
     for round_index in range(args.repeat + 1):  # the first round is a discarded warm-up
