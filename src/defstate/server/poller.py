@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 
+from defstate.loader.load import latest_in_bulk
 from defstate.loader.project import load_project_config
 from defstate.loader.storage import StateStorages
 from defstate.server.location import CodeLocation
 from defstate.state_storage.registry import storage_class
-from defstate.state_storage.state_info import StateVersion
 
 log = logging.getLogger("defstate.server")
 
@@ -30,17 +31,13 @@ def moved_keys(location: CodeLocation, seen: dict[str, str]) -> list[str]:
         return []
     storages = StateStorages(load_project_config(location.project_root))
     pinned = location.pins()
-    listed: dict[str, StateVersion | None] = {}
-    for management_type in set(types.values()):
-        # one listing of the pointers (and reads of only those that changed) per storage
-        keys = sorted(k for k, t in types.items() if t is management_type)
-        listed.update(storages.get(management_type, "poller").latest_many(keys))
+    of_key = {
+        key: storages.get(management_type, "poller") for key, management_type in types.items()
+    }
+    listed = latest_in_bulk(of_key, _unreachable)  # one listing of the pointers per storage
     moved = []
-    for key, management_type in sorted(types.items()):
-        if key in listed:
-            latest = listed[key]
-        else:
-            latest = storages.get(management_type, "poller").latest(key)
+    for key in sorted(types):
+        latest = listed[key] if key in listed else of_key[key].latest(key)
         if latest is None:
             continue
         known = seen.get(key, pinned.get(key))
@@ -48,6 +45,10 @@ def moved_keys(location: CodeLocation, seen: dict[str, str]) -> list[str]:
             moved.append(key)
         seen[key] = latest.version
     return moved
+
+
+def _unreachable(keys: Sequence[str], exc: Exception) -> None:
+    raise exc  # this poll ends; the next one asks again
 
 
 def poll_for_new_state(location: CodeLocation, interval: float, stop: threading.Event) -> None:
