@@ -16,13 +16,14 @@ line.
 The cache is one file per defs folder, ``$DEFSTATE_CACHE_DIR/defs-yaml/<digest of the
 folder's path>.json`` (see :func:`defstate.cache_dir.default_cache_dir`): a header line (the
 stamp, the digest of the rest) then the entries. The stamp covers the source of defstate's
-YAML reader and of this module and PyYAML's version, so an upgrade of either ignores old
-entries; a load whose files are all cached does not import PyYAML. A missing, damaged
-(digest mismatch, bad JSON) or stale file is ignored and replaced; a cache folder that cannot
-be written leaves loads uncached. Writes are atomic (aside and renamed) and hold the entries
-of the load's files only; two processes writing at once each write a complete file of valid
-entries, and the last one stays. Files not written for :data:`UNUSED_DAYS` days are removed.
-``DEFSTATE_PARSE_CACHE=0`` (or ``false``, ``no``, ``off``) turns the cache off.
+YAML reader and of this module (so, the layout of the cache file) and PyYAML's version, so
+an upgrade of either ignores old entries; a load whose files are all cached does not import
+PyYAML. A missing, damaged (digest mismatch, bad JSON) or stale file is ignored and
+replaced; a cache folder that cannot be written leaves loads uncached. Writes are atomic
+(aside and renamed) and hold the entries of the load's files only; two processes writing at
+once each write a complete file of valid entries, and the last one stays. Files not written
+for :data:`UNUSED_DAYS` days are removed. ``DEFSTATE_PARSE_CACHE=0`` (or ``false``, ``no``,
+``off``) turns the cache off.
 """
 
 from __future__ import annotations
@@ -50,8 +51,6 @@ CACHE_ENV = "DEFSTATE_PARSE_CACHE"
 """Set to ``0``, ``false``, ``no`` or ``off`` to parse every file at every load."""
 CACHE_FOLDER = "defs-yaml"
 """The cache's folder inside :func:`~defstate.cache_dir.default_cache_dir`."""
-FORMAT = 1
-"""The layout of the cache file; bumped when it changes."""
 UNUSED_DAYS = 30
 """A cache file not written for this long is removed when another one is written."""
 
@@ -67,7 +66,7 @@ def _stamp() -> str | None:
     libyaml is there), found without importing PyYAML. ``None`` (no cache) when they cannot be
     read, e.g. imported from a zip."""
     parser = Path(yaml_source.__file__)
-    hasher = blake2b(str(FORMAT).encode(), digest_size=16)
+    hasher = blake2b(digest_size=16)  # this module's source stands for the file's layout
     try:
         for module_file in (parser, parser.with_name("yaml_parse.py"), Path(__file__)):
             hasher.update(module_file.read_bytes())
