@@ -91,6 +91,18 @@ def _is_record(name: str) -> bool:
     return name.startswith(_RECORD_PREFIX) and name.endswith(".json")
 
 
+def _local_version(key: str, mtime: float, size: int | None, is_directory: bool) -> StateVersion:
+    """The version of a key's local state (there is one: ``LOCAL_VERSION``)."""
+    return StateVersion(
+        key=key,
+        version=LOCAL_VERSION,
+        created_at=utc_iso(mtime),
+        management_type=ManagementType.LOCAL_FILESYSTEM,
+        size=size,
+        is_directory=is_directory,
+    )
+
+
 @attrs.define
 class LocalStateWrite(PendingWrite):
     """A pending local refresh; see :class:`defstate.state_storage.base.StateWrite`."""
@@ -114,7 +126,7 @@ class LocalStateWrite(PendingWrite):
         except FileNotFoundError:  # the first state (or a dangling link)
             current = None
         if current is not None and self._same_as(target):
-            return self._keep_current(current, is_directory)
+            return self._keep_current(target, current, is_directory)
         now = time.time()
         os.utime(self.path, (now, now))  # created_at is the publication time
         size = path_size(self.path) if is_directory else pending.st_size
@@ -129,34 +141,23 @@ class LocalStateWrite(PendingWrite):
             os.replace(self.path, target)
             remove_path(old)
         self.committed = True
-        return StateVersion(
-            key=self.key,
-            version=LOCAL_VERSION,
-            created_at=utc_iso(now),
-            management_type=ManagementType.LOCAL_FILESYSTEM,
-            size=size,
-            is_directory=is_directory,
-        )
+        return _local_version(self.key, now, size, is_directory)
 
     def _same_as(self, target: str) -> bool:
         from defstate.state_storage.archive import same_state  # refreshes only: tarfile, gzip
 
         return same_state(self.path, Path(target))
 
-    def _keep_current(self, current: os.stat_result, is_directory: bool) -> StateVersion:
-        """The state equals the current one: leave that in place, untouched (its time, so
-        ``created_at`` and anything watching it see nothing new), and drop the pending copy."""
-        target = self.key_dir / STATE_NAME
+    def _keep_current(
+        self, target: str, current: os.stat_result, is_directory: bool
+    ) -> StateVersion:
+        """The state equals the current one (``target``): leave that in place, untouched (its
+        time, so ``created_at`` and anything watching it see nothing new), and drop the
+        pending copy."""
         self.abort()
         self.committed = self.unchanged = True
-        return StateVersion(
-            key=self.key,
-            version=LOCAL_VERSION,
-            created_at=utc_iso(current.st_mtime),
-            management_type=ManagementType.LOCAL_FILESYSTEM,
-            size=path_size(target) if is_directory else current.st_size,
-            is_directory=is_directory,
-        )
+        size = path_size(Path(target)) if is_directory else current.st_size
+        return _local_version(self.key, current.st_mtime, size, is_directory)
 
     def abort(self) -> None:
         remove_path(self.path)
@@ -214,8 +215,7 @@ class LocalStateStorage:
         """``<key dir>/state`` (made once per key: a load asks for it twice per key)."""
         state = self._state_files.get(key)
         if state is None:
-            parts = encode_key(key).parts
-            state = self._state_files[key] = self.root.joinpath(*parts, STATE_NAME)
+            state = self._state_files[key] = self.key_dir(key) / STATE_NAME
         return state
 
     def _current_path(self, key: str) -> Path | None:
@@ -242,14 +242,8 @@ class LocalStateStorage:
                 return None
             stat = path.stat()
         is_directory = S_ISDIR(stat.st_mode)
-        return StateVersion(
-            key=key,
-            version=LOCAL_VERSION,
-            created_at=utc_iso(stat.st_mtime),
-            management_type=ManagementType.LOCAL_FILESYSTEM,
-            size=None if is_directory else stat.st_size,  # loads are hot: no directory walk
-            is_directory=is_directory,
-        )
+        size = None if is_directory else stat.st_size  # loads are hot: no directory walk
+        return _local_version(key, stat.st_mtime, size, is_directory)
 
     def has_local_copy(self, version: StateVersion) -> bool:
         return True
