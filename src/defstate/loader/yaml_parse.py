@@ -57,6 +57,7 @@ _short_plain_tag = functools.lru_cache(maxsize=4096)(_plain_tag)
 _YAML = "tag:yaml.org,2002:"
 _MERGE_TAG = _YAML + "merge"
 _SCALAR_TAGS = {_YAML + t: "!!" + t for t in ("str", "int", "float", "bool", "null", "timestamp")}
+_KNOWN_SCALAR_TAGS = frozenset([*_SCALAR_TAGS, _MERGE_TAG])  # a merge key ('<<') is a scalar
 _COLLECTION_TAGS = {_YAML + "map", _YAML + "seq"}
 _ALLOWED_TAGS = "!!str, !!int, !!float, !!bool, !!null, !!timestamp, !!map, !!seq"
 
@@ -101,7 +102,7 @@ class _Measure:
         if known is not None:
             return known
         if isinstance(node, yaml.ScalarNode):
-            if node.tag not in _SCALAR_TAGS and node.tag != _MERGE_TAG:
+            if node.tag not in _KNOWN_SCALAR_TAGS:
                 raise _bad_tag(self.source, node)
             result = (1, len(node.value))
             self.own_text += result[1]  # once per distinct node: sizes are memoized
@@ -183,7 +184,6 @@ def _construct_scalar(loader: _LineLoader, source: Path, node: yaml.ScalarNode) 
 
 
 _ScalarNode, _MappingNode = yaml.ScalarNode, yaml.MappingNode
-_KNOWN_SCALAR_TAGS = frozenset([*_SCALAR_TAGS, _MERGE_TAG])
 
 
 def _walk(
