@@ -278,6 +278,13 @@ def store_url(
         fsspec.filesystem("memory").store.clear()
 
 
+@pytest.fixture
+def s3_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A versioned storage URL on moto's S3 (for tests that count its requests), set as the
+    project's storage, with a private download cache."""
+    return use_store("s3", request, tmp_path, monkeypatch)
+
+
 @pytest.fixture(params=["file", "s3"])
 def shared_url(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

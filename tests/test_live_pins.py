@@ -28,13 +28,7 @@ from defstate.loader.state_admin import gc_state
 from defstate.server.location import CodeLocation
 from defstate.state_storage.pins import LivePins
 from defstate.state_storage.versioned import HOLDER_PINS_DIRNAME, VersionedStateStorage
-from storage_servers import use_store
 from test_pointer_layout import _project, _publish, _seed, _stored_key
-
-
-@pytest.fixture
-def s3_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    return use_store("s3", request, tmp_path, monkeypatch)
 
 
 def _pin_requests(lines: list[str]) -> dict[str, int]:

@@ -23,7 +23,6 @@ from defstate.server.poller import moved_keys
 from defstate.state_storage.pointer_layout import is_tombstone
 from defstate.state_storage.records import RefreshRecord
 from defstate.state_storage.versioned import VersionedStateStorage
-from storage_servers import use_store
 
 VERSIONED = "  defs_state:\n    management_type: VERSIONED_STATE_STORAGE\n"
 
@@ -87,11 +86,6 @@ def _seed(storage: VersionedStateStorage, names: list[str]) -> None:
     storage.store.write(f"{storage.key_path('x').rsplit('/', 1)[0]}/_layout.json", b'{"layout": 2}')
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda n: _stored_key(storage, f"List[{n}]", [f"{n}_1"], layout=2), names))
-
-
-@pytest.fixture
-def s3_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    return use_store("s3", request, tmp_path, monkeypatch)
 
 
 def _warm_load_requests(
