@@ -95,6 +95,14 @@ def test_an_error_stops_the_run_and_is_raised() -> None:
     assert run_widening(lambda i: i + 1, [1, 2], workers=1) == [2, 3]
 
 
+def test_results_stay_in_the_order_of_the_items_also_when_a_call_returns_none() -> None:
+    def call(index: int) -> int | None:
+        time.sleep(0.02 if index == 0 else 0)  # slow enough to widen
+        return None if index % 2 else index
+
+    assert run_widening(call, range(6), workers=4) == [0, None, 2, None, 4, None]
+
+
 @pytest.fixture
 def key_folder_listings(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Every ``os.scandir`` of a folder inside a ``.local_defs_state``."""

@@ -18,7 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -86,7 +86,7 @@ class _WideningRun(Generic[Item, Result]):
                 self.queue.clear()  # interrupted: start nothing more
         if self.error is not None:
             raise self.error
-        return [r for r in self.results if r is not None]
+        return cast("list[Result]", self.results)  # every item ran: no error was raised
 
     def _start(self, count: int) -> None:
         for _ in range(count):
