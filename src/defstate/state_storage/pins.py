@@ -41,6 +41,18 @@ DEFAULT_PIN_TTL = 600.0
 HOLDER_RECORD_FORMAT = 1
 
 
+def is_live(age: float, ttl: float) -> bool:
+    """Whether a pin record last written ``age`` seconds ago (by the storage's clock) still
+    pins its versions: for ``ttl`` seconds after each write."""
+    return age <= ttl
+
+
+def is_abandoned(age: float, ttl: float) -> bool:
+    """Whether gc deletes an expired pin record: once it is more than twice its ``ttl`` old
+    (per-key records and holder records alike)."""
+    return age > 2 * ttl
+
+
 def record_identity(holder: str, *, ttl: float, purpose: str) -> dict[str, Any]:
     """The fields every pin record carries besides its versions (no secrets: the holder's
     uuid, host name and process id, the ttl and what the process does)."""

@@ -81,6 +81,8 @@ from defstate.state_storage.pins import (
     LiveHolders,
     ReadHolderRecord,
     holder_record_bytes,
+    is_abandoned,
+    is_live,
     record_identity,
 )
 from defstate.state_storage.pointer_layout import (
@@ -985,10 +987,10 @@ class VersionedStateStorage:
                 problems.append(got)
             elif got is not None:
                 read[info.path] = got
-                if now - info.mtime <= got.record.ttl:
+                if is_live(now - info.mtime, got.record.ttl):
                     for key, names in got.record.versions.items():
                         live.setdefault(key, set()).update(names)
-                elif previous is None and now - info.mtime > 2 * got.record.ttl:
+                elif previous is None and is_abandoned(now - info.mtime, got.record.ttl):
                     self._delete_expired(info.path)
         frozen = {key: frozenset(names) for key, names in live.items()}
         return LiveHolders(frozen, now, read, tuple(problems))
@@ -1062,9 +1064,9 @@ class VersionedStateStorage:
             except (ValueError, KeyError, TypeError) as exc:
                 problems.append(f"pin record {info.path} is damaged ({exc}): ignored")
                 continue
-            if now - info.mtime <= ttl:
+            if is_live(now - info.mtime, ttl):
                 live.update(versions)
-            elif now - info.mtime > 2 * ttl:
+            elif is_abandoned(now - info.mtime, ttl):
                 with contextlib.suppress(StateStorageError):
                     self._call("delete", key, lambda t, p=info.path: self.store.delete(p, t))  # type: ignore[misc]
         return live, problems
