@@ -18,19 +18,14 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from bench.generate import generate
-from bench.run import move_aside
+from bench.run import PLAIN, PYCACHE, REPO, move_aside, run_child
 
-REPO = Path(__file__).resolve().parent.parent
-PLAIN = REPO / "bench" / "plain.py"
 DEFSTATE = Path(sys.executable).with_name("defstate")
-PYCACHE = Path(tempfile.gettempdir()) / "defstate-bench-pycache"
 
 
 def _env(src: Path | None) -> dict[str, str]:
@@ -43,13 +38,10 @@ def _env(src: Path | None) -> dict[str, str]:
 
 
 def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
-    """(wall, user + system CPU) of one child process, which must succeed."""
-    start = time.perf_counter()
-    child = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(child.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(argv)} failed (exit {os.waitstatus_to_exitcode(status)})")
-    return time.perf_counter() - start, usage.ru_utime + usage.ru_stime
+    """(wall, user + system CPU) of one child process, which must succeed (``make bench``'s
+    :func:`bench.run.run_child`)."""
+    wall, _rss, _stdout, cpu = run_child(argv, cwd, env)
+    return wall, cpu
 
 
 def main(argv: list[str] | None = None) -> None:
