@@ -968,9 +968,9 @@ class VersionedStateStorage:
             )
             if _HOLDER_RECORD_NAME.fullmatch(info.path.rsplit("/", 1)[-1])
         ]
-        if not listing:
-            return LiveHolders(now=previous.now if previous is not None else None)
         now = previous.now if previous is not None else None
+        if not listing:
+            return LiveHolders(now=now)
         if now is None:
             clock = f"{self._root}/{HOLDER_CLOCK_NAME}"
             now = self._lease_call("read the storage's clock", lambda t: self.store.now(clock, t))
