@@ -169,9 +169,9 @@ class LocalStateStorage:
 
     root: Path
     _key_dirs: dict[str, Path] = attrs.field(factory=dict, init=False, repr=False, eq=False)
-    # keys whose lock this process holds, and the record files in their folders seen under it
-    _locked: set[str] = attrs.field(factory=set, init=False, repr=False, eq=False)
-    _records_seen: dict[str, list[str]] = attrs.field(
+    # the keys whose lock this process holds: the record files in their folders seen under
+    # it (None until a listing under the lock saw them)
+    _records_seen: dict[str, list[str] | None] = attrs.field(
         factory=dict, init=False, repr=False, eq=False
     )
     _state_files: dict[str, Path] = attrs.field(factory=dict, init=False, repr=False, eq=False)
@@ -259,7 +259,7 @@ class LocalStateStorage:
 
     def begin_write(self, key: str, metadata: Mapping[str, str] | None = None) -> LocalStateWrite:
         key_dir = self.key_dir(key)
-        if key not in self._records_seen:  # else: listed (or created) under this lock
+        if self._records_seen.get(key) is None:  # else: listed (or created) under this lock
             try:
                 self._look_into(key)
             except FileNotFoundError:
@@ -306,7 +306,7 @@ class LocalStateStorage:
                     records.append(name)
                 elif name == LEGACY_RECORDS_DIRNAME:
                     records = None  # seen only by a listing of that folder too
-        if records is not None and key in self._locked:
+        if records is not None and key in self._records_seen:
             self._records_seen[key] = records
         for name in temporaries:
             if abandoned(name):
@@ -405,13 +405,10 @@ class LocalStateStorage:
         """While this process holds the key's lock, no other writes into its folder, so
         what one listing saw stays true: a folder this very lock created holds nothing yet
         (``begin_write`` need not list it) and its records are counted from then on."""
-        self._locked.add(key)
-        if fresh:
-            self._records_seen[key] = []
+        self._records_seen[key] = [] if fresh else None
         try:
             yield
         finally:
-            self._locked.discard(key)
             self._records_seen.pop(key, None)
 
 
