@@ -399,7 +399,10 @@ class VersionedStateStorage:
         return find_keys(folders)
 
     def latest(self, key: str) -> StateVersion | None:
-        found = self._locate_pointer(key)
+        return self._version_at(key, self._locate_pointer(key))
+
+    def _version_at(self, key: str, found: _Pointer) -> StateVersion | None:
+        """The version the located pointer ``found`` names (``None``: the key has none)."""
         if found.data is None:
             self._check_root(key)
             return None
@@ -468,7 +471,8 @@ class VersionedStateStorage:
             try:
                 info = listed.get(key)
                 if info is None:  # no layout-2 pointer: a layout-1 one, or no state at all
-                    version = self.latest(key)
+                    found = self._locate_pointer(key, listed_missing=True)
+                    version = self._version_at(key, found)
                     return None if version is None else (version, None)
                 data = self._call("read", key, lambda t: self.store.read(info.path, t))
                 if data is None:  # deleted since the listing: latest() decides
@@ -515,7 +519,12 @@ class VersionedStateStorage:
         return f"{self._root}/{POINTERS_DIRNAME}/{pointer_name(key)}"
 
     def _locate_pointer(
-        self, key: str, *, with_info: bool = False, fresh: bool = False
+        self,
+        key: str,
+        *,
+        with_info: bool = False,
+        fresh: bool = False,
+        listed_missing: bool = False,
     ) -> _Pointer:
         """The object that is ``key``'s pointer now, with its bytes (``None`` when the key
         has no pointer yet: then ``path`` is where a new one goes).
@@ -526,10 +535,15 @@ class VersionedStateStorage:
         tombstone, else the layout-2 one (a key a migration already moved). A pointer that
         exists never goes back to missing, and a tombstone is written only after its
         layout-2 copy, so reading the two one after the other answers as of one moment.
+        ``listed_missing``: a listing of ``_pointers.d/`` (on layout 2) has just shown no
+        layout-2 pointer for ``key``; it stands for the first read.
         """
         legacy, current = self._path(key, LEGACY_POINTER_NAME), self.pointer_path(key)
         if self.layout(fresh=fresh, key=key) >= CURRENT_LAYOUT:
-            found = self._read_pointer(key, current, with_info)
+            if listed_missing:
+                found = _Pointer(current)
+            else:
+                found = self._read_pointer(key, current, with_info)
             if found.data is not None:
                 return found
             old = self._read_pointer(key, legacy, with_info)
