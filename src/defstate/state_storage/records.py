@@ -69,10 +69,11 @@ class RefreshRecord:
 
     @classmethod
     def from_json_dict(cls, data: Mapping[str, Any]) -> RefreshRecord:
-        names = {f.name for f in attrs.fields(cls)}
+        names = _field_names()
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
 @functools.cache
-def _field_names() -> tuple[str, ...]:
-    return tuple(f.name for f in attrs.fields(RefreshRecord))
+def _field_names() -> dict[str, None]:
+    """The record's field names, in order (a dict: ``in`` is a lookup)."""
+    return dict.fromkeys(f.name for f in attrs.fields(RefreshRecord))
