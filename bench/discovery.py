@@ -23,9 +23,7 @@ import tempfile
 from pathlib import Path
 
 from bench.generate import generate
-
-REPO = Path(__file__).resolve().parent.parent
-PYCACHE = Path(tempfile.gettempdir()) / "defstate-bench-pycache"
+from bench.run import PYCACHE, REPO
 
 CHILD = """
 import gc, json, sys, time
