@@ -386,3 +386,29 @@ def test_migrate_layout_cli(
     again = run_cli("state", "migrate-layout", cwd=root)
     assert again.returncode == 0, again.stderr
     assert "layout 2 -> layout 2, 0 keys moved" in again.stdout
+
+
+def test_a_poll_of_a_storage_that_refuses_the_pointer_listing_reads_key_by_key(
+    make_project: ProjectFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listing ``_pointers.d/`` denied (a permission the reader lacks): the poll still finds
+    the key that moved, as a load does, instead of failing at every interval."""
+    url = f"file://{tmp_path}/store"
+    monkeypatch.setenv("DEFSTATE_STATE_STORAGE_URL", url)
+    names = ["p0", "p1"]
+    storage = VersionedStateStorage(url)
+    _seed(storage, names)
+    location = CodeLocation(_project(make_project, tmp_path, names))
+    try:
+        assert location.reload() is not None
+        seen: dict[str, str] = {}
+
+        def denied(self: VersionedStateStorage, keys: object) -> object:
+            raise PermissionError("listing denied")
+
+        monkeypatch.setattr(VersionedStateStorage, "latest_many", denied)
+        assert moved_keys(location, seen) == []
+        _publish(storage, tmp_path, "p1", ["p1_new"])
+        assert moved_keys(location, seen) == ["List[p1]"]
+    finally:
+        location.close()
