@@ -412,3 +412,25 @@ def test_a_poll_of_a_storage_that_refuses_the_pointer_listing_reads_key_by_key(
         assert moved_keys(location, seen) == ["List[p1]"]
     finally:
         location.close()
+
+
+def test_a_key_the_listing_shows_without_a_pointer_costs_one_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On layout 2 the pointer listing already says a key has no layout-2 pointer: only its
+    layout-1 place is read (a key without state costs one read, not two)."""
+    storage = VersionedStateStorage(f"file://{tmp_path}/store")
+    _seed(storage, ["p0"])
+    assert storage.layout(fresh=True) == 2
+    store = storage.store
+    reads: list[str] = []
+    real_read = store.read
+
+    def counting(path: str, timeout: float | None) -> bytes | None:
+        reads.append(path)
+        return real_read(path, timeout)
+
+    monkeypatch.setattr(store, "read", counting)
+    found = storage.latest_many(["List[p0]", "List[none]"])
+    assert found["List[p0]"] is not None and found["List[none]"] is None
+    assert [p for p in reads if "none" in p] == [f"{storage.key_path('List[none]')}/latest.json"]
